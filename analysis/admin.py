@@ -1,0 +1,80 @@
+"""Admin for analysis runs and their jobs."""
+
+from django.contrib import admin
+from simple_history.admin import SimpleHistoryAdmin
+
+from analysis.models import AnalysisJob, AnalysisRun
+
+JOB_FIELDS = [
+    "key",
+    "status",
+    "progress",
+    "attempts",
+    "heartbeat_at",
+    "error",
+    "started_at",
+    "finished_at",
+]
+
+
+class AnalysisJobInline(admin.TabularInline):
+    model = AnalysisJob
+    extra = 0
+    fields = JOB_FIELDS
+    readonly_fields = JOB_FIELDS
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(AnalysisRun)
+class AnalysisRunAdmin(SimpleHistoryAdmin):
+    list_display = [
+        "id",
+        "kind",
+        "status",
+        "progress_percent",
+        "subject_model",
+        "finding",
+        "change",
+        "requested_by",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["kind", "status"]
+    search_fields = ["progress_message", "error"]
+    date_hierarchy = "created_at"
+    list_select_related = [
+        "subject_model",
+        "finding__subject_model",
+        "change__target_model",
+        "requested_by",
+    ]
+    readonly_fields = [
+        "status",
+        "progress_percent",
+        "progress_message",
+        "result",
+        "error",
+        "environment",
+        "attempts",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ]
+    inlines = [AnalysisJobInline]
+
+
+@admin.register(AnalysisJob)
+class AnalysisJobAdmin(admin.ModelAdmin):
+    """Jobs are written by workers only; the admin shows them for diagnosis."""
+
+    list_display = ["run", "key", "status", "progress", "attempts", "heartbeat_at"]
+    list_filter = ["status"]
+    search_fields = ["key", "error"]
+    list_select_related = ["run"]
+    readonly_fields = [*JOB_FIELDS, "run", "result"]
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -1,0 +1,7 @@
+"""Insight KB analysis engine: pure-torch training, profiling, ablation and experiments.
+
+Nothing here imports Django. This package module, specs, changes, profiles and stats stay
+free of torch so the web process can validate specs and changes without loading it; import
+the torch modules (builder, datasets, training, activations, ablation, experiments,
+benchmarks) explicitly where they are needed.
+"""

@@ -1,0 +1,130 @@
+"""Analysis runs: every analysis is a row here before it is a Celery message."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from simple_history.models import HistoricalRecords
+
+
+class AnalysisRun(models.Model):
+    """One requested analysis: what to run, on what, its progress, and its stored result.
+
+    Status moves queued -> running -> succeeded/failed/cancelled. A worker claims a run with
+    a conditional UPDATE on the status, so a message delivered twice does the work once.
+    """
+
+    class Kind(models.TextChoices):
+        PROFILE = "profile", "Activation profiling"
+        ABLATION = "ablation", "Ablation"
+        CHANGE_EXPERIMENT = "change_experiment", "Change experiment"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINISHED_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    subject_model = models.ForeignKey(
+        "kb.SubjectModel", on_delete=models.PROTECT, related_name="runs", null=True, blank=True
+    )
+    finding = models.ForeignKey(
+        "kb.Finding", on_delete=models.PROTECT, related_name="runs", null=True, blank=True
+    )
+    change = models.ForeignKey(
+        "kb.ArchitectureChange",
+        on_delete=models.PROTECT,
+        related_name="runs",
+        null=True,
+        blank=True,
+    )
+    config = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress_percent = models.PositiveSmallIntegerField(default=0)
+    progress_message = models.CharField(max_length=200, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    environment = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    history = HistoricalRecords(excluded_fields=["progress_percent", "progress_message"])
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status"], name="run_status_idx"),
+            models.Index(fields=["kind", "status"], name="run_kind_status_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                name="run_progress_is_percent",
+                condition=Q(progress_percent__gte=0, progress_percent__lte=100),
+                violation_error_message="Progress is a percentage from 0 to 100.",
+            ),
+            models.CheckConstraint(
+                name="run_target_matches_kind",
+                condition=Q(kind="profile", subject_model__isnull=False)
+                | Q(kind="ablation", finding__isnull=False)
+                | Q(kind="change_experiment", change__isnull=False),
+                violation_error_message=(
+                    "A profiling run needs a model, an ablation a finding, an experiment a change."
+                ),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} ({self.status})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("run-detail", args=[self.pk])
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED_STATUSES
+
+
+class AnalysisJob(models.Model):
+    """One unit of work of a run: the whole of a profiling or ablation run, or one (arm, seed)
+    of a change experiment. Jobs are claimed with a conditional UPDATE and hold a lease that
+    their progress keeps fresh, so a job whose worker died can be claimed again once the
+    lease runs out, while a duplicate delivery of a live job does nothing."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    run = models.ForeignKey(AnalysisRun, on_delete=models.CASCADE, related_name="jobs")
+    key = models.CharField(max_length=64, help_text="e.g. 'main' or 'variant:3'.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    progress = models.FloatField(default=0.0)
+    attempts = models.PositiveIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "key"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "key"], name="job_unique_key_per_run"),
+            models.CheckConstraint(
+                name="job_progress_is_fraction",
+                condition=Q(progress__gte=0, progress__lte=1),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}/{self.key} ({self.status})"

@@ -1,0 +1,1 @@
+"""Insight KB: the Django project package and the knowledge-base app."""

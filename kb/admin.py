@@ -1,0 +1,346 @@
+"""Admin for reviewing the knowledge base; every model has its edit history."""
+
+from django.contrib import admin
+from django.db.models import Count
+from simple_history.admin import SimpleHistoryAdmin
+
+from kb.models import (
+    Answer,
+    ArchitectureChange,
+    Event,
+    Finding,
+    Highlight,
+    Insight,
+    InsightFinding,
+    InsightHighlight,
+    Interview,
+    Outcome,
+    Question,
+    Researcher,
+    SubjectModel,
+    Survey,
+    Theme,
+)
+
+
+class QuestionInline(admin.TabularInline):
+    model = Question
+    extra = 0
+
+
+class AnswerInline(admin.TabularInline):
+    model = Answer
+    extra = 0
+    autocomplete_fields = ["question"]
+
+
+class HighlightInline(admin.StackedInline):
+    model = Highlight
+    fk_name = "interview"
+    extra = 0
+    fields = ["source", "answer", "start", "end", "quote", "themes", "note"]
+    autocomplete_fields = ["themes"]
+
+
+class InsightFindingInline(admin.TabularInline):
+    model = InsightFinding
+    extra = 0
+    autocomplete_fields = ["finding"]
+
+
+class InsightHighlightInline(admin.TabularInline):
+    model = InsightHighlight
+    extra = 0
+    autocomplete_fields = ["highlight"]
+
+
+class ChangeInline(admin.StackedInline):
+    model = ArchitectureChange
+    extra = 0
+    fields = [
+        "target_model",
+        "operation",
+        "parameters",
+        "rationale",
+        "expected_metric",
+        "expected_direction",
+        "minimum_effect",
+        "status",
+    ]
+    show_change_link = True
+
+
+class OutcomeInline(admin.StackedInline):
+    model = Outcome
+    extra = 0
+    readonly_fields = [
+        "effect",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "effect_vs_control",
+        "control_ci_low",
+        "control_ci_high",
+        "analysis_run",
+        "recorded_at",
+    ]
+    show_change_link = True
+
+
+@admin.register(Researcher)
+class ResearcherAdmin(SimpleHistoryAdmin):
+    list_display = [
+        "pseudonym",
+        "role",
+        "seniority",
+        "research_area",
+        "consent_given",
+        "interview_count",
+    ]
+    list_filter = ["role", "seniority", "consent_given", "consent_scope"]
+    search_fields = ["pseudonym", "research_area"]
+    readonly_fields = ["anonymised_at", "created_at", "updated_at", "interview_count"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_interview_count=Count("interviews"))
+
+    @admin.display(description="Interviews", ordering="_interview_count")
+    def interview_count(self, researcher: Researcher) -> int:
+        return getattr(researcher, "_interview_count", None) or researcher.interviews.count()
+
+
+@admin.register(Survey)
+class SurveyAdmin(SimpleHistoryAdmin):
+    list_display = ["title", "question_count", "created_at"]
+    search_fields = ["title", "description"]
+    inlines = [QuestionInline]
+    readonly_fields = ["created_at"]
+    date_hierarchy = "created_at"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_question_count=Count("questions"))
+
+    @admin.display(description="Questions", ordering="_question_count")
+    def question_count(self, survey: Survey) -> int:
+        return survey._question_count
+
+
+@admin.register(Question)
+class QuestionAdmin(SimpleHistoryAdmin):
+    list_display = ["survey", "position", "text", "kind", "required"]
+    list_filter = ["kind", "required", "survey"]
+    search_fields = ["text", "survey__title"]
+    list_select_related = ["survey"]
+
+
+@admin.register(Interview)
+class InterviewAdmin(SimpleHistoryAdmin):
+    list_display = [
+        "__str__",
+        "researcher",
+        "interviewer",
+        "survey",
+        "status",
+        "conducted_on",
+        "highlight_count",
+    ]
+    list_filter = ["status", "survey", "researcher__role"]
+    search_fields = ["researcher__pseudonym", "transcript", "summary"]
+    date_hierarchy = "conducted_on"
+    autocomplete_fields = ["researcher"]
+    list_select_related = ["researcher", "interviewer", "survey"]
+    inlines = [AnswerInline, HighlightInline]
+    readonly_fields = ["created_at", "updated_at", "highlight_count"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_highlight_count=Count("highlights"))
+
+    @admin.display(description="Highlights", ordering="_highlight_count")
+    def highlight_count(self, interview: Interview) -> int:
+        return getattr(interview, "_highlight_count", None) or interview.highlights.count()
+
+
+@admin.register(Answer)
+class AnswerAdmin(SimpleHistoryAdmin):
+    list_display = ["interview", "question", "likert", "text"]
+    list_filter = ["question__kind", "question__survey"]
+    search_fields = ["text", "question__text"]
+    list_select_related = ["interview__researcher", "question__survey"]
+
+
+@admin.register(Theme)
+class ThemeAdmin(SimpleHistoryAdmin):
+    list_display = ["name", "parent", "colour", "highlight_count"]
+    list_filter = ["parent"]
+    search_fields = ["name", "description"]
+    list_select_related = ["parent"]
+    readonly_fields = ["highlight_count"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_highlight_count=Count("highlights"))
+
+    @admin.display(description="Highlights", ordering="_highlight_count")
+    def highlight_count(self, theme: Theme) -> int:
+        return getattr(theme, "_highlight_count", None) or theme.highlights.count()
+
+
+@admin.register(Highlight)
+class HighlightAdmin(SimpleHistoryAdmin):
+    list_display = ["__str__", "interview", "source", "start", "end", "created_at"]
+    list_filter = ["source", "themes"]
+    search_fields = ["quote", "note"]
+    date_hierarchy = "created_at"
+    autocomplete_fields = ["themes"]
+    list_select_related = ["interview__researcher"]
+    readonly_fields = ["created_at", "created_by"]
+
+
+@admin.register(SubjectModel)
+class SubjectModelAdmin(SimpleHistoryAdmin):
+    list_display = ["name", "family", "kind", "task", "dataset", "finding_count"]
+    list_filter = ["kind", "family"]
+    search_fields = ["name", "family", "task", "dataset", "source"]
+    readonly_fields = ["weights_sha256", "created_at", "finding_count", "layer_widths"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_finding_count=Count("findings"))
+
+    @admin.display(description="Findings", ordering="_finding_count")
+    def finding_count(self, model: SubjectModel) -> int:
+        return getattr(model, "_finding_count", None) or model.findings.count()
+
+    @admin.display(description="Units per layer (from the spec)")
+    def layer_widths(self, model: SubjectModel) -> str:
+        widths = model.known_layer_widths()
+        return ", ".join(f"{name}: {width}" for name, width in widths.items()) or "-"
+
+
+@admin.register(Finding)
+class FindingAdmin(SimpleHistoryAdmin):
+    list_display = [
+        "title",
+        "subject_model",
+        "layer_name",
+        "unit_count",
+        "kind",
+        "status",
+        "confidence",
+    ]
+    list_filter = ["status", "kind", "subject_model"]
+    search_fields = ["title", "description", "layer_name", "concept"]
+    date_hierarchy = "created_at"
+    list_select_related = ["subject_model"]
+    filter_horizontal = ["evidence_runs"]
+    readonly_fields = ["created_at", "updated_at", "unit_count"]
+
+    @admin.display(description="Units")
+    def unit_count(self, finding: Finding) -> int:
+        return len(finding.unit_indices or [])
+
+
+@admin.register(Insight)
+class InsightAdmin(SimpleHistoryAdmin):
+    list_display = [
+        "title",
+        "understanding_level",
+        "relevance",
+        "status",
+        "change_count",
+        "created_at",
+    ]
+    list_filter = ["status", "understanding_level", "relevance"]
+    search_fields = ["title", "statement"]
+    date_hierarchy = "created_at"
+    inlines = [InsightFindingInline, InsightHighlightInline, ChangeInline]
+    readonly_fields = ["created_by", "created_at", "updated_at", "change_count"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_change_count=Count("changes"))
+
+    @admin.display(description="Changes", ordering="_change_count")
+    def change_count(self, insight: Insight) -> int:
+        return getattr(insight, "_change_count", None) or insight.changes.count()
+
+
+@admin.register(InsightFinding)
+class InsightFindingAdmin(SimpleHistoryAdmin):
+    list_display = ["insight", "finding", "stance"]
+    list_filter = ["stance"]
+    search_fields = ["insight__title", "finding__title"]
+    list_select_related = ["insight", "finding__subject_model"]
+
+
+@admin.register(InsightHighlight)
+class InsightHighlightAdmin(SimpleHistoryAdmin):
+    list_display = ["insight", "highlight", "stance"]
+    list_filter = ["stance"]
+    search_fields = ["insight__title", "highlight__quote"]
+    list_select_related = ["insight", "highlight"]
+
+
+@admin.register(ArchitectureChange)
+class ArchitectureChangeAdmin(SimpleHistoryAdmin):
+    list_display = [
+        "__str__",
+        "insight",
+        "target_model",
+        "operation",
+        "status",
+        "expected_metric",
+        "expected_direction",
+        "minimum_effect",
+    ]
+    list_filter = ["status", "operation", "target_model"]
+    search_fields = ["rationale", "insight__title", "target_model__name"]
+    date_hierarchy = "created_at"
+    list_select_related = ["insight", "target_model"]
+    inlines = [OutcomeInline]
+    readonly_fields = ["created_at", "updated_at"]
+
+
+@admin.register(Outcome)
+class OutcomeAdmin(SimpleHistoryAdmin):
+    list_display = [
+        "change",
+        "metric",
+        "effect",
+        "ci_low",
+        "ci_high",
+        "verdict",
+        "source",
+        "recorded_at",
+    ]
+    list_filter = ["verdict", "source", "change__operation"]
+    search_fields = ["notes", "change__insight__title"]
+    date_hierarchy = "recorded_at"
+    list_select_related = ["change__target_model", "change__insight"]
+    readonly_fields = [
+        "effect",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "effect_vs_control",
+        "control_ci_low",
+        "control_ci_high",
+        "recorded_at",
+    ]
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    """The event log is read-only here, as everywhere."""
+
+    list_display = ["created_at", "actor", "action", "target_type", "target_label"]
+    list_filter = ["action", "target_type"]
+    search_fields = ["target_label"]
+    date_hierarchy = "created_at"
+    list_select_related = ["actor", "target_type"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

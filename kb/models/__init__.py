@@ -1,0 +1,35 @@
+"""The knowledge base's data model, one module per area."""
+
+from kb.models.codebook import Highlight, Theme
+from kb.models.events import AppendOnlyError, Event
+from kb.models.insights import (
+    ArchitectureChange,
+    Insight,
+    InsightFinding,
+    InsightHighlight,
+    Outcome,
+    Stance,
+)
+from kb.models.people import Researcher
+from kb.models.subjects import Finding, SubjectModel
+from kb.models.surveys import Answer, Interview, Question, Survey
+
+__all__ = [
+    "Answer",
+    "AppendOnlyError",
+    "ArchitectureChange",
+    "Event",
+    "Finding",
+    "Highlight",
+    "Insight",
+    "InsightFinding",
+    "InsightHighlight",
+    "Interview",
+    "Outcome",
+    "Question",
+    "Researcher",
+    "Stance",
+    "SubjectModel",
+    "Survey",
+    "Theme",
+]

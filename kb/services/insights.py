@@ -1,0 +1,165 @@
+"""Writes for insights, their links, architecture changes and outcomes."""
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from analysis.engine.stats import compare_arms
+from kb import events
+from kb.models import (
+    ArchitectureChange,
+    Finding,
+    Highlight,
+    Insight,
+    InsightFinding,
+    InsightHighlight,
+    Outcome,
+    Stance,
+    SubjectModel,
+)
+from kb.services.records import record_create
+
+
+def insight_create(
+    *,
+    actor,
+    title: str,
+    statement: str,
+    supporting_findings: list[Finding] = (),
+    contradicting_findings: list[Finding] = (),
+    supporting_highlights: list[Highlight] = (),
+    contradicting_highlights: list[Highlight] = (),
+    **fields,
+) -> Insight:
+    """Create an insight with the findings and quotes that support or contradict it."""
+    with transaction.atomic():
+        insight = record_create(
+            Insight(
+                title=title,
+                statement=statement,
+                created_by=actor if actor is not None and actor.is_authenticated else None,
+                **fields,
+            ),
+            actor=actor,
+        )
+        insight_link_evidence(
+            actor=actor,
+            insight=insight,
+            findings={
+                Stance.SUPPORTS: supporting_findings,
+                Stance.CONTRADICTS: contradicting_findings,
+            },
+            highlights={
+                Stance.SUPPORTS: supporting_highlights,
+                Stance.CONTRADICTS: contradicting_highlights,
+            },
+        )
+    return insight
+
+
+def insight_link_evidence(
+    *, actor, insight: Insight, findings: dict[str, list], highlights: dict[str, list]
+) -> Insight:
+    """Link findings and highlights with a stance; one item cannot both support and contradict."""
+    for kind, by_stance in (("findings", findings), ("highlights", highlights)):
+        both = {item.pk for item in by_stance.get(Stance.SUPPORTS, ())} & {
+            item.pk for item in by_stance.get(Stance.CONTRADICTS, ())
+        }
+        if both:
+            raise ValidationError({kind: "An item cannot both support and contradict an insight."})
+    with transaction.atomic():
+        for stance, items in findings.items():
+            for finding in items:
+                record_create(
+                    InsightFinding(insight=insight, finding=finding, stance=stance), actor=actor
+                )
+        for stance, items in highlights.items():
+            for highlight in items:
+                record_create(
+                    InsightHighlight(insight=insight, highlight=highlight, stance=stance),
+                    actor=actor,
+                )
+    return insight
+
+
+def change_create(
+    *,
+    actor,
+    insight: Insight,
+    target_model: SubjectModel,
+    operation: str,
+    parameters: dict | None = None,
+    **fields,
+) -> ArchitectureChange:
+    """Propose an architecture change; its parameters are validated against the model's spec."""
+    change = ArchitectureChange(
+        insight=insight,
+        target_model=target_model,
+        operation=operation,
+        parameters=parameters or {},
+        **fields,
+    )
+    return record_create(change, actor=actor)
+
+
+def change_set_status(*, actor, change: ArchitectureChange, status: str) -> ArchitectureChange:
+    old = change.status
+    if old == status:
+        return change
+    change.status = status
+    change.full_clean()
+    change.save(update_fields=["status", "updated_at"])
+    events.record_status_changed(actor=actor, instance=change, old=old, new=status)
+    return change
+
+
+def outcome_record_manual(
+    *,
+    actor,
+    change: ArchitectureChange,
+    verdict: str,
+    baseline_values: list[float],
+    variant_values: list[float],
+    control_values: list[float] = (),
+    metric: str | None = None,
+    notes: str = "",
+) -> Outcome:
+    """Record an outcome measured elsewhere. The effect is the difference of means; with two
+    or more paired values per arm it gets a 95% confidence interval and a p-value too."""
+    outcome = Outcome(
+        change=change,
+        metric=metric or change.expected_metric,
+        verdict=verdict,
+        baseline_values=list(baseline_values),
+        variant_values=list(variant_values),
+        control_values=list(control_values),
+        notes=notes,
+        source=Outcome.Source.MANUAL,
+    )
+    outcome.clean_fields(exclude=["effect"])
+    outcome.clean()
+    _fill_statistics(outcome)
+    with transaction.atomic():
+        record_create(outcome, actor=actor)
+        events.record_outcome_recorded(actor=actor, outcome=outcome)
+        change_set_status(actor=actor, change=change, status=ArchitectureChange.Status.EVALUATED)
+    return outcome
+
+
+def _fill_statistics(outcome: Outcome) -> None:
+    baseline, variant = outcome.baseline_values, outcome.variant_values
+    paired = len(baseline) == len(variant)
+    if min(len(baseline), len(variant)) >= 2:
+        comparison = compare_arms(variant, baseline, paired=paired)
+        outcome.effect = comparison["difference"]
+        outcome.ci_low, outcome.ci_high = comparison["ci_low"], comparison["ci_high"]
+        outcome.p_value = comparison["p_value"]
+    else:
+        outcome.effect = sum(variant) / len(variant) - sum(baseline) / len(baseline)
+    control = outcome.control_values
+    if len(control) >= 2 and len(variant) >= 2:
+        comparison = compare_arms(variant, control, paired=len(control) == len(variant))
+        outcome.effect_vs_control = comparison["difference"]
+        outcome.control_ci_low = comparison["ci_low"]
+        outcome.control_ci_high = comparison["ci_high"]
+    elif control:
+        outcome.effect_vs_control = sum(variant) / len(variant) - sum(control) / len(control)

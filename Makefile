@@ -20,13 +20,26 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
+# The worker uses Redis when it answers, else kombu's filesystem transport, so the demo runs
+# on a laptop without Redis. Analyses never run inside the web process.
 run: install
+	mkdir -p var/broker/processed
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py seed_demo
-	@echo "Insight KB on http://127.0.0.1:8000/ (admin at /admin/)"
-	$(PY) manage.py runserver 127.0.0.1:8000
+	@set -e; \
+	if [ -z "$${CELERY_BROKER_URL:-}" ] && ! $(PY) -c "import redis, os; redis.Redis.from_url(os.environ.get('REDIS_URL', 'redis://127.0.0.1:6379/0'), socket_connect_timeout=1).ping()" 2>/dev/null; then \
+	  echo "Redis is not answering: using the filesystem broker in var/broker"; \
+	  export CELERY_BROKER_URL=filesystem://; \
+	fi; \
+	$(PY) -m celery -A kb worker -Q $${ANALYSIS_QUEUE:-analysis} --concurrency 1 --loglevel INFO & \
+	worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	echo "Insight KB on http://127.0.0.1:8000/ (admin at /admin/); worker pid $$worker"; \
+	$(PY) manage.py runserver --noreload 127.0.0.1:8000
 
 test: install
+	mkdir -p var
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest

@@ -424,6 +424,90 @@ def _seed_counter_example(actor, inception, highlights) -> None:
         )
 
 
+SHAPES_CNN_SPEC = {
+    "input_shape": [1, 28, 28],
+    "num_classes": 4,
+    "layers": [
+        {"name": "conv1", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1},
+        {"name": "relu1", "type": "relu"},
+        {"name": "pool1", "type": "maxpool2d", "kernel_size": 2},
+        {"name": "conv2", "type": "conv2d", "out_channels": 12, "kernel_size": 3, "padding": 1},
+        {"name": "relu2", "type": "relu"},
+        {"name": "pool2", "type": "maxpool2d", "kernel_size": 2},
+        {"name": "flatten", "type": "flatten"},
+        {"name": "fc1", "type": "linear", "out_features": 32},
+        {"name": "relu3", "type": "relu"},
+        {"name": "fc_out", "type": "linear", "out_features": 4},
+    ],
+    "hyperparameters": {
+        "optimizer": "adam",
+        "learning_rate": 0.005,
+        "epochs": 2,
+        "batch_size": 64,
+        "weight_decay": 0.0,
+    },
+}
+
+
+def seed_shapes_cnn(actor) -> None:
+    """The built-in counterpart of the curve story: a small CNN on procedural shapes, a
+    hypothesis about where curvature lives, and a ready change to test it."""
+    model = _find_or_create(
+        SubjectModel.objects.filter(name="Shapes CNN").first(),
+        lambda: subject_model_create(
+            actor=actor,
+            name="Shapes CNN",
+            family="Small CNN",
+            kind=SubjectModel.Kind.BUILTIN,
+            task="Classify lines, arcs, circles and corners",
+            dataset="shapes (procedural)",
+            architecture_spec=SHAPES_CNN_SPEC,
+            source="Built into Insight KB.",
+        ),
+    )
+    finding = _find_or_create(
+        Finding.objects.filter(subject_model=model, title="Curvature lives in conv2").first(),
+        lambda: finding_create(
+            actor=actor,
+            subject_model=model,
+            title="Curvature lives in conv2",
+            layer_name="conv2",
+            unit_indices=[],
+            kind=Finding.Kind.UNIT_CLUSTER,
+            concept="curvature",
+            status=Finding.Status.HYPOTHESIS,
+            confidence=0.5,
+            description="Profiling should show the units most correlated with curvature in "
+            "`conv2`, as curve detectors sit together in one InceptionV1 layer.",
+        ),
+    )
+    insight = _find_or_create(
+        Insight.objects.filter(title="Widen the layer where curvature lives").first(),
+        lambda: insight_create(
+            actor=actor,
+            title="Widen the layer where curvature lives",
+            statement="If curvature units concentrate in `conv2`, extra units there should help "
+            "more than the same number of parameters added anywhere else, and the new "
+            "units should become curvature-selective themselves.",
+            understanding_level=1,
+            relevance=Insight.Relevance.CAPABILITIES,
+            supporting_findings=[finding],
+        ),
+    )
+    if not insight.changes.exists():
+        change_create(
+            actor=actor,
+            insight=insight,
+            target_model=model,
+            operation="widen_layer",
+            parameters={"layer": "conv2", "units": 8},
+            rationale="Add capacity where the concept that separates arcs from lines lives.",
+            expected_metric="test_accuracy",
+            expected_direction="increase",
+            minimum_effect=0.01,
+        )
+
+
 @transaction.atomic
 def seed_demo() -> list[tuple[str, str, str]]:
     """Fill the knowledge base with the demo story; returns the demo logins."""
@@ -434,4 +518,5 @@ def seed_demo() -> list[tuple[str, str, str]]:
     highlights = seed_interviews(actor, survey, themes)
     inception, curves, geometry = seed_inception(actor)
     seed_insights(actor, inception, curves, geometry, highlights)
+    seed_shapes_cnn(actor)
     return logins

@@ -13,9 +13,12 @@ SHAPES_SPEC = {
         {"name": "conv1", "type": "conv2d", "out_channels": 6, "kernel_size": 3, "padding": 1},
         {"name": "relu1", "type": "relu"},
         {"name": "pool1", "type": "maxpool2d", "kernel_size": 2},
+        {"name": "conv2", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1},
+        {"name": "relu2", "type": "relu"},
+        {"name": "pool2", "type": "maxpool2d", "kernel_size": 2},
         {"name": "flatten", "type": "flatten"},
         {"name": "fc1", "type": "linear", "out_features": 16},
-        {"name": "relu2", "type": "relu"},
+        {"name": "relu3", "type": "relu"},
         {"name": "fc_out", "type": "linear", "out_features": 4},
     ],
 }
@@ -106,4 +109,5 @@ class ChangeFactory(factory.django.DjangoModelFactory):
     insight = factory.SubFactory(InsightFactory)
     target_model = factory.SubFactory(BuiltinModelFactory)
     operation = models.ArchitectureChange.Operation.WIDEN_LAYER
-    parameters = factory.LazyFunction(lambda: {"layer": "conv1", "units": 2})
+    # conv2 + 2 units has a budget-matched random control (fc1 + 5 units).
+    parameters = factory.LazyFunction(lambda: {"layer": "conv2", "units": 2})

@@ -12,7 +12,10 @@ from django.core.management import call_command
 @pytest.mark.django_db
 def test_makemigrations_is_clean():
     out = StringIO()
-    call_command("makemigrations", "--check", "--dry-run", stdout=out)
+    try:
+        call_command("makemigrations", "--check", "--dry-run", stdout=out)
+    except SystemExit:
+        pytest.fail(f"models and migrations differ:\n{out.getvalue()}")
     assert "No changes detected" in out.getvalue()
 
 

@@ -1,0 +1,312 @@
+"""Worker-side execution of analysis jobs: load rows, call the engine, store results.
+
+Imported only by worker processes and the command line (it loads torch). Every function is
+safe to run twice for the same job: claims are conditional, results are stored once, and a
+run's write-back happens in the same transaction as its one conditional finish.
+"""
+
+import functools
+import platform
+import subprocess
+import traceback
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+
+from analysis import services
+from analysis.engine import figures
+from analysis.engine.ablation import measure_ablation
+from analysis.engine.activations import profile_activations
+from analysis.engine.builder import load_weights, select_device
+from analysis.engine.changes import ChangeError
+from analysis.engine.datasets import DatasetUnavailable, load_dataset
+from analysis.engine.experiments import aggregate_experiment, plan_experiment, run_arm
+from analysis.engine.profiles import cluster_units, localise_concept, top_units
+from analysis.engine.specs import SpecError
+from analysis.engine.training import TrainConfig, train_model
+from analysis.models import AnalysisJob, AnalysisRun
+
+# Errors of the request itself: retrying cannot help, so the run fails with the message.
+ENGINE_ERRORS = (SpecError, ChangeError, DatasetUnavailable, ValueError, RuntimeError)
+
+
+def configure_torch() -> None:
+    """One thread per worker process: on two cores more threads were 20-300x slower."""
+    torch.set_num_threads(1)
+
+
+def execute_job(*, run_id: int, key: str) -> str:
+    """Claim and run one job, then finish the run if it was the last. Returns 'done',
+    'finished' (this call finished the run), 'held', 'gone', 'cancelled' or 'failed'."""
+    configure_torch()
+    job = services.job_claim(run_id=run_id, key=key)
+    if job is None:
+        state = services.job_is_live(job=AnalysisJob.objects.get(run_id=run_id, key=key))
+        if state == "done":
+            return "finished" if finish_run_if_complete(run_id) else "done"
+        return state
+    try:
+        result = JOB_RUNNERS[job.run.kind](job)
+    except services.RunCancelled:
+        return "cancelled"
+    except ENGINE_ERRORS as error:
+        services.job_fail(job=job, error=f"{type(error).__name__}: {error}")
+        return "failed"
+    services.job_complete(job=job, result=result)
+    return "finished" if finish_run_if_complete(run_id) else "done"
+
+
+def fail_job_on_time_limit(*, run_id: int, key: str) -> None:
+    job = AnalysisJob.objects.get(run_id=run_id, key=key)
+    services.job_fail(job=job, error="the job ran past its time limit")
+
+
+def _progress_callback(job: AnalysisJob) -> Callable[[float, str], None]:
+    def report(fraction: float, message: str) -> None:
+        services.job_progress(job=job, fraction=fraction, message=f"{job.key}: {message}")
+
+    return report
+
+
+# --- environment -------------------------------------------------------------------------
+
+
+@functools.cache
+def code_revision() -> str:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=settings.BASE_DIR,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return result.stdout.strip()
+
+
+def environment(**extra) -> dict:
+    """What is needed to reproduce a result: versions, device, code revision, inputs."""
+    return {
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "device": str(select_device()),
+        "threads": torch.get_num_threads(),
+        "code_revision": code_revision(),
+        **extra,
+    }
+
+
+def _save_figure(run: AnalysisRun, name: str, png: bytes) -> str:
+    path = f"runs/{run.pk}/{name}.png"
+    if default_storage.exists(path):
+        default_storage.delete(path)
+    return default_storage.save(path, ContentFile(png))
+
+
+# --- models on which profiling and ablation work -------------------------------------------
+
+
+def _trained_model(run: AnalysisRun, subject_model, job: AnalysisJob):
+    """The model with its stored weights, or trained from its spec with the run's seed."""
+    config = run.config
+    dataset = load_dataset(**config["dataset"])
+    train_config = TrainConfig.from_spec(subject_model.architecture_spec, **config["train"])
+    trained = train_model(
+        subject_model.architecture_spec,
+        dataset,
+        train_config,
+        seed=config["seed"],
+        on_progress=_scaled(job, 0.0, 0.7),
+    )
+    model = trained.model
+    if subject_model.weights:
+        load_weights(model, subject_model.weights.path)
+    _, test = dataset.split(train_config.test_fraction, seed=train_config.split_seed)
+    return model, test, dataset, trained
+
+
+def _scaled(job: AnalysisJob, low: float, high: float) -> Callable[[float, str], None]:
+    report = _progress_callback(job)
+    return lambda fraction, message: report(low + (high - low) * fraction, message)
+
+
+def run_profile_job(job: AnalysisJob) -> dict:
+    run = job.run
+    model, probe, dataset, trained = _trained_model(run, run.subject_model, job)
+    _progress_callback(job)(0.75, "profiling activations")
+    profile = profile_activations(model, probe, layers=None)
+    concept = run.config["concept"] or profile.class_names[0]
+    localisation = localise_concept(profile, concept)
+    best_layer = localisation[0]["layer"]
+    n_clusters = min(4, profile.layers[best_layer].width)
+    return {
+        "concept": concept,
+        "localisation": localisation,
+        "top_units": [list(item) for item in top_units(profile, concept, run.config["top_k"])],
+        "clusters": cluster_units(profile, best_layer, n_clusters) if profile.class_names else [],
+        "profile": profile.to_dict(),
+        "training": trained.metrics,
+        "dataset_fingerprint": dataset.fingerprint,
+    }
+
+
+def run_ablation_job(job: AnalysisJob) -> dict:
+    run = job.run
+    finding = run.finding
+    model, test, dataset, trained = _trained_model(run, finding.subject_model, job)
+    _progress_callback(job)(0.8, "ablating units")
+    result = measure_ablation(
+        model,
+        test,
+        layer=finding.layer_name,
+        units=finding.unit_indices,
+        mode=run.config["mode"],
+        random_sets=run.config["random_sets"],
+        seed=run.config["seed"],
+    )
+    return {
+        "ablation": result.to_dict(),
+        "training": trained.metrics,
+        "dataset_fingerprint": dataset.fingerprint,
+    }
+
+
+def _experiment_plan(run: AnalysisRun):
+    change = run.change
+    return plan_experiment(
+        change.target_model.architecture_spec,
+        change.operation,
+        change.parameters,
+        _experiment_config(run),
+        control_seed=run.config["control_seed"],
+    )
+
+
+def _experiment_config(run: AnalysisRun) -> dict:
+    change = run.change
+    return {
+        "dataset": run.config["dataset"],
+        "train": run.config["train"],
+        "seeds": run.config["seeds"],
+        "metric": change.expected_metric,
+        "direction": change.expected_direction,
+        "minimum_effect": change.minimum_effect,
+        "concept": run.config["concept"] or None,
+    }
+
+
+def run_experiment_job(job: AnalysisJob) -> dict:
+    run = job.run
+    arm, seed = job.key.split(":")
+    plan = _experiment_plan(run)
+    mechanism = plan.mechanism_for(run.config["concept"]) if arm == "variant" else None
+    return run_arm(
+        plan.arms[arm],
+        _experiment_config(run),
+        seed=int(seed),
+        on_progress=_progress_callback(job),
+        mechanism=mechanism,
+    )
+
+
+JOB_RUNNERS = {
+    AnalysisRun.Kind.PROFILE: run_profile_job,
+    AnalysisRun.Kind.ABLATION: run_ablation_job,
+    AnalysisRun.Kind.CHANGE_EXPERIMENT: run_experiment_job,
+}
+
+
+# --- finishing a run: aggregate, figures, write-back ----------------------------------------
+
+
+def finish_run_if_complete(run_id: int) -> bool:
+    """When every job is done, aggregate and finish the run. Returns True for the one call
+    whose conditional finish won."""
+    if not services.run_ready_to_finish(run_id=run_id):
+        return False
+    run = AnalysisRun.objects.select_related(
+        "change__target_model", "finding", "subject_model"
+    ).get(pk=run_id)
+    jobs = {job.key: job.result for job in run.jobs.all()}
+    try:
+        result, write_back, env = FINISHERS[run.kind](run, jobs)
+    except ENGINE_ERRORS as error:
+        return services.run_finish(
+            run_id=run_id,
+            status=AnalysisRun.Status.FAILED,
+            error=f"aggregation: {error}\n{traceback.format_exc(limit=3)}",
+        )
+    return services.run_finish(
+        run_id=run_id,
+        status=AnalysisRun.Status.SUCCEEDED,
+        result=result,
+        environment=env,
+        write_back=write_back,
+    )
+
+
+def _finish_profile(run: AnalysisRun, jobs: dict):
+    result = dict(jobs["main"])
+    png = figures.selectivity_heatmap_png(result["profile"], result["concept"])
+    result["figures"] = {"selectivity": _save_figure(run, "selectivity", png)}
+    env = environment(
+        seed=run.config["seed"],
+        dataset=run.config["dataset"],
+        dataset_fingerprint=result["dataset_fingerprint"],
+        weights_sha256=run.subject_model.weights_sha256 or None,
+    )
+
+    return result, services.finding_propose_from_profile, env
+
+
+def _finish_ablation(run: AnalysisRun, jobs: dict):
+    result = dict(jobs["main"])
+    png = figures.ablation_effect_png(result["ablation"])
+    result["figures"] = {"ablation": _save_figure(run, "ablation", png)}
+    env = environment(
+        seed=run.config["seed"],
+        dataset=run.config["dataset"],
+        dataset_fingerprint=result["dataset_fingerprint"],
+        weights_sha256=run.finding.subject_model.weights_sha256 or None,
+    )
+
+    return result, services.finding_attach_ablation, env
+
+
+def _finish_experiment(run: AnalysisRun, jobs: dict):
+    arm_results = {arm: [] for arm in ("baseline", "variant", "control")}
+    for seed in run.config["seeds"]:
+        for arm in arm_results:
+            arm_results[arm].append(jobs[f"{arm}:{seed}"])
+    aggregate = aggregate_experiment(arm_results, _experiment_config(run))
+    plan = _experiment_plan(run)
+    result = {"plan": plan.to_dict(), "aggregate": aggregate, "arms": arm_results}
+    result["figures"] = {
+        "training_curves": _save_figure(
+            run, "training_curves", figures.training_curves_png(arm_results)
+        ),
+        "metric_by_arm": _save_figure(run, "metric_by_arm", figures.metric_by_arm_png(aggregate)),
+    }
+    env = environment(
+        seeds=run.config["seeds"],
+        control_seed=run.config["control_seed"],
+        dataset=run.config["dataset"],
+        dataset_fingerprint=arm_results["baseline"][0].get("dataset_fingerprint"),
+    )
+
+    return result, services.outcome_record_from_run, env
+
+
+FINISHERS = {
+    AnalysisRun.Kind.PROFILE: _finish_profile,
+    AnalysisRun.Kind.ABLATION: _finish_ablation,
+    AnalysisRun.Kind.CHANGE_EXPERIMENT: _finish_experiment,
+}

@@ -31,7 +31,7 @@ from analysis.engine.training import TrainConfig, train_model
 from analysis.models import AnalysisJob, AnalysisRun
 
 # Errors of the request itself: retrying cannot help, so the run fails with the message.
-ENGINE_ERRORS = (SpecError, ChangeError, DatasetUnavailable, ValueError, RuntimeError)
+ENGINE_ERRORS = (SpecError, ChangeError, DatasetUnavailable, KeyError, ValueError, RuntimeError)
 
 
 def configure_torch() -> None:
@@ -53,9 +53,16 @@ def execute_job(*, run_id: int, key: str) -> str:
         result = JOB_RUNNERS[job.run.kind](job)
     except services.RunCancelled:
         return "cancelled"
+    except services.TRANSIENT_ERRORS:
+        raise  # the task retries; the lease lets the retry take the job over
     except ENGINE_ERRORS as error:
         services.job_fail(job=job, error=f"{type(error).__name__}: {error}")
         return "failed"
+    except Exception as error:
+        # A bug: fail the run visibly rather than leave it running forever, and let Celery
+        # log the traceback.
+        services.job_fail(job=job, error=f"unexpected {type(error).__name__}: {error}")
+        raise
     services.job_complete(job=job, result=result)
     return "finished" if finish_run_if_complete(run_id) else "done"
 
@@ -200,6 +207,8 @@ def _experiment_config(run: AnalysisRun) -> dict:
         "direction": change.expected_direction,
         "minimum_effect": change.minimum_effect,
         "concept": run.config["concept"] or None,
+        # The request already enforced the seed count (benchmarks may lower it).
+        "allow_small": True,
     }
 
 

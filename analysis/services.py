@@ -7,11 +7,13 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Avg, F, Q
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from analysis.configs import (
+    MIN_SEEDS,
     ablation_config_clean,
     dataset_fit_model,
     experiment_config_clean,
@@ -25,6 +27,9 @@ from kb.models import ArchitectureChange, Finding, Outcome, SubjectModel
 from kb.services.insights import change_set_status
 from kb.services.records import record_create
 from kb.services.subjects import finding_attach_evidence, finding_create
+
+# Failures that can succeed on a later try (a lost database or broker); only these retry.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, BrokerOperationalError)
 
 
 class RunCancelled(Exception):
@@ -74,13 +79,18 @@ def _require_builtin(model: SubjectModel, field: str) -> None:
 
 
 def experiment_request(
-    *, actor, change: ArchitectureChange, config: dict | None = None, dispatch: bool = True
+    *,
+    actor,
+    change: ArchitectureChange,
+    config: dict | None = None,
+    dispatch: bool = True,
+    min_seeds: int = MIN_SEEDS,
 ) -> AnalysisRun:
     """Queue a change experiment: baseline, guided variant and random control over N seeds."""
     _require_builtin(change.target_model, "change")
     if change.operation == ArchitectureChange.Operation.MANUAL:
         raise ValidationError({"change": "A manual change cannot be run; record its outcome."})
-    cleaned = experiment_config_clean(config)
+    cleaned = experiment_config_clean(config, min_seeds=min_seeds)
     cleaned["dataset"] = dataset_fit_model(
         cleaned["dataset"], change.target_model.architecture_spec
     )

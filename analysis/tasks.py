@@ -6,14 +6,11 @@ the job's lease and conditional claim make the redelivery safe.
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
-from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from analysis.dispatch import RUN_JOB_TASK
-
-# Only failures that can succeed on a later try are retried: a lost database or broker.
-TRANSIENT_ERRORS = (OperationalError, InterfaceError, BrokerOperationalError)
+from analysis.services import TRANSIENT_ERRORS
 
 
 @shared_task(
@@ -43,3 +40,12 @@ def run_job(self, run_id: int, key: str) -> str:
         # again once the lease can have run out.
         raise self.retry(countdown=settings.ANALYSIS_JOB_LEASE_SECONDS, max_retries=20)
     return outcome
+
+
+@worker_process_init.connect
+def load_engine_in_pool_process(**kwargs) -> None:
+    """Import torch and the engine when a pool process starts, not during its first job, and
+    pin torch to one thread (on two cores more threads were 20-300x slower)."""
+    from analysis.execution import configure_torch
+
+    configure_torch()

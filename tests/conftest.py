@@ -1,6 +1,7 @@
 """The fixed cast of users every test can use, one per role, plus an outsider."""
 
 import os
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
@@ -9,6 +10,19 @@ from kb.roles import RESEARCHER, VIEWER, roles_ensure
 
 # Tests that load torch must not oversubscribe the two cores here.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_sessionstart(session) -> None:
+    """The SQLite test database is a file that worker processes share. Django recreates the
+    file but not its write-ahead log, and a stale log makes the new file unreadable."""
+    from django.conf import settings
+
+    test_name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3") and test_name:
+        path = Path(test_name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            stale.unlink(missing_ok=True)
 
 
 @pytest.fixture

@@ -1,0 +1,104 @@
+"""Benchmarks, measured as ratios against a reference in the same run.
+
+    python manage.py benchmark engine [--quick]
+
+Prints a table, then one line of JSON: {"benchmark": "engine", "ratios": {...}, ...}.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+
+def _redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except (redis.RedisError, ValueError):
+        return False
+
+
+def worker_scaling(*, quick: bool) -> dict:
+    """Run `benchmark_worker_scaling` in a child process on a scratch SQLite database, with
+    Redis when it answers and kombu's filesystem transport otherwise."""
+    with tempfile.TemporaryDirectory(prefix="kb-bench-") as scratch:
+        env = {**os.environ, "DATABASE_URL": f"sqlite:///{Path(scratch) / 'bench.sqlite3'}",
+               "MEDIA_ROOT": str(Path(scratch) / "media"), "OMP_NUM_THREADS": "1"}  # fmt: skip
+        if not _redis_answers(settings.CELERY_BROKER_URL):
+            broker = Path(scratch) / "broker"
+            (broker / "processed").mkdir(parents=True)
+            env.update(CELERY_BROKER_URL="filesystem://", CELERY_FILESYSTEM_DIR=str(broker))
+        command = [
+            sys.executable, "manage.py", "benchmark_worker_scaling",
+            "--repeats", "1" if quick else "3", "--samples", "3000" if quick else "6000",
+        ]  # fmt: skip
+        completed = subprocess.run(command, cwd=settings.BASE_DIR, env=env, capture_output=True,
+                                   text=True, timeout=900)  # fmt: skip
+        if completed.returncode != 0:
+            raise CommandError(f"worker scaling benchmark failed:\n{completed.stderr[-3000:]}")
+        return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def engine_benchmarks(*, quick: bool) -> list[dict]:
+    from analysis.engine.benchmarks import run_all
+
+    return [*run_all(quick), worker_scaling(quick=quick)]
+
+
+def api_benchmarks(*, quick: bool) -> list[dict]:
+    from kb.api.benchmarks import run_all
+
+    return run_all(quick=quick)
+
+
+BENCHMARKS = {"engine": engine_benchmarks, "api": api_benchmarks}
+
+
+class Command(BaseCommand):
+    help = "Run a benchmark suite (engine) and print its ratios."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("suite", choices=sorted(BENCHMARKS))
+        parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+
+    def handle(self, *args, suite: str, quick: bool, **options) -> None:
+        results = BENCHMARKS[suite](quick=quick)
+        self._table(results)
+        summary = {
+            "benchmark": suite,
+            "quick": quick,
+            "ratios": {r["name"]: r["ratio"] for r in results if "ratio" in r},
+            "targets": {r["name"]: r["target"] for r in results if "target" in r},
+            "ok": all(r["ok"] for r in results),
+            "results": results,
+        }
+        self.stdout.write(json.dumps(summary))
+
+    def _table(self, results: list[dict]) -> None:
+        self.stdout.write(f"{'benchmark':<22} {'reference s':>12} {'subject s':>10} "
+                          f"{'ratio':>7} {'target':>8}  ok")  # fmt: skip
+        for result in results:
+            if "ratio" in result:
+                higher = result["name"] == "plain_vs_harness"
+                target = f"{'>=' if higher else '<='}{result['target']}"
+                self.stdout.write(
+                    f"{result['name']:<22} {result['reference_s']:>12.4f} "
+                    f"{result['subject_s']:>10.4f} {result['ratio']:>7.3f} {target:>8}  "
+                    f"{'yes' if result['ok'] else 'NO'}"
+                )
+            else:
+                growth = ", ".join(
+                    f"{size} probes: +{grown / 2**20:.1f} MiB"
+                    for size, grown in zip(
+                        result["probe_sizes"], result["peak_growth_bytes"], strict=True
+                    )  # fmt: skip
+                )
+                self.stdout.write(f"{result['name']:<22} {growth}  "
+                                  f"{'yes' if result['ok'] else 'NO'}")  # fmt: skip

@@ -1,0 +1,93 @@
+"""Jobs executed in this process (as a worker would) write results and write-backs once."""
+
+import pytest
+from django.core.files.storage import default_storage
+
+from analysis import services
+from analysis.execution import execute_job
+from analysis.models import AnalysisRun
+from kb.models import Event, Finding, Outcome
+from tests.analysis import engine_helpers  # noqa: F401  (one torch thread)
+from tests.factories import BuiltinModelFactory, ChangeFactory, FindingFactory
+
+pytestmark = pytest.mark.django_db
+
+QUICK = {"dataset": {"name": "shapes", "n": 80}, "train": {"epochs": 1}}
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+
+
+def _run_all(run: AnalysisRun) -> list[str]:
+    outcomes = [
+        execute_job(run_id=run.pk, key=key) for key in run.jobs.values_list("key", flat=True)
+    ]
+    run.refresh_from_db()
+    return outcomes
+
+
+def test_experiment_writes_one_outcome_and_delivering_again_does_nothing(researcher_user):
+    change = ChangeFactory()
+    run = services.experiment_request(
+        actor=researcher_user, change=change, config={**QUICK, "seeds": 3}, dispatch=False
+    )
+    outcomes = _run_all(run)
+    assert outcomes == ["done"] * 8 + ["finished"]
+    assert run.status == "succeeded"
+    aggregate = run.result["aggregate"]
+    assert [row["seed"] for row in aggregate["per_seed"]] == [0, 1, 2]
+    assert set(run.result["figures"]) == {"training_curves", "metric_by_arm"}
+    assert run.result["plan"]["control"]["parameters"] == {"layer": "fc1", "units": 5}
+    # a second delivery of every message changes nothing
+    assert _run_all(run) == ["gone"] * 9
+    outcome = Outcome.objects.get(change=change)
+    assert outcome.analysis_run == run
+    assert outcome.verdict == aggregate["verdict"]
+    assert outcome.baseline_values == aggregate["arms"]["baseline"]["values"]
+    assert Event.objects.filter(action="outcome_recorded").count() == 1
+
+
+def test_profiling_proposes_a_finding_with_its_location(researcher_user):
+    model = BuiltinModelFactory()
+    run = services.profile_request(
+        actor=researcher_user, subject_model=model,
+        config={**QUICK, "concept": "curvature", "top_k": 4}, dispatch=False,
+    )  # fmt: skip
+    assert _run_all(run) == ["finished"]
+    assert run.status == "succeeded", run.error
+    best = run.result["localisation"][0]
+    finding = Finding.objects.get(subject_model=model)
+    assert finding.layer_name == best["layer"]
+    assert finding.concept == "curvature"
+    assert finding.status == "hypothesis"
+    assert list(finding.evidence_runs.all()) == [run]
+    assert default_storage.open(run.result["figures"]["selectivity"]).read(4) == b"\x89PNG"
+    assert run.environment["dataset"]["name"] == "shapes"
+
+
+def test_ablation_attaches_itself_as_evidence(researcher_user):
+    model = BuiltinModelFactory()
+    finding = FindingFactory(subject_model=model, layer_name="conv2", unit_indices=[0, 3])
+    run = services.ablation_request(
+        actor=researcher_user, finding=finding, config={**QUICK, "random_sets": 4}, dispatch=False
+    )
+    assert _run_all(run) == ["finished"]
+    assert run.status == "succeeded", run.error
+    ablation = run.result["ablation"]
+    assert ablation["units"] == [0, 3]
+    assert len(ablation["random_drops"]) == 4
+    assert list(finding.evidence_runs.all()) == [run]
+
+
+def test_an_engine_error_fails_the_run_with_its_message(researcher_user):
+    model = BuiltinModelFactory()
+    finding = FindingFactory(subject_model=model, layer_name="conv2", unit_indices=[0])
+    run = services.ablation_request(actor=researcher_user, finding=finding, config=QUICK,
+                                    dispatch=False)  # fmt: skip
+    # the finding moves to a layer the model does not have after the run was requested
+    Finding.objects.filter(pk=finding.pk).update(layer_name="conv9")
+    assert _run_all(run) == ["failed"]
+    assert run.status == "failed"
+    assert "conv9" in run.error

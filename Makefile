@@ -23,7 +23,7 @@ install: $(STAMP)
 # The worker uses Redis when it answers, else kombu's filesystem transport, so the demo runs
 # on a laptop without Redis. Analyses never run inside the web process.
 run: install
-	mkdir -p var/broker/processed
+	mkdir -p var/broker/processed var/broker/control
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py seed_demo

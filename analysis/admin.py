@@ -1,8 +1,10 @@
 """Admin for analysis runs and their jobs."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from simple_history.admin import SimpleHistoryAdmin
 
+from analysis import services
 from analysis.models import AnalysisJob, AnalysisRun
 
 JOB_FIELDS = [
@@ -26,6 +28,27 @@ class AnalysisJobInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
+
+
+def _apply(modeladmin, request, queryset, change, verb: str) -> None:
+    for run in queryset:
+        try:
+            change(actor=request.user, run=run)
+        except ValidationError as error:
+            modeladmin.message_user(request, f"Run {run.pk}: {' '.join(error.messages)}",
+                                    level=messages.ERROR)  # fmt: skip
+        else:
+            modeladmin.message_user(request, f"Run {run.pk} {verb}.", messages.SUCCESS)
+
+
+@admin.action(description="Cancel the selected runs")
+def cancel_runs(modeladmin, request, queryset) -> None:
+    _apply(modeladmin, request, queryset, services.run_cancel, "cancelled")
+
+
+@admin.action(description="Retry the selected failed or cancelled runs")
+def retry_runs(modeladmin, request, queryset) -> None:
+    _apply(modeladmin, request, queryset, services.run_retry, "queued again")
 
 
 @admin.register(AnalysisRun)
@@ -64,6 +87,7 @@ class AnalysisRunAdmin(SimpleHistoryAdmin):
         "finished_at",
     ]
     inlines = [AnalysisJobInline]
+    actions = [cancel_runs, retry_runs]
 
 
 @admin.register(AnalysisJob)

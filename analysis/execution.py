@@ -21,17 +21,20 @@ from analysis import services
 from analysis.engine import figures
 from analysis.engine.ablation import measure_ablation
 from analysis.engine.activations import profile_activations
-from analysis.engine.builder import load_weights, select_device
+from analysis.engine.builder import build_model, load_weights, select_device
 from analysis.engine.changes import ChangeError
 from analysis.engine.datasets import DatasetUnavailable, load_dataset
 from analysis.engine.experiments import aggregate_experiment, plan_experiment, run_arm
 from analysis.engine.profiles import cluster_units, localise_concept, top_units
 from analysis.engine.specs import SpecError
-from analysis.engine.training import TrainConfig, train_model
+from analysis.engine.training import TrainConfig, evaluate, train_model
 from analysis.models import AnalysisJob, AnalysisRun
 
 # Errors of the request itself: retrying cannot help, so the run fails with the message.
-ENGINE_ERRORS = (SpecError, ChangeError, DatasetUnavailable, KeyError, ValueError, RuntimeError)
+ENGINE_ERRORS = (
+    SpecError, ChangeError, DatasetUnavailable, FileNotFoundError, KeyError, ValueError,
+    RuntimeError,
+)  # fmt: skip
 
 
 def configure_torch() -> None:
@@ -122,22 +125,24 @@ def _save_figure(run: AnalysisRun, name: str, png: bytes) -> str:
 
 
 def _trained_model(run: AnalysisRun, subject_model, job: AnalysisJob):
-    """The model with its stored weights, or trained from its spec with the run's seed."""
+    """The model under study and its held-out split: built from the spec with the stored
+    safetensors weights when the model has them, else trained with the run's seed.
+
+    Out: (model in eval mode, test split, dataset, metrics of the trained or loaded model).
+    """
     config = run.config
     dataset = load_dataset(**config["dataset"])
-    train_config = TrainConfig.from_spec(subject_model.architecture_spec, **config["train"])
-    trained = train_model(
-        subject_model.architecture_spec,
-        dataset,
-        train_config,
-        seed=config["seed"],
-        on_progress=_scaled(job, 0.0, 0.7),
-    )
-    model = trained.model
-    if subject_model.weights:
-        load_weights(model, subject_model.weights.path)
+    spec = subject_model.architecture_spec
+    train_config = TrainConfig.from_spec(spec, **config["train"])
     _, test = dataset.split(train_config.test_fraction, seed=train_config.split_seed)
-    return model, test, dataset, trained
+    if subject_model.weights:
+        model = load_weights(build_model(spec).to(select_device()), subject_model.weights.path)
+        model.eval()
+        return model, test, dataset, {"source": "stored weights", **evaluate(model, test)}
+    trained = train_model(
+        spec, dataset, train_config, seed=config["seed"], on_progress=_scaled(job, 0.0, 0.7)
+    )
+    return trained.model, test, dataset, {"source": "trained for this run", **trained.metrics}
 
 
 def _scaled(job: AnalysisJob, low: float, high: float) -> Callable[[float, str], None]:
@@ -147,7 +152,7 @@ def _scaled(job: AnalysisJob, low: float, high: float) -> Callable[[float, str],
 
 def run_profile_job(job: AnalysisJob) -> dict:
     run = job.run
-    model, probe, dataset, trained = _trained_model(run, run.subject_model, job)
+    model, probe, dataset, metrics = _trained_model(run, run.subject_model, job)
     _progress_callback(job)(0.75, "profiling activations")
     profile = profile_activations(model, probe, layers=None)
     concept = run.config["concept"] or profile.class_names[0]
@@ -160,7 +165,7 @@ def run_profile_job(job: AnalysisJob) -> dict:
         "top_units": [list(item) for item in top_units(profile, concept, run.config["top_k"])],
         "clusters": cluster_units(profile, best_layer, n_clusters) if profile.class_names else [],
         "profile": profile.to_dict(),
-        "training": trained.metrics,
+        "model_metrics": metrics,
         "dataset_fingerprint": dataset.fingerprint,
     }
 
@@ -168,7 +173,7 @@ def run_profile_job(job: AnalysisJob) -> dict:
 def run_ablation_job(job: AnalysisJob) -> dict:
     run = job.run
     finding = run.finding
-    model, test, dataset, trained = _trained_model(run, finding.subject_model, job)
+    model, test, dataset, metrics = _trained_model(run, finding.subject_model, job)
     _progress_callback(job)(0.8, "ablating units")
     result = measure_ablation(
         model,
@@ -181,7 +186,7 @@ def run_ablation_job(job: AnalysisJob) -> dict:
     )
     return {
         "ablation": result.to_dict(),
-        "training": trained.metrics,
+        "model_metrics": metrics,
         "dataset_fingerprint": dataset.fingerprint,
     }
 

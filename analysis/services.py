@@ -90,6 +90,13 @@ def experiment_request(
     _require_builtin(change.target_model, "change")
     if change.operation == ArchitectureChange.Operation.MANUAL:
         raise ValidationError({"change": "A manual change cannot be run; record its outcome."})
+    in_progress = change.runs.filter(
+        status__in=[AnalysisRun.Status.QUEUED, AnalysisRun.Status.RUNNING]
+    ).first()
+    if in_progress is not None:
+        raise ValidationError(
+            {"change": f"Run {in_progress.pk} of this change is still in progress."}
+        )
     cleaned = experiment_config_clean(config, min_seeds=min_seeds)
     cleaned["dataset"] = dataset_fit_model(
         cleaned["dataset"], change.target_model.architecture_spec

@@ -178,6 +178,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or None
@@ -214,3 +215,18 @@ LOGGING = {
 }
 ANALYSIS_JOB_LEASE_SECONDS = env_int("ANALYSIS_JOB_LEASE_SECONDS", 120, minimum=1)
 ANALYSIS_SOFT_TIME_LIMIT = env_int("ANALYSIS_SOFT_TIME_LIMIT", 3600, minimum=10)
+
+# --- Web pages: cache and rate limits (kb/views/) ---------------------------------------------
+# The survey-link rate limit counts in the default cache. The local-memory cache counts per
+# process; with several web processes set CACHE_URL to a Redis URL so they share one count.
+_cache_url = env_str("CACHE_URL", "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}
+        if _cache_url
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+# Submissions through survey links per client address and window.
+SURVEY_RESPONSE_RATE_LIMIT = env_int("SURVEY_RESPONSE_RATE_LIMIT", 10, minimum=1)
+SURVEY_RESPONSE_RATE_WINDOW = env_int("SURVEY_RESPONSE_RATE_WINDOW", 3600, minimum=1)

@@ -91,3 +91,37 @@ def test_an_engine_error_fails_the_run_with_its_message(researcher_user):
     assert _run_all(run) == ["failed"]
     assert run.status == "failed"
     assert "conv9" in run.error
+
+
+def test_profiling_uses_stored_safetensors_weights(researcher_user, tmp_path):
+    import pickle
+
+    from django.core.exceptions import ValidationError
+    from django.core.files import File
+
+    from analysis.engine.builder import build_model, save_weights
+    from kb.services.subjects import subject_model_create
+    from tests.factories import SHAPES_SPEC
+
+    weights = tmp_path / "shapes.safetensors"
+    save_weights(build_model(SHAPES_SPEC), weights)
+    with weights.open("rb") as handle:
+        model = subject_model_create(
+            actor=researcher_user, name="Stored", kind="builtin",
+            architecture_spec=SHAPES_SPEC, weights=File(handle, name="shapes.safetensors"),
+        )  # fmt: skip
+    assert len(model.weights_sha256) == 64
+    run = services.profile_request(
+        actor=researcher_user, subject_model=model, config=QUICK, dispatch=False
+    )
+    assert _run_all(run) == ["finished"]
+    assert run.result["model_metrics"]["source"] == "stored weights"
+    # and a pickle dressed up as weights is refused before anything is stored
+    pickled = tmp_path / "evil.safetensors"
+    pickled.write_bytes(pickle.dumps({"conv1.weight": [1.0]}))
+    with pickled.open("rb") as handle, pytest.raises(ValidationError) as excinfo:
+        subject_model_create(
+            actor=researcher_user, name="Evil", kind="builtin", architecture_spec=SHAPES_SPEC,
+            weights=File(handle, name="evil.safetensors"),
+        )  # fmt: skip
+    assert "Not a safetensors file" in str(excinfo.value)

@@ -205,3 +205,12 @@ def test_a_failed_run_keeps_its_error_and_can_be_retried(
     assert statuses["variant:0"] == "pending"
     with pytest.raises(ValidationError, match="A queued run cannot be retried."):
         services.run_retry(actor=researcher_user, run=run)
+
+
+def test_a_change_runs_one_experiment_at_a_time(researcher_user):
+    run = _experiment(researcher_user)
+    with nothing_written(), pytest.raises(ValidationError) as excinfo:
+        services.experiment_request(actor=researcher_user, change=run.change, config=QUICK)
+    assert excinfo.value.message_dict == {
+        "change": [f"Run {run.pk} of this change is still in progress."]
+    }

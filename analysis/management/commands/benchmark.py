@@ -34,6 +34,7 @@ def worker_scaling(*, quick: bool) -> dict:
         if not _redis_answers(settings.CELERY_BROKER_URL):
             broker = Path(scratch) / "broker"
             (broker / "processed").mkdir(parents=True)
+            (broker / "control").mkdir()
             env.update(CELERY_BROKER_URL="filesystem://", CELERY_FILESYSTEM_DIR=str(broker))
         command = [
             sys.executable, "manage.py", "benchmark_worker_scaling",
@@ -77,28 +78,22 @@ class Command(BaseCommand):
             "ratios": {r["name"]: r["ratio"] for r in results if "ratio" in r},
             "targets": {r["name"]: r["target"] for r in results if "target" in r},
             "ok": all(r["ok"] for r in results),
+            **{r["name"]: r["value"] for r in results if "value" in r},
             "results": results,
         }
         self.stdout.write(json.dumps(summary))
 
     def _table(self, results: list[dict]) -> None:
-        self.stdout.write(f"{'benchmark':<22} {'reference s':>12} {'subject s':>10} "
+        self.stdout.write(f"{'benchmark':<24} {'reference s':>12} {'subject s':>10} "
                           f"{'ratio':>7} {'target':>8}  ok")  # fmt: skip
         for result in results:
-            if "ratio" in result:
-                higher = result["name"] == "plain_vs_harness"
-                target = f"{'>=' if higher else '<='}{result['target']}"
-                self.stdout.write(
-                    f"{result['name']:<22} {result['reference_s']:>12.4f} "
-                    f"{result['subject_s']:>10.4f} {result['ratio']:>7.3f} {target:>8}  "
-                    f"{'yes' if result['ok'] else 'NO'}"
-                )
-            else:
-                growth = ", ".join(
-                    f"{size} probes: +{grown / 2**20:.1f} MiB"
-                    for size, grown in zip(
-                        result["probe_sizes"], result["peak_growth_bytes"], strict=True
-                    )  # fmt: skip
-                )
-                self.stdout.write(f"{result['name']:<22} {growth}  "
-                                  f"{'yes' if result['ok'] else 'NO'}")  # fmt: skip
+            verdict = "yes" if result["ok"] else "NO"
+            if "ratio" not in result:
+                self.stdout.write(f"{result['name']:<24} {result['summary']}  {verdict}")
+                continue
+            comparison = ">=" if result.get("higher_is_better") else "<="
+            self.stdout.write(
+                f"{result['name']:<24} {result['reference_s']:>12.4f} "
+                f"{result['subject_s']:>10.4f} {result['ratio']:>7.3f} "
+                f"{comparison + str(result['target']):>8}  {verdict}"
+            )

@@ -1,9 +1,11 @@
 """Admin for reviewing the knowledge base; every model has its edit history."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import Count
 from simple_history.admin import SimpleHistoryAdmin
 
+from analysis import services as analysis_services
 from kb.models import (
     Answer,
     ArchitectureChange,
@@ -19,6 +21,7 @@ from kb.models import (
     Researcher,
     SubjectModel,
     Survey,
+    SurveyInvitation,
     Theme,
 )
 
@@ -85,6 +88,43 @@ class OutcomeInline(admin.StackedInline):
         "recorded_at",
     ]
     show_change_link = True
+
+
+def _start_runs(modeladmin, request, queryset, start) -> None:
+    """Start one run per selected row; report each refusal with its reason."""
+    for record in queryset:
+        try:
+            run = start(request.user, record)
+        except ValidationError as error:
+            modeladmin.message_user(
+                request, f"{record}: {' '.join(error.messages)}", level=messages.ERROR
+            )
+        else:
+            modeladmin.message_user(request, f"{record}: run {run.pk} queued.", messages.SUCCESS)
+
+
+@admin.action(description="Run the experiment (baseline, change, random control; 5 seeds)")
+def start_experiment(modeladmin, request, queryset) -> None:
+    _start_runs(
+        modeladmin, request, queryset,
+        lambda user, change: analysis_services.experiment_request(actor=user, change=change),
+    )  # fmt: skip
+
+
+@admin.action(description="Profile activations")
+def start_profile(modeladmin, request, queryset) -> None:
+    _start_runs(
+        modeladmin, request, queryset,
+        lambda user, model: analysis_services.profile_request(actor=user, subject_model=model),
+    )  # fmt: skip
+
+
+@admin.action(description="Ablate the finding's units (against random unit sets)")
+def start_ablation(modeladmin, request, queryset) -> None:
+    _start_runs(
+        modeladmin, request, queryset,
+        lambda user, finding: analysis_services.ablation_request(actor=user, finding=finding),
+    )  # fmt: skip
 
 
 @admin.register(Researcher)
@@ -201,6 +241,7 @@ class SubjectModelAdmin(SimpleHistoryAdmin):
     list_filter = ["kind", "family"]
     search_fields = ["name", "family", "task", "dataset", "source"]
     readonly_fields = ["weights_sha256", "created_at", "finding_count", "layer_widths"]
+    actions = [start_profile]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_finding_count=Count("findings"))
@@ -231,6 +272,7 @@ class FindingAdmin(SimpleHistoryAdmin):
     date_hierarchy = "created_at"
     list_select_related = ["subject_model"]
     filter_horizontal = ["evidence_runs"]
+    actions = [start_ablation]
     readonly_fields = ["created_at", "updated_at", "unit_count"]
 
     @admin.display(description="Units")
@@ -296,6 +338,7 @@ class ArchitectureChangeAdmin(SimpleHistoryAdmin):
     list_select_related = ["insight", "target_model"]
     inlines = [OutcomeInline]
     readonly_fields = ["created_at", "updated_at"]
+    actions = [start_experiment]
 
 
 @admin.register(Outcome)
@@ -324,6 +367,22 @@ class OutcomeAdmin(SimpleHistoryAdmin):
         "control_ci_high",
         "recorded_at",
     ]
+
+
+@admin.register(SurveyInvitation)
+class SurveyInvitationAdmin(admin.ModelAdmin):
+    """Invitations are created on the survey page, where the link is shown once; the admin
+    only shows who was invited and whether the link was used."""
+
+    list_display = ["survey", "researcher", "created_at", "expires_at", "used_at", "interview"]
+    list_filter = ["survey"]
+    search_fields = ["survey__title", "researcher__pseudonym"]
+    date_hierarchy = "created_at"
+    list_select_related = ["survey", "researcher", "interview"]
+    readonly_fields = ["token_digest", "used_at", "interview", "created_by", "created_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
 
 @admin.register(Event)

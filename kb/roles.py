@@ -26,6 +26,7 @@ KB_MODELS = [
     "insighthighlight",
     "architecturechange",
     "outcome",
+    "surveyinvitation",
 ]
 VIEWER_MODELS = {
     "kb": [

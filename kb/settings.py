@@ -192,18 +192,58 @@ ANALYSIS_QUEUE = env_str("ANALYSIS_QUEUE", "analysis")
 
 # --- REST API (kb/api/) ---------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # Token first: its WWW-Authenticate header turns "not signed in" into a 401, not a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "kb.api.schema.KbAutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["kb.api.parsers.LimitedJSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "kb.api.pagination.KbPagination",
+    "PAGE_SIZE": 25,
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.SearchFilter",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "kb.api.throttles.AnonThrottle",
+        "kb.api.throttles.UserThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_str("API_THROTTLE_ANON", "60/minute"),
+        "user": env_str("API_THROTTLE_USER", "1200/minute"),
+    },
+    "EXCEPTION_HANDLER": "kb.api.exceptions.api_exception_handler",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Insight KB API",
-    "DESCRIPTION": "Interviews, findings, insights, architecture changes and measured outcomes.",
+    "DESCRIPTION": (
+        "Interviews, findings, insights, architecture changes and measured outcomes. "
+        "Authenticate with a session (and CSRF token) or `Authorization: Token <key>`."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/",
+    "ENUM_NAME_OVERRIDES": {
+        "ResearcherRoleEnum": "kb.models.people.Researcher.Role",
+        "InsightStatusEnum": "kb.models.insights.Insight.Status",
+        "ChangeStatusEnum": "kb.models.insights.ArchitectureChange.Status",
+        "FindingStatusEnum": "kb.models.subjects.Finding.Status",
+        "RunStatusEnum": "analysis.models.AnalysisRun.Status",
+        "JobStatusEnum": "analysis.models.AnalysisJob.Status",
+        "InterviewStatusEnum": "kb.models.surveys.Interview.Status",
+        "FindingKindEnum": "kb.models.subjects.Finding.Kind",
+        "SubjectModelKindEnum": "kb.models.subjects.SubjectModel.Kind",
+        "RunKindEnum": "analysis.models.AnalysisRun.Kind",
+        "QuestionKindEnum": "kb.models.surveys.Question.Kind",
+        "HighlightSourceEnum": "kb.models.codebook.Highlight.Source",
+        "OutcomeSourceEnum": "kb.models.insights.Outcome.Source",
+    },
 }
 
 LOGGING = {

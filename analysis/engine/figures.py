@@ -41,12 +41,17 @@ def training_curves_png(arm_results: dict[str, list[dict]], metric: str = "test_
     axes = figure.subplots()
     for arm, results in arm_results.items():
         curves = [[epoch[metric] for epoch in result["history"]] for result in results]
+        # Markers keep one-epoch runs visible: a line through a single point draws nothing.
         for curve in curves:
-            axes.plot(range(1, len(curve) + 1), curve, color=_colour(arm), alpha=0.3, lw=1)
+            axes.plot(range(1, len(curve) + 1), curve, color=_colour(arm), alpha=0.3, lw=1,
+                      marker="o", markersize=3)  # fmt: skip
         if curves and len({len(curve) for curve in curves}) == 1:
             mean = np.mean(curves, axis=0)
-            axes.plot(range(1, len(mean) + 1), mean, color=_colour(arm), lw=2.5, label=arm)
+            axes.plot(range(1, len(mean) + 1), mean, color=_colour(arm), lw=2.5, marker="o",
+                      label=arm)  # fmt: skip
     axes.set_xlabel("epoch")
+    epochs = max((len(r["history"]) for rs in arm_results.values() for r in rs), default=1)
+    axes.set_xticks(range(1, epochs + 1, max(1, epochs // 10)))
     axes.set_ylabel(metric.replace("_", " "))
     axes.set_title("Training curves (thin: seeds, thick: mean)")
     if arm_results:

@@ -10,6 +10,7 @@ from kb.models.insights import (
     Outcome,
     Stance,
 )
+from kb.models.invitations import SurveyInvitation
 from kb.models.people import Researcher
 from kb.models.subjects import Finding, SubjectModel
 from kb.models.surveys import Answer, Interview, Question, Survey
@@ -31,5 +32,6 @@ __all__ = [
     "Stance",
     "SubjectModel",
     "Survey",
+    "SurveyInvitation",
     "Theme",
 ]

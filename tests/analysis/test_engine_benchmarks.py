@@ -16,7 +16,9 @@ def test_compare_timings_reports_medians_and_verdict():
     assert calls.count("reference") == calls.count("subject") == 5
     assert calls[2:4] == ["reference", "subject"] and calls[4:6] == ["subject", "reference"]
     assert set(result) == {
-        "name", "reference_s", "subject_s", "ratio", "ratio_of_minimums", "target", "ok", "repeats",
+        "name", "reference_s", "subject_s", "ratio", "ratio_of_pair_medians",
+        "ratio_of_minimums", "target", "higher_is_better", "ok", "repeats",
     }  # fmt: skip
     assert (result["name"], result["target"], result["repeats"]) == ("demo", 10.0, 4)
+    assert result["higher_is_better"] is False
     assert result["ok"] is (result["ratio"] <= 10.0)

@@ -1,0 +1,185 @@
+"""Filters for list endpoints (django-filter): by model, layer, status, theme, role, date
+ranges, verdict ... Query strings that name unknown values answer 400, not an empty list."""
+
+import datetime
+
+import django_filters as filters
+from django import forms
+from django_filters.fields import IsoDateTimeField
+
+from analysis.models import AnalysisRun
+from kb.models import (
+    Answer,
+    ArchitectureChange,
+    Event,
+    Finding,
+    Highlight,
+    Insight,
+    Interview,
+    Outcome,
+    Question,
+    Researcher,
+    SubjectModel,
+    Theme,
+)
+
+MAX_UTC_OFFSET = datetime.timedelta(hours=14)
+
+
+class BoundedIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 date-time the database can compare: a real-world UTC offset, and a
+    value that still exists once converted to UTC (year 1 minus an offset does not)."""
+
+    def clean(self, value):
+        value = super().clean(value)
+        if value is None:
+            return value
+        offset = value.utcoffset()
+        if offset is not None and abs(offset) > MAX_UTC_OFFSET:
+            raise forms.ValidationError("The UTC offset must lie within ±14 hours.")
+        try:
+            value.astimezone(datetime.UTC)
+        except OverflowError:
+            raise forms.ValidationError("The date-time is out of range.") from None
+        return value
+
+
+class DateTimeFilter(filters.IsoDateTimeFilter):
+    field_class = BoundedIsoDateTimeField
+
+
+class ResearcherFilter(filters.FilterSet):
+    class Meta:
+        model = Researcher
+        fields = ["role", "seniority", "consent_scope", "consent_given"]
+
+
+class QuestionFilter(filters.FilterSet):
+    class Meta:
+        model = Question
+        fields = ["survey", "kind"]
+
+
+class InterviewFilter(filters.FilterSet):
+    role = filters.ChoiceFilter(field_name="researcher__role", choices=Researcher.Role.choices)
+    conducted_after = filters.DateFilter(field_name="conducted_on", lookup_expr="gte")
+    conducted_before = filters.DateFilter(field_name="conducted_on", lookup_expr="lte")
+
+    class Meta:
+        model = Interview
+        fields = ["researcher", "survey", "status"]
+
+
+class AnswerFilter(filters.FilterSet):
+    class Meta:
+        model = Answer
+        fields = ["interview", "question"]
+
+
+class ThemeFilter(filters.FilterSet):
+    root = filters.BooleanFilter(field_name="parent", lookup_expr="isnull", label="Top level")
+
+    class Meta:
+        model = Theme
+        fields = ["parent"]
+
+
+class HighlightFilter(filters.FilterSet):
+    theme = filters.ModelChoiceFilter(field_name="themes", queryset=Theme.objects.all())
+    role = filters.ChoiceFilter(
+        field_name="interview__researcher__role", choices=Researcher.Role.choices
+    )
+    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lte")
+
+    class Meta:
+        model = Highlight
+        fields = ["interview", "source", "answer"]
+
+
+class SubjectModelFilter(filters.FilterSet):
+    class Meta:
+        model = SubjectModel
+        fields = ["kind", "family", "dataset"]
+
+
+class FindingFilter(filters.FilterSet):
+    model = filters.ModelChoiceFilter(
+        field_name="subject_model", queryset=SubjectModel.objects.all()
+    )
+    layer = filters.CharFilter(field_name="layer_name")
+    insight = filters.ModelChoiceFilter(field_name="insights", queryset=Insight.objects.all())
+    confidence_min = filters.NumberFilter(field_name="confidence", lookup_expr="gte")
+    confidence_max = filters.NumberFilter(field_name="confidence", lookup_expr="lte")
+    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lte")
+
+    class Meta:
+        model = Finding
+        fields = ["status", "kind", "concept"]
+
+
+class InsightFilter(filters.FilterSet):
+    finding = filters.ModelChoiceFilter(field_name="findings", queryset=Finding.objects.all())
+    model = filters.ModelChoiceFilter(
+        field_name="findings__subject_model", queryset=SubjectModel.objects.all(), distinct=True
+    )
+    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lte")
+
+    class Meta:
+        model = Insight
+        fields = ["status", "relevance", "understanding_level"]
+
+
+class ChangeFilter(filters.FilterSet):
+    model = filters.ModelChoiceFilter(
+        field_name="target_model", queryset=SubjectModel.objects.all()
+    )
+    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lte")
+
+    class Meta:
+        model = ArchitectureChange
+        fields = ["insight", "operation", "status", "expected_direction"]
+
+
+class OutcomeFilter(filters.FilterSet):
+    model = filters.ModelChoiceFilter(
+        field_name="change__target_model", queryset=SubjectModel.objects.all()
+    )
+    operation = filters.ChoiceFilter(
+        field_name="change__operation", choices=ArchitectureChange.Operation.choices
+    )
+    recorded_after = DateTimeFilter(field_name="recorded_at", lookup_expr="gte")
+    recorded_before = DateTimeFilter(field_name="recorded_at", lookup_expr="lte")
+
+    class Meta:
+        model = Outcome
+        fields = ["change", "verdict", "source"]
+
+
+class RunFilter(filters.FilterSet):
+    model = filters.ModelChoiceFilter(
+        field_name="subject_model", queryset=SubjectModel.objects.all()
+    )
+    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lte")
+
+    class Meta:
+        model = AnalysisRun
+        fields = ["kind", "status", "finding", "change"]
+
+
+class EventFilter(filters.FilterSet):
+    target_type = filters.CharFilter(method="filter_target_type", help_text="e.g. kb.insight")
+    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lte")
+
+    class Meta:
+        model = Event
+        fields = ["action", "target_id", "actor"]
+
+    def filter_target_type(self, queryset, name, value):
+        app_label, _, model = value.partition(".")
+        return queryset.filter(target_type__app_label=app_label, target_type__model=model)

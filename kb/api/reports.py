@@ -1,0 +1,293 @@
+"""Statistics (theme prevalence, the scoreboard) and exports (the knowledge base as one
+streamed JSON document; CSV for outcomes and theme-by-researcher)."""
+
+import csv
+import json
+from collections import defaultdict
+
+from django.http import StreamingHttpResponse
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.response import Response
+from rest_framework.utils.encoders import JSONEncoder
+from rest_framework.views import APIView
+
+from kb import statistics
+from kb.api import views
+from kb.api.mixins import ThrottleFirstMixin
+from kb.api.permissions import permissions_required
+from kb.api.rows import RowBuilder, values_chunks
+from kb.models import Highlight, InsightFinding, InsightHighlight, Interview, Outcome, Theme
+
+EXPORT_CHUNK = 2000
+
+# --- statistics ---------------------------------------------------------------------------
+
+
+class ProportionSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    n = serializers.IntegerField()
+    share = serializers.FloatField(allow_null=True)
+    ci_low = serializers.FloatField(allow_null=True)
+    ci_high = serializers.FloatField(allow_null=True)
+
+
+class ThemePrevalenceRowSerializer(serializers.Serializer):
+    theme = serializers.IntegerField()
+    name = serializers.CharField()
+    parent = serializers.IntegerField(allow_null=True)
+    highlights = serializers.IntegerField()
+    researchers = ProportionSerializer()
+    by_role = serializers.DictField(child=ProportionSerializer())
+
+
+class ThemePrevalenceSerializer(serializers.Serializer):
+    researchers = serializers.IntegerField()
+    roles = serializers.DictField(child=serializers.IntegerField())
+    themes = ThemePrevalenceRowSerializer(many=True)
+
+
+class ScoreBlockSerializer(serializers.Serializer):
+    changes = serializers.IntegerField()
+    beat_baseline = ProportionSerializer()
+    beat_control = ProportionSerializer()
+
+
+class OperationScoreSerializer(ScoreBlockSerializer):
+    operation = serializers.CharField()
+
+
+class ModelScoreSerializer(ScoreBlockSerializer):
+    model = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class ScoreboardSerializer(serializers.Serializer):
+    overall = ScoreBlockSerializer()
+    by_operation = OperationScoreSerializer(many=True)
+    by_model = ModelScoreSerializer(many=True)
+
+
+class ThemePrevalenceView(ThrottleFirstMixin, APIView):
+    """Per theme: researchers who raised it (with descendants), shares with Wilson 95%
+    intervals, overall and by researcher role. Aggregates only: no quotes, no names."""
+
+    permission_classes = [permissions_required("kb.view_theme")]
+
+    @extend_schema(responses={200: ThemePrevalenceSerializer})
+    def get(self, request):
+        return Response(statistics.theme_prevalence())
+
+
+class ScoreboardView(ThrottleFirstMixin, APIView):
+    """How often guided changes beat their baseline and their budget-matched random control."""
+
+    permission_classes = [permissions_required("kb.view_outcome", "kb.view_architecturechange")]
+
+    @extend_schema(responses={200: ScoreboardSerializer})
+    def get(self, request):
+        return Response(statistics.scoreboard())
+
+
+# --- the JSON export ----------------------------------------------------------------------
+
+# (section, viewset, permission); link tables are plain pairs.
+SECTIONS = [
+    ("researchers", views.ResearcherViewSet, "kb.view_researcher"),
+    ("surveys", views.SurveyViewSet, "kb.view_survey"),
+    ("questions", views.QuestionViewSet, "kb.view_question"),
+    ("interviews", views.InterviewViewSet, "kb.view_interview"),
+    ("answers", views.AnswerViewSet, "kb.view_answer"),
+    ("themes", views.ThemeViewSet, "kb.view_theme"),
+    ("highlights", views.HighlightViewSet, "kb.view_highlight"),
+    ("models", views.SubjectModelViewSet, "kb.view_subjectmodel"),
+    ("findings", views.FindingViewSet, "kb.view_finding"),
+    ("insights", views.InsightViewSet, "kb.view_insight"),
+    ("changes", views.ChangeViewSet, "kb.view_architecturechange"),
+    ("outcomes", views.OutcomeViewSet, "kb.view_outcome"),
+    ("runs", views.RunViewSet, "analysis.view_analysisrun"),
+]
+# (section, link model, the evidence it links, permission)
+LINKS = [
+    ("insight_findings", InsightFinding, "finding", "kb.view_insightfinding"),
+    ("insight_highlights", InsightHighlight, "highlight", "kb.view_insighthighlight"),
+]
+SECTION_NAMES = [name for name, *_ in SECTIONS + LINKS]
+SECTION_PERMS = [(name, perm) for name, *_, perm in SECTIONS + LINKS]
+
+
+def export_sections(user, wanted: list[str] | None) -> list[str]:
+    """The sections a user may export, in document order."""
+    return [
+        name
+        for name, perm in SECTION_PERMS
+        if user.has_perm(perm) and (not wanted or name in wanted)
+    ]
+
+
+def _encode_chunks(chunks, encoder: JSONEncoder):
+    """Yield a JSON array's body, one chunk of rows at a time (constant memory)."""
+    first = True
+    for rows in chunks:
+        if rows:
+            yield ("" if first else ",") + encoder.encode(rows)[1:-1]
+            first = False
+
+
+def _section_chunks(name: str, request):
+    viewsets = {section: viewset for section, viewset, _ in SECTIONS}
+    if name in viewsets:
+        builder: RowBuilder = viewsets[name].row_builder()
+        templates = builder.templates(request)
+        queryset = viewsets[name].queryset.order_by("pk")
+        for rows in values_chunks(queryset, builder.value_names, EXPORT_CHUNK):
+            yield builder.build(rows, request, templates)
+        return
+    model, evidence = {section: (model, evidence) for section, model, evidence, _ in LINKS}[name]
+    yield from values_chunks(
+        model.objects.order_by("pk"), ["id", "insight", evidence, "stance"], EXPORT_CHUNK
+    )
+
+
+def export_document(request, sections: list[str]):
+    """Yield the export as text chunks: {"exported_at": ..., "<section>": [rows], ...}.
+    Rows are the API's list representation without nested summaries; links between
+    insights and evidence are sections of their own."""
+    encoder = JSONEncoder()
+    yield '{"exported_at":' + encoder.encode(timezone.now())
+    for name in sections:
+        yield f',"{name}":['
+        yield from _encode_chunks(_section_chunks(name, request), encoder)
+        yield "]"
+    yield "}"
+
+
+ExportDocumentSerializer = type(
+    "ExportDocumentSerializer",
+    (serializers.Serializer,),
+    {
+        "exported_at": serializers.DateTimeField(),
+        **{
+            name: serializers.ListField(child=serializers.DictField(), required=False)
+            for name in SECTION_NAMES
+        },
+    },
+)
+
+
+class ExportView(ThrottleFirstMixin, APIView):
+    """The whole knowledge base the caller may see, as one JSON document, streamed."""
+
+    permission_classes = [permissions_required()]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "sections",
+                str,
+                description=f"Comma-separated subset of: {', '.join(SECTION_NAMES)}.",
+            )
+        ],
+        operation_id="export_document",
+        responses={200: ExportDocumentSerializer},
+    )
+    def get(self, request):
+        wanted = [name for name in request.GET.get("sections", "").split(",") if name]
+        unknown = sorted(set(wanted) - set(SECTION_NAMES))
+        if unknown:
+            raise serializers.ValidationError({"sections": [f"Unknown: {', '.join(unknown)}."]})
+        sections = export_sections(request.user, wanted)
+        if not sections and not wanted:
+            raise PermissionDenied
+        response = StreamingHttpResponse(
+            export_document(request, sections), content_type="application/json"
+        )
+        response["Content-Disposition"] = 'attachment; filename="insight-kb.json"'
+        return response
+
+
+# --- CSV ----------------------------------------------------------------------------------
+
+
+class CSVRenderer(BaseRenderer):
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data if isinstance(data, bytes | str) else json.dumps(data)
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_response(header: list[str], rows, filename: str) -> StreamingHttpResponse:
+    writer = csv.writer(_Echo())
+
+    def lines():
+        yield writer.writerow(header)
+        for row in rows:
+            yield writer.writerow(row)
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+OUTCOME_COLUMNS = [
+    "id", "change", "change__operation", "change__target_model__name", "metric", "effect",
+    "ci_low", "ci_high", "p_value", "effect_vs_control", "control_ci_low", "control_ci_high",
+    "verdict", "source", "recorded_at",
+]  # fmt: skip
+
+
+class OutcomesCSVView(ThrottleFirstMixin, APIView):
+    """Every outcome, one row each, as CSV."""
+
+    permission_classes = [permissions_required("kb.view_outcome")]
+    renderer_classes = [JSONRenderer, CSVRenderer]
+
+    @extend_schema(operation_id="export_outcomes_csv", responses={(200, "text/csv"): str})
+    def get(self, request):
+        rows = (
+            Outcome.objects.order_by("pk")
+            .values_list(*OUTCOME_COLUMNS)
+            .iterator(chunk_size=EXPORT_CHUNK)
+        )
+        header = [column.replace("change__target_model__name", "model").replace("__", "_")
+                  for column in OUTCOME_COLUMNS]  # fmt: skip
+        return _csv_response(header, rows, "outcomes.csv")
+
+
+class ThemeByResearcherCSVView(ThrottleFirstMixin, APIView):
+    """Highlights per researcher (rows, by pseudonym) and theme (columns), as CSV."""
+
+    permission_classes = [permissions_required("kb.view_researcher", "kb.view_highlight")]
+    renderer_classes = [JSONRenderer, CSVRenderer]
+
+    @extend_schema(
+        operation_id="export_theme_by_researcher_csv", responses={(200, "text/csv"): str}
+    )
+    def get(self, request):
+        themes = list(Theme.objects.order_by("name", "pk").values_list("pk", "name"))
+        counts: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        for theme_id, researcher_id in Highlight.themes.through.objects.values_list(
+            "theme_id", "highlight__interview__researcher_id"
+        ):
+            counts[researcher_id][theme_id] += 1
+        researchers = (
+            Interview.objects.order_by("researcher__pseudonym")
+            .values_list("researcher_id", "researcher__pseudonym", "researcher__role")
+            .distinct()
+        )
+        rows = (
+            [pseudonym, role, *(counts[researcher_id][theme_id] for theme_id, _ in themes)]
+            for researcher_id, pseudonym, role in researchers
+        )
+        header = ["researcher", "role", *(name for _, name in themes)]
+        return _csv_response(header, rows, "theme-by-researcher.csv")

@@ -1,0 +1,472 @@
+"""Representations (read: what `RowBuilder` fills; the schema) and inputs (write: validated
+here for types and ids, then handed to a service, which validates the rules)."""
+
+from django.db import models
+from rest_framework import serializers
+
+from analysis.models import AnalysisJob, AnalysisRun
+from kb.api.fields import LinkField, SafeJSONField
+from kb.models import (
+    Answer,
+    ArchitectureChange,
+    Event,
+    Finding,
+    Highlight,
+    Insight,
+    Interview,
+    Outcome,
+    Question,
+    Researcher,
+    Stance,
+    SubjectModel,
+    Survey,
+    Theme,
+)
+
+
+class KbModelSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.JSONField: SafeJSONField,
+    }
+
+
+# --- people, surveys, interviews ------------------------------------------------------------
+
+
+class ResearcherSerializer(KbModelSerializer):
+    url = LinkField("api:researcher-detail")
+
+    class Meta:
+        model = Researcher
+        fields = [
+            "id", "url", "pseudonym", "full_name", "affiliation", "role", "seniority",
+            "research_area", "consent_given", "consent_date", "consent_scope", "contact_email",
+            "anonymised_at", "created_at", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = ["anonymised_at"]
+
+
+class QuestionInputSerializer(serializers.Serializer):
+    text = serializers.CharField()
+    kind = serializers.ChoiceField(Question.Kind.choices)
+    choices = serializers.ListField(child=serializers.CharField(), required=False)
+    required = serializers.BooleanField(required=False, default=True)
+
+
+class QuestionSummarySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    position = serializers.IntegerField()
+    text = serializers.CharField()
+    kind = serializers.ChoiceField(Question.Kind.choices)
+
+
+class SurveySerializer(KbModelSerializer):
+    url = LinkField("api:survey-detail")
+    questions = QuestionSummarySerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Survey
+        fields = ["id", "url", "title", "description", "created_at", "questions"]
+
+
+class SurveyCreateSerializer(KbModelSerializer):
+    questions = QuestionInputSerializer(many=True, required=False, default=list)
+
+    class Meta:
+        model = Survey
+        fields = ["title", "description", "questions"]
+
+
+class QuestionSerializer(KbModelSerializer):
+    url = LinkField("api:question-detail")
+    survey_url = LinkField("api:survey-detail", "survey")
+
+    class Meta:
+        model = Question
+        fields = ["id", "url", "survey", "survey_url", "position", "text", "kind", "choices",
+                  "required"]  # fmt: skip
+
+
+class QuestionUpdateSerializer(KbModelSerializer):
+    class Meta:
+        model = Question
+        fields = ["position", "text", "kind", "choices", "required"]
+
+
+def answer_value_problem(kind: str | None, value) -> str | None:
+    """What is wrong with the shape of a raw answer value for a question kind, if anything;
+    the services check the value itself (range, offered choices)."""
+    if value is None or kind is None:
+        return None
+    if kind == Question.Kind.LIKERT:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else "A Likert answer is a whole number from 1 to 5."
+    if kind in Question.CHOICE_KINDS:
+        ok = isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(item, str) for item in value)
+        )
+        return None if ok else "A choice answer is a choice or a list of choices."
+    return None if isinstance(value, str) else "A free-text answer is a string."
+
+
+class InterviewSerializer(KbModelSerializer):
+    url = LinkField("api:interview-detail")
+    researcher_url = LinkField("api:researcher-detail", "researcher")
+    survey_url = LinkField("api:survey-detail", "survey", allow_null=True)
+
+    class Meta:
+        model = Interview
+        fields = [
+            "id", "url", "researcher", "researcher_url", "interviewer", "conducted_on",
+            "survey", "survey_url", "transcript", "summary", "status", "created_at",
+            "updated_at",
+        ]  # fmt: skip
+
+
+class InterviewCreateSerializer(InterviewSerializer):
+    answers = serializers.DictField(
+        child=SafeJSONField(allow_null=True),
+        required=False,
+        help_text="Question id to the answer's value (text, 1-5, or selected choices).",
+    )
+
+    class Meta(InterviewSerializer.Meta):
+        fields = ["researcher", "interviewer", "conducted_on", "survey", "transcript",
+                  "summary", "status", "answers"]  # fmt: skip
+
+    def validate_answers(self, value: dict) -> dict:
+        if not all(key.isdigit() and len(key) < 12 for key in value):
+            raise serializers.ValidationError("Keys must be question ids.")
+        answers = {int(key): answer for key, answer in value.items()}
+        kinds = dict(Question.objects.filter(pk__in=answers).values_list("pk", "kind"))
+        problems = [
+            f"Question {question_id}: {problem}"
+            for question_id, answer in answers.items()
+            if (problem := answer_value_problem(kinds.get(question_id), answer))
+        ]
+        if problems:
+            raise serializers.ValidationError(problems)
+        return answers
+
+
+class InterviewUpdateSerializer(KbModelSerializer):
+    class Meta:
+        model = Interview
+        fields = ["interviewer", "conducted_on", "transcript", "summary", "status"]
+
+
+class AnswerSerializer(KbModelSerializer):
+    url = LinkField("api:answer-detail")
+    interview_url = LinkField("api:interview-detail", "interview")
+    question_url = LinkField("api:question-detail", "question")
+
+    class Meta:
+        model = Answer
+        fields = ["id", "url", "interview", "interview_url", "question", "question_url", "text",
+                  "likert", "selected_choices"]  # fmt: skip
+
+
+class AnswerCreateSerializer(serializers.Serializer):
+    interview = serializers.PrimaryKeyRelatedField(queryset=Interview.objects.all())
+    question = serializers.PrimaryKeyRelatedField(queryset=Question.objects.all())
+    value = SafeJSONField(allow_null=True, help_text="Text, a 1-5 value, or selected choices.")
+
+    def validate(self, data: dict) -> dict:
+        problem = answer_value_problem(data["question"].kind, data["value"])
+        if problem:
+            raise serializers.ValidationError({"value": [problem]})
+        return data
+
+
+class AnswerUpdateSerializer(KbModelSerializer):
+    class Meta:
+        model = Answer
+        fields = ["text", "likert", "selected_choices"]
+
+
+# --- codebook -----------------------------------------------------------------------------
+
+
+class ThemeSerializer(KbModelSerializer):
+    url = LinkField("api:theme-detail")
+    colour = serializers.RegexField(
+        r"^#[0-9a-fA-F]{6}$", required=False, help_text="Hex colour, #rrggbb."
+    )
+    parent_url = LinkField("api:theme-detail", "parent", allow_null=True)
+
+    class Meta:
+        model = Theme
+        fields = ["id", "url", "name", "description", "parent", "parent_url", "colour"]
+        # The database constraints (siblings, roots) are checked by the service's full_clean.
+        validators = []
+
+
+class HighlightSerializer(KbModelSerializer):
+    url = LinkField("api:highlight-detail")
+    interview_url = LinkField("api:interview-detail", "interview")
+    themes = serializers.PrimaryKeyRelatedField(queryset=Theme.objects.all(), many=True)
+
+    class Meta:
+        model = Highlight
+        fields = ["id", "url", "interview", "interview_url", "source", "answer", "start", "end",
+                  "quote", "themes", "note", "created_by", "created_at"]  # fmt: skip
+        read_only_fields = ["source", "created_by"]
+
+
+class HighlightUpdateSerializer(KbModelSerializer):
+    themes = serializers.PrimaryKeyRelatedField(
+        queryset=Theme.objects.all(), many=True, required=False
+    )
+
+    class Meta:
+        model = Highlight
+        fields = ["note", "themes"]
+
+
+# --- models under study and findings ------------------------------------------------------
+
+
+class SubjectModelSerializer(KbModelSerializer):
+    url = LinkField("api:subjectmodel-detail")
+
+    class Meta:
+        model = SubjectModel
+        fields = ["id", "url", "name", "family", "task", "dataset", "kind", "architecture_spec",
+                  "weights_sha256", "source", "created_at"]  # fmt: skip
+        read_only_fields = ["weights_sha256"]
+
+
+class SubjectModelUpdateSerializer(KbModelSerializer):
+    class Meta:
+        model = SubjectModel
+        fields = ["name", "family", "task", "dataset", "architecture_spec", "source"]
+
+
+class FindingSerializer(KbModelSerializer):
+    url = LinkField("api:finding-detail")
+    subject_model_url = LinkField("api:subjectmodel-detail", "subject_model")
+    evidence_runs = serializers.PrimaryKeyRelatedField(
+        queryset=AnalysisRun.objects.all(), many=True, required=False
+    )
+
+    class Meta:
+        model = Finding
+        fields = [
+            "id", "url", "subject_model", "subject_model_url", "title", "description", "kind",
+            "layer_name", "unit_indices", "concept", "evidence_runs", "status", "confidence",
+            "created_at", "updated_at",
+        ]  # fmt: skip
+        extra_kwargs = {"confidence": {"min_value": 0.0, "max_value": 1.0}}
+
+
+class FindingUpdateSerializer(KbModelSerializer):
+    class Meta:
+        model = Finding
+        fields = ["title", "description", "kind", "layer_name", "unit_indices", "concept",
+                  "status", "confidence"]  # fmt: skip
+        extra_kwargs = FindingSerializer.Meta.extra_kwargs
+
+
+# --- insights, changes, outcomes ----------------------------------------------------------
+
+
+class OutcomeSummarySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.URLField()
+    verdict = serializers.ChoiceField(Outcome.Verdict.choices)
+    effect = serializers.FloatField()
+    ci_low = serializers.FloatField(allow_null=True)
+    ci_high = serializers.FloatField(allow_null=True)
+    effect_vs_control = serializers.FloatField(allow_null=True)
+    recorded_at = serializers.DateTimeField()
+
+
+class ChangeSummarySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.URLField()
+    operation = serializers.ChoiceField(ArchitectureChange.Operation.choices)
+    status = serializers.ChoiceField(ArchitectureChange.Status.choices)
+    target_model = serializers.IntegerField()
+    latest_outcome = OutcomeSummarySerializer(allow_null=True)
+
+
+class FindingLinkSerializer(serializers.Serializer):
+    finding = serializers.IntegerField()
+    url = serializers.URLField()
+    title = serializers.CharField()
+    stance = serializers.ChoiceField(Stance.choices)
+
+
+class HighlightLinkSerializer(serializers.Serializer):
+    highlight = serializers.IntegerField()
+    url = serializers.URLField()
+    stance = serializers.ChoiceField(Stance.choices)
+
+
+class InsightSerializer(KbModelSerializer):
+    url = LinkField("api:insight-detail")
+    findings = FindingLinkSerializer(many=True, read_only=True)
+    highlights = HighlightLinkSerializer(
+        many=True,
+        read_only=True,
+        allow_null=True,
+        help_text="Supporting or contradicting quotes; null for roles that may not see quotes.",
+    )
+    changes = ChangeSummarySerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Insight
+        fields = [
+            "id", "url", "title", "statement", "understanding_level", "relevance", "status",
+            "created_by", "created_at", "updated_at", "findings", "highlights", "changes",
+        ]  # fmt: skip
+        read_only_fields = ["created_by"]
+
+
+class FindingLinkInputSerializer(serializers.Serializer):
+    finding = serializers.PrimaryKeyRelatedField(queryset=Finding.objects.all())
+    stance = serializers.ChoiceField(Stance.choices, default=Stance.SUPPORTS)
+
+
+class HighlightLinkInputSerializer(serializers.Serializer):
+    highlight = serializers.PrimaryKeyRelatedField(queryset=Highlight.objects.all())
+    stance = serializers.ChoiceField(Stance.choices, default=Stance.SUPPORTS)
+
+
+class InsightCreateSerializer(KbModelSerializer):
+    findings = FindingLinkInputSerializer(many=True, required=False, default=list)
+    highlights = HighlightLinkInputSerializer(many=True, required=False, default=list)
+
+    class Meta:
+        model = Insight
+        fields = ["title", "statement", "understanding_level", "relevance", "status",
+                  "findings", "highlights"]  # fmt: skip
+
+
+class InsightUpdateSerializer(KbModelSerializer):
+    class Meta:
+        model = Insight
+        fields = ["title", "statement", "understanding_level", "relevance", "status"]
+
+
+class ChangeSerializer(KbModelSerializer):
+    url = LinkField("api:architecturechange-detail")
+    insight_url = LinkField("api:insight-detail", "insight")
+    target_model_url = LinkField("api:subjectmodel-detail", "target_model")
+    latest_outcome = OutcomeSummarySerializer(read_only=True, allow_null=True)
+
+    class Meta:
+        model = ArchitectureChange
+        fields = [
+            "id", "url", "insight", "insight_url", "target_model", "target_model_url",
+            "operation", "parameters", "rationale", "expected_metric", "expected_direction",
+            "minimum_effect", "status", "created_at", "updated_at", "latest_outcome",
+        ]  # fmt: skip
+        read_only_fields = ["status"]
+
+
+class ChangeUpdateSerializer(KbModelSerializer):
+    class Meta:
+        model = ArchitectureChange
+        fields = ["operation", "parameters", "rationale", "expected_metric",
+                  "expected_direction", "minimum_effect"]  # fmt: skip
+
+
+class OutcomeSerializer(KbModelSerializer):
+    url = LinkField("api:outcome-detail")
+    change_url = LinkField("api:architecturechange-detail", "change")
+    analysis_run_url = LinkField("api:analysisrun-detail", "analysis_run", allow_null=True)
+
+    class Meta:
+        model = Outcome
+        fields = [
+            "id", "url", "change", "change_url", "metric", "baseline_values", "variant_values",
+            "control_values", "effect", "ci_low", "ci_high", "p_value", "effect_vs_control",
+            "control_ci_low", "control_ci_high", "verdict", "source", "analysis_run",
+            "analysis_run_url", "notes", "recorded_at",
+        ]  # fmt: skip
+
+
+class MetricValueField(serializers.FloatField):
+    """One seed's metric value; bounded so that means and intervals stay finite."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(min_value=-1e9, max_value=1e9, **kwargs)
+
+
+class OutcomeCreateSerializer(serializers.Serializer):
+    """An outcome measured elsewhere; effect, interval and p-value are computed."""
+
+    change = serializers.PrimaryKeyRelatedField(queryset=ArchitectureChange.objects.all())
+    verdict = serializers.ChoiceField(Outcome.Verdict.choices)
+    baseline_values = serializers.ListField(child=MetricValueField(), min_length=1)
+    variant_values = serializers.ListField(child=MetricValueField(), min_length=1)
+    control_values = serializers.ListField(child=MetricValueField(), required=False, default=list)
+    metric = serializers.CharField(max_length=64, required=False)
+    notes = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class OutcomeUpdateSerializer(KbModelSerializer):
+    class Meta:
+        model = Outcome
+        fields = ["notes"]
+
+
+# --- runs and events ----------------------------------------------------------------------
+
+
+class JobSummarySerializer(serializers.Serializer):
+    key = serializers.CharField()
+    status = serializers.ChoiceField(AnalysisJob.Status.choices)
+    progress = serializers.FloatField()
+    attempts = serializers.IntegerField()
+
+
+class RunSerializer(KbModelSerializer):
+    url = LinkField("api:analysisrun-detail")
+    subject_model_url = LinkField("api:subjectmodel-detail", "subject_model", allow_null=True)
+    finding_url = LinkField("api:finding-detail", "finding", allow_null=True)
+    change_url = LinkField("api:architecturechange-detail", "change", allow_null=True)
+    figures = serializers.DictField(
+        child=serializers.URLField(), read_only=True, help_text="Figure name to its URL."
+    )
+    jobs = JobSummarySerializer(many=True, read_only=True)
+    outcome = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = AnalysisRun
+        fields = [
+            "id", "url", "kind", "subject_model", "subject_model_url", "finding", "finding_url",
+            "change", "change_url", "config", "status", "progress_percent", "progress_message",
+            "result", "error", "attempts", "requested_by", "created_at", "started_at",
+            "finished_at", "figures", "jobs", "outcome",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class RunRequestSerializer(serializers.Serializer):
+    config = SafeJSONField(
+        required=False, default=dict, help_text="Dataset, training settings, seeds ..."
+    )
+
+    def validate_config(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be an object.")
+        return value
+
+
+class RunAcceptedSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.URLField()
+    status = serializers.ChoiceField(AnalysisRun.Status.choices)
+
+
+class EventSerializer(KbModelSerializer):
+    target_type = serializers.CharField(read_only=True, help_text="e.g. kb.insight")
+
+    class Meta:
+        model = Event
+        fields = ["id", "action", "target_type", "target_id", "target_label", "changes",
+                  "actor", "created_at"]  # fmt: skip
+        read_only_fields = fields

@@ -1,0 +1,424 @@
+"""API viewsets. Thin: reads go through `RowBuilder` and the API selectors, every write calls
+one service, whose ValidationError becomes a 400 (kb/api/exceptions.py)."""
+
+from django.db.models import QuerySet
+from django.urls import reverse
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.filters import OrderingFilter, SearchFilter
+from rest_framework.response import Response
+
+from analysis import services as analysis_services
+from analysis.models import AnalysisRun
+from kb.api import filters, selectors
+from kb.api import serializers as s
+from kb.api.mixins import ThrottleFirstMixin
+from kb.api.pagination import EventCursorPagination
+from kb.api.permissions import RolePermission
+from kb.api.rows import RowBuilder
+from kb.models import (
+    Answer,
+    ArchitectureChange,
+    Event,
+    Finding,
+    Highlight,
+    Insight,
+    Interview,
+    Outcome,
+    Question,
+    Researcher,
+    Stance,
+    SubjectModel,
+    Survey,
+    Theme,
+)
+from kb.services import api_writes
+from kb.services.codebook import highlight_create, theme_create
+from kb.services.insights import change_create, insight_create, outcome_record_manual
+from kb.services.interviews import answer_create, interview_create, question_create, survey_create
+from kb.services.people import researcher_create
+from kb.services.records import record_delete, record_update
+from kb.services.subjects import finding_create, subject_model_create
+
+NOT_NUL = "\x00"
+
+
+def documented(read, create=None, update=None):
+    """Schema: writes take their input serializer and answer with the representation."""
+    return extend_schema_view(
+        create=extend_schema(request=create or read, responses={201: read}),
+        partial_update=extend_schema(request=update or read, responses={200: read}),
+    )
+
+
+class KbReadViewSet(ThrottleFirstMixin, viewsets.GenericViewSet):
+    """List and retrieve one kind of record, serialised from `.values()` rows."""
+
+    permission_classes = [RolePermission]
+    lookup_value_regex = "[0-9]+"
+    filter_backends = [DjangoFilterBackend, SearchFilter, OrderingFilter]
+    create_serializer_class = None
+    update_serializer_class = None
+    _builders: dict[type, RowBuilder] = {}
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        # PostgreSQL refuses NUL in text; a query string carrying one is bad input, not a 500.
+        if any(NOT_NUL in key or NOT_NUL in value for key, value in request.GET.items()):
+            raise ValidationError({"query": ["Null characters are not allowed."]})
+
+    def get_queryset(self) -> QuerySet:
+        return self.queryset.all()
+
+    def get_serializer_class(self):
+        if self.action == "create" and self.create_serializer_class:
+            return self.create_serializer_class
+        if self.action == "partial_update" and self.update_serializer_class:
+            return self.update_serializer_class
+        return self.serializer_class
+
+    @classmethod
+    def row_builder(cls) -> RowBuilder:
+        if cls not in cls._builders:
+            cls._builders[cls] = RowBuilder(cls.serializer_class)
+        return cls._builders[cls]
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def represent(self, rows) -> list[dict]:
+        rows = self.row_builder().build(rows, self.request)
+        if rows:
+            self.attach(rows)
+        return rows
+
+    def attach(self, rows: list[dict]) -> None:
+        """Add nested summaries to a page of rows, with a fixed number of queries."""
+
+    def list(self, request, *args, **kwargs):
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset.values(*self.row_builder().value_names))
+        return self.get_paginated_response(self.represent(page))
+
+    def retrieve(self, request, *args, **kwargs):
+        return Response(self.detail_data(self.kwargs["pk"]))
+
+    def detail_data(self, pk) -> dict:
+        rows = self.get_queryset().filter(pk=pk).values(*self.row_builder().value_names)
+        rows = self.represent(rows)
+        if not rows:
+            raise NotFound
+        return rows[0]
+
+
+class KbViewSet(KbReadViewSet):
+    """Adds create (POST), update (PATCH) and delete; each calls one service."""
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        instance = self.create_record(dict(serializer.validated_data))
+        data = self.detail_data(instance.pk)
+        return Response(data, status=status.HTTP_201_CREATED, headers={"Location": data["url"]})
+
+    def partial_update(self, request, *args, **kwargs):
+        instance = self.get_object()
+        serializer = self.get_serializer(instance, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        self.update_record(instance, dict(serializer.validated_data))
+        return Response(self.detail_data(instance.pk))
+
+    def destroy(self, request, *args, **kwargs):
+        record_delete(self.get_object(), actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def create_record(self, data: dict):
+        raise NotImplementedError
+
+    def update_record(self, instance, data: dict) -> None:
+        record_update(instance, actor=self.request.user, data=data)
+
+
+def _run_accepted(view: KbReadViewSet, run: AnalysisRun) -> Response:
+    url = view.request.build_absolute_uri(reverse("api:analysisrun-detail", args=[run.pk]))
+    body = {"id": run.pk, "url": url, "status": run.status}
+    return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+
+
+RUN_REQUEST_SCHEMA = extend_schema(
+    request=s.RunRequestSerializer, responses={202: s.RunAcceptedSerializer}
+)
+RUN_PERMS = ["analysis.add_analysisrun"]
+
+
+@documented(s.ResearcherSerializer)
+class ResearcherViewSet(KbViewSet):
+    queryset = Researcher.objects.all()
+    serializer_class = s.ResearcherSerializer
+    filterset_class = filters.ResearcherFilter
+    search_fields = ["pseudonym", "research_area"]
+    ordering_fields = ["pseudonym", "created_at", "role"]
+
+    def create_record(self, data):
+        return researcher_create(actor=self.request.user, **data)
+
+
+@documented(s.SurveySerializer, create=s.SurveyCreateSerializer)
+class SurveyViewSet(KbViewSet):
+    queryset = Survey.objects.all()
+    serializer_class = s.SurveySerializer
+    create_serializer_class = s.SurveyCreateSerializer
+    search_fields = ["title", "description"]
+    ordering_fields = ["title", "created_at"]
+
+    def attach(self, rows):
+        selectors.survey_attach_questions(rows)
+
+    def create_record(self, data):
+        return survey_create(actor=self.request.user, **data)
+
+
+@documented(s.QuestionSerializer, update=s.QuestionUpdateSerializer)
+class QuestionViewSet(KbViewSet):
+    queryset = Question.objects.all()
+    serializer_class = s.QuestionSerializer
+    update_serializer_class = s.QuestionUpdateSerializer
+    filterset_class = filters.QuestionFilter
+    search_fields = ["text"]
+    ordering_fields = ["survey", "position"]
+
+    def create_record(self, data):
+        return question_create(actor=self.request.user, **data)
+
+
+@documented(s.InterviewSerializer, s.InterviewCreateSerializer, s.InterviewUpdateSerializer)
+class InterviewViewSet(KbViewSet):
+    queryset = Interview.objects.all()
+    serializer_class = s.InterviewSerializer
+    create_serializer_class = s.InterviewCreateSerializer
+    update_serializer_class = s.InterviewUpdateSerializer
+    filterset_class = filters.InterviewFilter
+    search_fields = ["transcript", "summary", "researcher__pseudonym"]
+    ordering_fields = ["conducted_on", "created_at", "status"]
+
+    def create_record(self, data):
+        return interview_create(actor=self.request.user, **data)
+
+
+@documented(s.AnswerSerializer, s.AnswerCreateSerializer, s.AnswerUpdateSerializer)
+class AnswerViewSet(KbViewSet):
+    queryset = Answer.objects.all()
+    serializer_class = s.AnswerSerializer
+    create_serializer_class = s.AnswerCreateSerializer
+    update_serializer_class = s.AnswerUpdateSerializer
+    filterset_class = filters.AnswerFilter
+    search_fields = ["text"]
+    ordering_fields = ["interview", "question"]
+
+    def create_record(self, data):
+        return answer_create(actor=self.request.user, **data)
+
+
+@documented(s.ThemeSerializer)
+class ThemeViewSet(KbViewSet):
+    queryset = Theme.objects.all()
+    serializer_class = s.ThemeSerializer
+    filterset_class = filters.ThemeFilter
+    search_fields = ["name", "description"]
+    ordering_fields = ["name"]
+
+    def create_record(self, data):
+        return theme_create(actor=self.request.user, **data)
+
+
+@documented(s.HighlightSerializer, update=s.HighlightUpdateSerializer)
+class HighlightViewSet(KbViewSet):
+    queryset = Highlight.objects.all()
+    serializer_class = s.HighlightSerializer
+    update_serializer_class = s.HighlightUpdateSerializer
+    filterset_class = filters.HighlightFilter
+    search_fields = ["quote", "note"]
+    ordering_fields = ["created_at", "start"]
+
+    def create_record(self, data):
+        return highlight_create(actor=self.request.user, **data)
+
+    def update_record(self, instance, data):
+        api_writes.highlight_update(actor=self.request.user, highlight=instance, **data)
+
+
+@documented(s.SubjectModelSerializer, update=s.SubjectModelUpdateSerializer)
+class SubjectModelViewSet(KbViewSet):
+    queryset = SubjectModel.objects.all()
+    serializer_class = s.SubjectModelSerializer
+    update_serializer_class = s.SubjectModelUpdateSerializer
+    filterset_class = filters.SubjectModelFilter
+    search_fields = ["name", "family", "task", "dataset"]
+    ordering_fields = ["name", "created_at"]
+    action_permissions = {"profile": RUN_PERMS}
+
+    def create_record(self, data):
+        return subject_model_create(actor=self.request.user, **data)
+
+    @RUN_REQUEST_SCHEMA
+    @action(detail=True, methods=["post"])
+    def profile(self, request, pk=None):
+        """Queue activation profiling of a built-in model; answers 202 with the run's URL."""
+        serializer = s.RunRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        run = analysis_services.profile_request(
+            actor=request.user, subject_model=self.get_object(), **serializer.validated_data
+        )
+        return _run_accepted(self, run)
+
+
+@documented(s.FindingSerializer, update=s.FindingUpdateSerializer)
+class FindingViewSet(KbViewSet):
+    queryset = Finding.objects.all()
+    serializer_class = s.FindingSerializer
+    update_serializer_class = s.FindingUpdateSerializer
+    filterset_class = filters.FindingFilter
+    search_fields = ["title", "description", "concept"]
+    ordering_fields = ["title", "layer_name", "confidence", "created_at"]
+    action_permissions = {"ablate": RUN_PERMS}
+
+    def create_record(self, data):
+        return finding_create(actor=self.request.user, **data)
+
+    @RUN_REQUEST_SCHEMA
+    @action(detail=True, methods=["post"])
+    def ablate(self, request, pk=None):
+        """Queue an ablation of the finding's units; answers 202 with the run's URL."""
+        serializer = s.RunRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        run = analysis_services.ablation_request(
+            actor=request.user, finding=self.get_object(), **serializer.validated_data
+        )
+        return _run_accepted(self, run)
+
+
+@documented(s.InsightSerializer, s.InsightCreateSerializer, s.InsightUpdateSerializer)
+class InsightViewSet(KbViewSet):
+    queryset = Insight.objects.all()
+    serializer_class = s.InsightSerializer
+    create_serializer_class = s.InsightCreateSerializer
+    update_serializer_class = s.InsightUpdateSerializer
+    filterset_class = filters.InsightFilter
+    search_fields = ["title", "statement"]
+    ordering_fields = ["title", "created_at", "updated_at", "status"]
+
+    def attach(self, rows):
+        user = self.request.user
+        selectors.insight_attach_evidence(
+            rows, request=self.request, with_quotes=selectors.can_see_quotes(user)
+        )
+        selectors.insight_attach_changes(rows, request=self.request)
+
+    def create_record(self, data):
+        findings, highlights = data.pop("findings"), data.pop("highlights")
+        if highlights and not selectors.can_see_quotes(self.request.user):
+            raise PermissionDenied("Your role may not link quotes.")
+        return insight_create(
+            actor=self.request.user,
+            supporting_findings=_with_stance(findings, "finding", Stance.SUPPORTS),
+            contradicting_findings=_with_stance(findings, "finding", Stance.CONTRADICTS),
+            supporting_highlights=_with_stance(highlights, "highlight", Stance.SUPPORTS),
+            contradicting_highlights=_with_stance(highlights, "highlight", Stance.CONTRADICTS),
+            **data,
+        )
+
+
+def _with_stance(links: list[dict], key: str, stance: str) -> list:
+    return [link[key] for link in links if link["stance"] == stance]
+
+
+@documented(s.ChangeSerializer, update=s.ChangeUpdateSerializer)
+class ChangeViewSet(KbViewSet):
+    queryset = ArchitectureChange.objects.all()
+    serializer_class = s.ChangeSerializer
+    update_serializer_class = s.ChangeUpdateSerializer
+    filterset_class = filters.ChangeFilter
+    search_fields = ["rationale", "expected_metric"]
+    ordering_fields = ["created_at", "updated_at", "status", "operation"]
+    action_permissions = {"run_experiment": RUN_PERMS}
+
+    def attach(self, rows):
+        selectors.change_attach_latest_outcome(rows, request=self.request)
+
+    def create_record(self, data):
+        return change_create(actor=self.request.user, **data)
+
+    @RUN_REQUEST_SCHEMA
+    @action(detail=True, methods=["post"], url_path="run-experiment")
+    def run_experiment(self, request, pk=None):
+        """Queue the change's experiment (baseline, guided change and budget-matched random
+        control over several seeds); answers 202 with the run's URL."""
+        serializer = s.RunRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        run = analysis_services.experiment_request(
+            actor=request.user, change=self.get_object(), **serializer.validated_data
+        )
+        return _run_accepted(self, run)
+
+
+@documented(s.OutcomeSerializer, s.OutcomeCreateSerializer, s.OutcomeUpdateSerializer)
+class OutcomeViewSet(KbViewSet):
+    queryset = Outcome.objects.all()
+    serializer_class = s.OutcomeSerializer
+    create_serializer_class = s.OutcomeCreateSerializer
+    update_serializer_class = s.OutcomeUpdateSerializer
+    filterset_class = filters.OutcomeFilter
+    search_fields = ["notes", "metric"]
+    ordering_fields = ["recorded_at", "effect", "verdict"]
+
+    def create_record(self, data):
+        return outcome_record_manual(actor=self.request.user, **data)
+
+
+class RunViewSet(KbReadViewSet):
+    """Analysis runs: status, progress, result and figure URLs. Runs are started by the
+    actions on changes, findings and models; here they can be cancelled and retried."""
+
+    queryset = AnalysisRun.objects.all()
+    serializer_class = s.RunSerializer
+    filterset_class = filters.RunFilter
+    ordering_fields = ["created_at", "finished_at", "status"]
+    action_permissions = {
+        "cancel": ["analysis.change_analysisrun"],
+        "retry": ["analysis.change_analysisrun"],
+    }
+
+    def attach(self, rows):
+        selectors.run_attach_details(rows, request=self.request)
+
+    @extend_schema(request=None, responses={200: s.RunSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel a queued or running run."""
+        run = analysis_services.run_cancel(actor=request.user, run=self.get_object())
+        return Response(self.detail_data(run.pk))
+
+    @extend_schema(request=None, responses={202: s.RunSerializer})
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        """Queue a failed or cancelled run again."""
+        run = analysis_services.run_retry(actor=request.user, run=self.get_object())
+        return Response(self.detail_data(run.pk), status=status.HTTP_202_ACCEPTED)
+
+
+class EventViewSet(KbReadViewSet):
+    """The append-only event log, newest first (cursor pagination)."""
+
+    serializer_class = s.EventSerializer
+    filterset_class = filters.EventFilter
+    filter_backends = [DjangoFilterBackend]
+    pagination_class = EventCursorPagination
+    queryset = Event.objects.all()
+
+    def get_queryset(self):
+        return selectors.event_list_visible(user=self.request.user)
+
+    def attach(self, rows):
+        selectors.event_attach_target_type(rows)

@@ -1,0 +1,466 @@
+"""Forms for the site's pages. Forms only parse and check input; every write goes through a
+service, whose ValidationError is shown next to the fields it names (`form_add_service_errors`).
+ModelForms here skip the model's own validation (`_post_clean`) because the services run
+`full_clean` themselves, on the instance they save."""
+
+import datetime
+import json
+from typing import Any
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from analysis.configs import DATASET_NAMES, MAX_SEEDS, MIN_SEEDS
+from kb.models import (
+    ArchitectureChange,
+    Finding,
+    Highlight,
+    Insight,
+    Interview,
+    Outcome,
+    Question,
+    Researcher,
+    SubjectModel,
+    Survey,
+    Theme,
+)
+from kb.models.surveys import LIKERT_MAX, LIKERT_MIN
+
+MARKDOWN_WIDGET = forms.Textarea(attrs={"rows": 8, "data-markdown": "true"})
+# ChangeError fields -> form fields, per operation (insert_layer's "layer" is the new layer).
+CHANGE_PARAMETER_FIELDS = {
+    "widen_layer": {"layer": "layer", "units": "units"},
+    "insert_layer": {"after": "after", "layer": "new_layer"},
+    "remove_layer": {"layer": "layer"},
+    "set_hyperparameter": {"name": "hp_name", "value": "hp_value"},
+    "manual": {"description": "description"},
+}
+
+
+def form_add_service_errors(form: forms.Form, error: ValidationError, aliases=None) -> None:
+    """Attach a service's ValidationError to the form: to the field it names when the form has
+    that field (after `aliases`), else to the form as a whole."""
+    aliases = aliases or {}
+    if not hasattr(error, "error_dict"):
+        form.add_error(None, error.messages)
+        return
+    for field, messages in error.message_dict.items():
+        for message in messages:
+            name, text = _error_target(field, message, aliases)
+            form.add_error(name if name in form.fields else None, text)
+
+
+def _error_target(field: str, message: str, aliases: dict) -> tuple[str | None, str]:
+    # A change's parameter errors arrive as {"parameters": ["units: must be ..."]}.
+    prefix, _, rest = message.partition(": ")
+    if field == "parameters" and rest and prefix in aliases:
+        return aliases[prefix], rest
+    return aliases.get(field, field), message
+
+
+class ServiceModelForm(forms.ModelForm):
+    """A ModelForm for widgets and field checks only; the service validates and saves."""
+
+    def _post_clean(self) -> None:
+        return None
+
+
+class IntegerListField(forms.CharField):
+    """ "1, 2, 3" -> [1, 2, 3]."""
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return ", ".join(str(item) for item in value)
+        return value
+
+    def to_python(self, value) -> list[int]:
+        text = super().to_python(value)
+        try:
+            return [int(part) for part in text.replace(",", " ").split()]
+        except ValueError:
+            raise ValidationError("Enter whole numbers separated by commas.") from None
+
+
+class FloatListField(forms.CharField):
+    """ "0.91, 0.92" -> [0.91, 0.92], one value per seed."""
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return ", ".join(str(item) for item in value)
+        return value
+
+    def to_python(self, value) -> list[float]:
+        text = super().to_python(value)
+        try:
+            return [float(part) for part in text.replace(",", " ").split()]
+        except ValueError:
+            raise ValidationError("Enter numbers separated by commas.") from None
+
+
+class ResearcherForm(ServiceModelForm):
+    class Meta:
+        model = Researcher
+        fields = [
+            "pseudonym", "role", "seniority", "research_area", "full_name", "affiliation",
+            "contact_email", "consent_given", "consent_date", "consent_scope",
+        ]  # fmt: skip
+        widgets = {"consent_date": forms.DateInput(attrs={"type": "date"})}
+
+
+class SurveyForm(ServiceModelForm):
+    class Meta:
+        model = Survey
+        fields = ["title", "description"]
+        widgets = {"description": forms.Textarea(attrs={"rows": 4})}
+
+
+class QuestionForm(ServiceModelForm):
+    choices = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="Choice questions only: one choice per line.",
+    )
+
+    class Meta:
+        model = Question
+        fields = ["text", "kind", "choices", "required"]
+        widgets = {"text": forms.Textarea(attrs={"rows": 2})}
+
+    def clean_choices(self) -> list[str]:
+        return [line.strip() for line in self.cleaned_data["choices"].splitlines() if line.strip()]
+
+
+def _answer_field(question: Question) -> forms.Field:
+    common = {"label": question.text, "required": question.required}
+    if question.kind == Question.Kind.LIKERT:
+        options = [(value, str(value)) for value in range(LIKERT_MIN, LIKERT_MAX + 1)]
+        return forms.TypedChoiceField(
+            choices=options,
+            coerce=int,
+            empty_value=None,
+            widget=forms.RadioSelect,
+            help_text=f"{LIKERT_MIN} = strongly disagree, {LIKERT_MAX} = strongly agree.",
+            **common,
+        )
+    if question.kind == Question.Kind.SINGLE_CHOICE:
+        return forms.ChoiceField(
+            choices=[(c, c) for c in question.choices], widget=forms.RadioSelect, **common
+        )
+    if question.kind == Question.Kind.MULTIPLE_CHOICE:
+        return forms.MultipleChoiceField(
+            choices=[(c, c) for c in question.choices],
+            widget=forms.CheckboxSelectMultiple,
+            **common,
+        )
+    return forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), **common)
+
+
+class AnswersMixin:
+    """Adds one field per survey question, named `answer_<question id>`."""
+
+    def add_answer_fields(self, questions: list[Question]) -> None:
+        self.questions = list(questions)
+        for question in self.questions:
+            self.fields[f"answer_{question.pk}"] = _answer_field(question)
+
+    def answers(self) -> dict[int, Any]:
+        return {q.pk: self.cleaned_data.get(f"answer_{q.pk}") for q in self.questions}
+
+    def answer_fields(self):
+        return [self[f"answer_{question.pk}"] for question in self.questions]
+
+
+class SurveyResponseForm(AnswersMixin, forms.Form):
+    """The questionnaire a respondent fills in through an invitation link."""
+
+    def __init__(self, *args, questions: list[Question], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_answer_fields(questions)
+
+
+def _normalise_newlines(text: str) -> str:
+    # Browsers submit CRLF; the page's DOM has LF only, and highlight offsets come from the DOM.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+class InterviewForm(AnswersMixin, ServiceModelForm):
+    interviewer = forms.ModelChoiceField(
+        queryset=get_user_model().objects.order_by("username"), required=False
+    )
+
+    class Meta:
+        model = Interview
+        fields = [
+            "researcher", "conducted_on", "interviewer", "survey", "status", "transcript",
+            "summary",
+        ]  # fmt: skip
+        widgets = {
+            "conducted_on": forms.DateInput(attrs={"type": "date"}),
+            "transcript": forms.Textarea(attrs={"rows": 14, "data-markdown": "true"}),
+            "summary": forms.Textarea(attrs={"rows": 3}),
+        }
+
+    def __init__(self, *args, questions=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["interviewer"].label_from_instance = lambda user: user.get_username()
+        self.add_answer_fields(questions)
+        if questions:
+            self.fields["survey"].disabled = True
+
+    def clean_transcript(self) -> str:
+        return _normalise_newlines(self.cleaned_data["transcript"])
+
+
+class HighlightForm(forms.Form):
+    """A passage selected on the interview page; the offsets come from the selection. Without
+    offsets (no pointer, keyboard only), the quote is looked up in the source text."""
+
+    start = forms.IntegerField(min_value=0, required=False, widget=forms.HiddenInput)
+    end = forms.IntegerField(min_value=1, required=False, widget=forms.HiddenInput)
+    answer = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    quote = forms.CharField(
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Select a passage above, or type or paste it exactly.",
+    )
+    themes = forms.ModelMultipleChoiceField(
+        queryset=Theme.objects.all(), widget=forms.CheckboxSelectMultiple
+    )
+    note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, *args, interview: Interview, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.interview = interview
+
+    def clean(self) -> dict:
+        data = super().clean()
+        quote = _normalise_newlines(data.get("quote") or "")
+        data["quote"] = quote
+        answer_id = data.get("answer")
+        data["answer"] = None
+        if answer_id:
+            data["answer"] = self.interview.answers.filter(pk=answer_id).first()
+            if data["answer"] is None:
+                raise ValidationError("That answer is not part of this interview.")
+        if quote and (data.get("start") is None or data.get("end") is None):
+            source = data["answer"].text if data["answer"] else self.interview.transcript
+            position = source.find(quote)
+            if position < 0:
+                self.add_error("quote", "This text does not occur in the transcript.")
+            else:
+                data["start"], data["end"] = position, position + len(quote)
+        return data
+
+
+class ThemeForm(ServiceModelForm):
+    class Meta:
+        model = Theme
+        fields = ["name", "parent", "colour", "description"]
+        widgets = {
+            "colour": forms.TextInput(attrs={"type": "color"}),
+            "description": forms.Textarea(attrs={"rows": 3}),
+        }
+
+
+class SubjectModelForm(ServiceModelForm):
+    class Meta:
+        model = SubjectModel
+        fields = [
+            "name", "kind", "family", "task", "dataset", "architecture_spec", "weights", "source",
+        ]  # fmt: skip
+        widgets = {
+            "architecture_spec": forms.Textarea(attrs={"rows": 10, "class": "code"}),
+            "source": forms.Textarea(attrs={"rows": 2}),
+        }
+        help_texts = {"architecture_spec": "Built-in models only: the JSON architecture spec."}
+
+
+class FindingForm(ServiceModelForm):
+    unit_indices = IntegerListField(
+        required=False, help_text="Unit (channel or neuron) indices, separated by commas."
+    )
+
+    class Meta:
+        model = Finding
+        fields = [
+            "subject_model", "title", "kind", "layer_name", "unit_indices", "concept", "status",
+            "confidence", "description",
+        ]  # fmt: skip
+        widgets = {"description": MARKDOWN_WIDGET}
+
+
+def _evidence_field(queryset, label: str) -> forms.ModelMultipleChoiceField:
+    return forms.ModelMultipleChoiceField(
+        queryset=queryset,
+        required=False,
+        label=label,
+        widget=forms.SelectMultiple(attrs={"size": 6}),
+    )
+
+
+class InsightForm(ServiceModelForm):
+    supporting_findings = _evidence_field(
+        Finding.objects.select_related("subject_model"), "Supporting findings"
+    )
+    contradicting_findings = _evidence_field(
+        Finding.objects.select_related("subject_model"), "Contradicting findings"
+    )
+    supporting_highlights = _evidence_field(Highlight.objects.all(), "Supporting quotes")
+    contradicting_highlights = _evidence_field(Highlight.objects.all(), "Contradicting quotes")
+
+    EVIDENCE_FIELDS = (
+        "supporting_findings",
+        "contradicting_findings",
+        "supporting_highlights",
+        "contradicting_highlights",
+    )
+
+    class Meta:
+        model = Insight
+        fields = ["title", "statement", "understanding_level", "relevance", "status"]
+        widgets = {"statement": MARKDOWN_WIDGET}
+
+    def record_fields(self) -> dict:
+        return {k: v for k, v in self.cleaned_data.items() if k not in self.EVIDENCE_FIELDS}
+
+    def evidence(self) -> dict:
+        return {name: list(self.cleaned_data[name]) for name in self.EVIDENCE_FIELDS}
+
+
+class ChangeForm(ServiceModelForm):
+    """An architecture change; the operation's parameters come from typed fields."""
+
+    layer = forms.CharField(required=False, help_text="Widen or remove: the layer's name.")
+    units = forms.IntegerField(required=False, min_value=1, help_text="Widen: units to add.")
+    after = forms.CharField(required=False, help_text="Insert: the layer to insert after.")
+    new_layer = forms.JSONField(
+        required=False,
+        label="New layer",
+        help_text='Insert: the layer as JSON, e.g. {"name": "conv3", "type": "conv2d", ...}.',
+        widget=forms.Textarea(attrs={"rows": 3, "class": "code"}),
+    )
+    hp_name = forms.CharField(required=False, label="Hyperparameter")
+    hp_value = forms.CharField(
+        required=False, label="Value", help_text="A number, true/false or text."
+    )
+    description = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2}), help_text="Manual changes."
+    )
+
+    class Meta:
+        model = ArchitectureChange
+        fields = [
+            "insight", "target_model", "operation", "expected_metric", "expected_direction",
+            "minimum_effect", "rationale",
+        ]  # fmt: skip
+        widgets = {"rationale": MARKDOWN_WIDGET}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        parameters = self.instance.parameters if self.instance.pk else {}
+        operation = self.instance.operation
+        for source, field in CHANGE_PARAMETER_FIELDS.get(operation, {}).items():
+            if source in parameters:
+                value = parameters[source]
+                self.initial[field] = json.dumps(value) if field == "hp_value" else value
+
+    def clean(self) -> dict:
+        data = super().clean()
+        operation = data.get("operation")
+        fields = CHANGE_PARAMETER_FIELDS.get(operation, {})
+        parameters = {}
+        for source, field in fields.items():
+            value = data.get(field)
+            if value in (None, ""):
+                self.add_error(field, "This operation needs this field.")
+                continue
+            parameters[source] = _typed(value) if field == "hp_value" else value
+        data["parameters"] = parameters
+        return data
+
+    def record_fields(self) -> dict:
+        names = [*self.Meta.fields, "parameters"]
+        return {name: self.cleaned_data[name] for name in names}
+
+    def error_aliases(self) -> dict:
+        return CHANGE_PARAMETER_FIELDS.get(self.cleaned_data.get("operation"), {})
+
+
+def _typed(text: str) -> Any:
+    """ "3" -> 3, "0.01" -> 0.01, "true" -> True, anything else stays text."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+class OutcomeForm(forms.Form):
+    """An outcome measured elsewhere, one value per seed for each arm."""
+
+    verdict = forms.ChoiceField(choices=Outcome.Verdict.choices)
+    metric = forms.CharField(required=False, help_text="Defaults to the change's metric.")
+    baseline_values = FloatListField()
+    variant_values = FloatListField()
+    control_values = FloatListField(required=False, help_text="The random control, if any.")
+    notes = forms.CharField(required=False, widget=MARKDOWN_WIDGET)
+
+
+def _dataset_config(name: str, size: int | None) -> dict:
+    if size is None:
+        return {"name": name}
+    return {"name": name, "n" if name == "shapes" else "limit": size}
+
+
+class RunSettingsForm(forms.Form):
+    """What every engine run trains on."""
+
+    dataset = forms.ChoiceField(choices=[(name, name) for name in DATASET_NAMES])
+    dataset_size = forms.IntegerField(
+        required=False, min_value=20, max_value=60_000, help_text="Examples to generate or load."
+    )
+    epochs = forms.IntegerField(min_value=1, max_value=100, initial=3)
+
+    def base_config(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "dataset": _dataset_config(data["dataset"], data.get("dataset_size")),
+            "train": {"epochs": data["epochs"]},
+        }
+
+
+class ExperimentForm(RunSettingsForm):
+    seeds = forms.IntegerField(
+        min_value=MIN_SEEDS, max_value=MAX_SEEDS, initial=5, help_text="Training runs per arm."
+    )
+    control_seed = forms.IntegerField(min_value=0, initial=0, help_text="Draws the random control.")
+
+    def config(self) -> dict:
+        data = self.cleaned_data
+        return {**self.base_config(), "seeds": data["seeds"], "control_seed": data["control_seed"]}
+
+
+class ProfileForm(RunSettingsForm):
+    concept = forms.CharField(required=False, help_text="A class or attribute, e.g. curvature.")
+
+    def config(self) -> dict:
+        return {**self.base_config(), "concept": self.cleaned_data["concept"]}
+
+
+class AblationForm(RunSettingsForm):
+    mode = forms.ChoiceField(choices=[("zero", "Zero the units"), ("mean", "Mean-ablate")])
+    random_sets = forms.IntegerField(min_value=2, max_value=500, initial=20)
+
+    def config(self) -> dict:
+        data = self.cleaned_data
+        return {**self.base_config(), "mode": data["mode"], "random_sets": data["random_sets"]}
+
+
+class InvitationForm(forms.Form):
+    researcher = forms.ModelChoiceField(queryset=Researcher.objects.all())
+    valid_days = forms.IntegerField(min_value=1, max_value=90, initial=14, label="Valid for days")
+
+
+def today() -> datetime.date:
+    return timezone.localdate()

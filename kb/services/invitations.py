@@ -1,0 +1,95 @@
+"""Writes for survey invitations: create a single-use link, and answer a survey through it."""
+
+import datetime
+import hashlib
+import secrets
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from kb import events
+from kb.models import Interview, Researcher, Survey, SurveyInvitation
+from kb.services.interviews import interview_create
+from kb.services.records import record_create
+
+DEFAULT_VALID_DAYS = 14
+TOKEN_BYTES = 32
+
+
+class InvitationUnavailable(Exception):
+    """The link cannot be used: `reason` is "unknown", "used" or "expired"."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def invitation_create(
+    *, actor, survey: Survey, researcher: Researcher, valid_days: int = DEFAULT_VALID_DAYS
+) -> tuple[SurveyInvitation, str]:
+    """Invite a researcher to answer a survey. Returns the invitation and its token, which is
+    not stored anywhere (only its digest is) and must be shown to the inviter now."""
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    invitation = SurveyInvitation(
+        survey=survey,
+        researcher=researcher,
+        token_digest=token_digest(token),
+        expires_at=timezone.now() + datetime.timedelta(days=valid_days),
+        created_by=actor if actor is not None and actor.is_authenticated else None,
+    )
+    return record_create(invitation, actor=actor), token
+
+
+def invitation_get_usable(*, token: str) -> SurveyInvitation:
+    """The invitation a token opens; raises InvitationUnavailable when it cannot be used."""
+    invitation = (
+        SurveyInvitation.objects.select_related("survey", "researcher")
+        .filter(token_digest=token_digest(token))
+        .first()
+    )
+    _check_usable(invitation)
+    return invitation
+
+
+def _check_usable(invitation: SurveyInvitation | None) -> None:
+    if invitation is None:
+        raise InvitationUnavailable("unknown")
+    if invitation.is_used:
+        raise InvitationUnavailable("used")
+    if invitation.is_expired:
+        raise InvitationUnavailable("expired")
+
+
+def invitation_respond(*, token: str, answers: dict[int, Any]) -> Interview:
+    """Turn a respondent's answers into an Interview with its Answers and spend the link.
+
+    The invitation row is locked, so two submissions racing on one link create one interview;
+    invalid answers raise ValidationError and leave the link unused.
+    """
+    with transaction.atomic():
+        invitation = (
+            SurveyInvitation.objects.select_for_update()
+            .filter(token_digest=token_digest(token))
+            .first()
+        )
+        _check_usable(invitation)
+        interview = interview_create(
+            actor=None,
+            researcher=invitation.researcher,
+            conducted_on=timezone.localdate(),
+            survey=invitation.survey,
+            answers=answers,
+            summary="Answered through a survey link.",
+        )
+        invitation.used_at = timezone.now()
+        invitation.interview = interview
+        invitation.save(update_fields=["used_at", "interview"])
+        events.record_linked(
+            actor=None, instance=invitation, relation="interview", ids=[interview.pk]
+        )
+    return interview

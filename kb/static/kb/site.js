@@ -1,0 +1,100 @@
+// Insight KB: small progressive enhancements. Every page works without them, except the
+// live progress of a run (which then needs a reload) and capturing a selection's offsets.
+"use strict";
+
+function csrfToken() {
+  const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+  return input ? input.value : "";
+}
+
+// --- Markdown preview: a button under every Markdown textarea --------------------------------
+function setUpMarkdownPreview(form) {
+  const url = form.dataset.previewUrl;
+  form.querySelectorAll("textarea[data-markdown]").forEach((textarea) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "secondary preview-button";
+    button.textContent = "Preview";
+    const output = document.createElement("div");
+    output.className = "preview markdown";
+    output.setAttribute("aria-live", "polite");
+    output.hidden = true;
+    textarea.insertAdjacentElement("afterend", output);
+    textarea.insertAdjacentElement("afterend", button);
+    button.addEventListener("click", async () => {
+      const body = new URLSearchParams({ text: textarea.value });
+      const response = await fetch(url, {
+        method: "POST",
+        body,
+        headers: { "X-CSRFToken": csrfToken() },
+        credentials: "same-origin",
+      });
+      output.innerHTML = await response.text(); // sanitised server-side by kb.markup
+      output.hidden = false;
+    });
+  });
+}
+
+// --- Highlighting: offsets come from the selection inside a source-text container ------------
+function offsetWithin(container, node, offset) {
+  const range = document.createRange();
+  range.selectNodeContents(container);
+  range.setEnd(node, offset);
+  return range.toString().length;
+}
+
+function setUpHighlighting(form) {
+  const fields = {
+    start: form.querySelector("[name=start]"),
+    end: form.querySelector("[name=end]"),
+    answer: form.querySelector("[name=answer]"),
+    quote: form.querySelector("[name=quote]"),
+  };
+  const status = document.getElementById("selection-status");
+  document.addEventListener("selectionchange", () => {
+    const selection = document.getSelection();
+    if (!selection || selection.rangeCount === 0 || selection.isCollapsed) return;
+    const range = selection.getRangeAt(0);
+    const start = range.startContainer.parentElement?.closest("[data-source]");
+    const end = range.endContainer.parentElement?.closest("[data-source]");
+    if (!start || start !== end) return;
+    const from = offsetWithin(start, range.startContainer, range.startOffset);
+    const to = offsetWithin(start, range.endContainer, range.endOffset);
+    if (to <= from) return;
+    fields.start.value = from;
+    fields.end.value = to;
+    fields.answer.value = start.dataset.answer || "";
+    fields.quote.value = start.textContent.slice(from, to);
+    if (status) {
+      const where = start.dataset.answer ? "an answer" : "the transcript";
+      status.textContent = `Selected ${to - from} characters of ${where}.`;
+    }
+  });
+  // Typing a quote by hand drops the captured offsets; the server then finds the quote.
+  fields.quote.addEventListener("input", () => {
+    fields.start.value = "";
+    fields.end.value = "";
+  });
+}
+
+// --- Live run progress: poll a fragment and swap it in, until the run is finished ------------
+function setUpLiveRun(container) {
+  const url = container.dataset.liveUrl;
+  const poll = async () => {
+    if (container.querySelector("[data-finished=true]")) return;
+    try {
+      const response = await fetch(url, { credentials: "same-origin" });
+      if (response.ok) container.innerHTML = await response.text();
+    } catch (error) {
+      // A dropped request is retried at the next tick.
+    }
+    window.setTimeout(poll, 1000);
+  };
+  window.setTimeout(poll, 1000);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("form[data-preview-url]").forEach(setUpMarkdownPreview);
+  document.querySelectorAll("form[data-highlight-form]").forEach(setUpHighlighting);
+  document.querySelectorAll("[data-live-url]").forEach(setUpLiveRun);
+});

@@ -1,0 +1,128 @@
+"""Template helpers for the site's pages: marked-up transcripts, proportions and charts."""
+
+from django import template
+from django.utils.html import escape, format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
+
+register = template.Library()
+
+
+def _current(highlights, text: str) -> list:
+    # A highlight whose offsets no longer select its quote (the text was edited) is not marked.
+    return [h for h in highlights if h.end <= len(text) and text[h.start : h.end] == h.quote]
+
+
+@register.simple_tag
+def marked_source(text: str, highlights) -> SafeString:
+    """The source text exactly as stored (so selection offsets in the page are offsets in the
+    text), with each highlighted passage in a <mark> naming its themes. Overlapping highlights
+    split into segments; an empty anchor `highlight-<id>` marks where each one starts."""
+    highlights = _current(list(highlights), text)
+    cuts = sorted({0, len(text), *[h.start for h in highlights], *[h.end for h in highlights]})
+    parts = []
+    for start, end in zip(cuts, cuts[1:], strict=False):
+        parts += [
+            format_html('<span id="highlight-{}"></span>', h.pk)
+            for h in highlights
+            if h.start == start
+        ]
+        covering = [h for h in highlights if h.start <= start and end <= h.end]
+        segment = escape(text[start:end])
+        if not covering:
+            parts.append(segment)
+            continue
+        themes = sorted({theme.name for h in covering for theme in h.themes.all()})
+        colour = next(iter(covering[-1].themes.all()), None)
+        parts.append(
+            format_html(
+                '<mark class="hl" title="{}" style="--hl: {}">{}</mark>',
+                ", ".join(themes),
+                colour.colour if colour else "#f0b429",
+                segment,
+            )
+        )
+    return mark_safe("".join(str(part) for part in parts))  # noqa: S308 - parts are escaped
+
+
+@register.filter
+def percent(value: float | None, digits: int = 0) -> str:
+    return "—" if value is None else f"{value * 100:.{digits}f}%"
+
+
+@register.filter
+def signed(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:+.{digits}f}"
+
+
+CHART_WIDTH, LABEL_WIDTH, ROW_HEIGHT = 640, 220, 28
+
+
+@register.simple_tag
+def proportion_chart(rows, title: str) -> SafeString:
+    """A horizontal bar chart of proportions with 95% interval whiskers, as inline SVG.
+
+    rows: [(label, {"share", "ci_low", "ci_high", "count", "n"})]; share is None when n is 0.
+    The table next to each chart carries the same numbers for screen readers; the SVG has a
+    title."""
+    plot = CHART_WIDTH - LABEL_WIDTH - 20
+    height = ROW_HEIGHT * len(rows) + 30
+
+    def x(share: float) -> float:
+        return LABEL_WIDTH + share * plot
+
+    bars = format_html_join(
+        "",
+        '<g><text x="{}" y="{}" class="label" text-anchor="end">{}</text>'
+        '<rect x="{}" y="{}" width="{}" height="14" class="bar"/>'
+        '<line x1="{}" x2="{}" y1="{}" y2="{}" class="ci"/>'
+        '<text x="{}" y="{}" class="value">{} of {}</text></g>',
+        (
+            (
+                LABEL_WIDTH - 8, i * ROW_HEIGHT + 16, label[:34],
+                LABEL_WIDTH, i * ROW_HEIGHT + 5, round(p["share"] * plot, 1),
+                round(x(p["ci_low"]), 1), round(x(p["ci_high"]), 1), i * ROW_HEIGHT + 12,
+                i * ROW_HEIGHT + 12, round(x(p["ci_high"]) + 4, 1), i * ROW_HEIGHT + 16,
+                p["count"], p["n"],
+            )
+            for i, (label, p) in enumerate(_drawable(rows))
+        ),
+    )  # fmt: skip
+    axis_y = ROW_HEIGHT * len(rows) + 8
+    ticks = format_html_join(
+        "",
+        '<line x1="{0}" x2="{0}" y1="0" y2="{1}" class="grid"/>'
+        '<text x="{0}" y="{2}" class="tick" text-anchor="middle">{3}%</text>',
+        ((round(x(t / 100), 1), axis_y, axis_y + 16, t) for t in (0, 25, 50, 75, 100)),
+    )
+    return format_html(
+        '<svg class="chart" viewBox="0 0 {} {}" role="img" aria-labelledby="{}-t">'
+        '<title id="{}-t">{} (bars: share; lines: 95% Wilson interval)</title>{}{}</svg>',
+        CHART_WIDTH, height, _slug(title), _slug(title), title, ticks, bars,
+    )  # fmt: skip
+
+
+def _drawable(rows):
+    # With no observations there is no share; draw an empty bar spanning the whole [0, 1].
+    empty = {"share": 0.0, "ci_low": 0.0, "ci_high": 1.0}
+    return [(label, p if p["n"] else {**p, **empty}) for label, p in rows]
+
+
+def _slug(text: str) -> str:
+    return "chart-" + "".join(c if c.isalnum() else "-" for c in text.lower())[:40]
+
+
+@register.filter
+def pretty_json(value) -> str:
+    import json
+
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+@register.filter
+def without(mapping: dict, key: str) -> dict:
+    return {k: v for k, v in (mapping or {}).items() if k != key}
+
+
+@register.filter
+def get_item(mapping: dict, key: str):
+    return (mapping or {}).get(key)

@@ -1,0 +1,70 @@
+"""The codebook: the theme tree with prevalence statistics, theme pages, the CSV export."""
+
+import csv
+
+from django.contrib import messages
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+
+from kb import forms, selectors
+from kb.services import codebook, records
+from kb.views.base import form_page, form_write, get_or_404, posted, require_perm
+
+
+@require_perm("kb.view_theme")
+def theme_list(request):
+    stats = selectors.theme_prevalence()
+    chart_rows = [
+        ("  " * row["depth"] + row["theme"].name, row["overall"]) for row in stats["rows"]
+    ]
+    return render(request, "kb/theme_list.html", {"stats": stats, "chart_rows": chart_rows})
+
+
+@require_perm("kb.view_theme")
+def theme_detail(request, pk: int):
+    theme = get_or_404(selectors.theme_get, pk)
+    stats = selectors.theme_prevalence()
+    row = next(row for row in stats["rows"] if row["theme"].pk == theme.pk)
+    highlights = (
+        selectors.theme_highlights(theme)[:50] if request.user.has_perm("kb.view_highlight") else []
+    )
+    context = {"theme": theme, "row": row, "roles": stats["roles"], "highlights": highlights}
+    return render(request, "kb/theme_detail.html", context)
+
+
+@require_perm("kb.add_theme")
+def theme_create(request):
+    form = forms.ThemeForm(posted(request), initial={"parent": request.GET.get("parent")})
+    theme = form_write(form, lambda: codebook.theme_create(actor=request.user, **form.cleaned_data))
+    if theme:
+        messages.success(request, f"Theme {theme} added to the codebook.")
+        return redirect(theme)
+    return form_page(request, form, title="New theme", cancel=reverse("theme-list"))
+
+
+@require_perm("kb.change_theme")
+def theme_update(request, pk: int):
+    theme = get_or_404(selectors.theme_get, pk)
+    form = forms.ThemeForm(posted(request), instance=theme)
+    saved = form_write(
+        form, lambda: records.record_update(theme, actor=request.user, data=form.cleaned_data)
+    )
+    if saved:
+        messages.success(request, "Theme saved.")
+        return redirect(saved)
+    return form_page(request, form, title=f"Edit {theme}", cancel=theme.get_absolute_url())
+
+
+# Pseudonyms head the columns, so the export needs the right to see researchers.
+@require_perm("kb.view_theme", "kb.view_researcher", "kb.view_highlight")
+def theme_researcher_csv(request):
+    researchers, rows = selectors.theme_researcher_matrix()
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="themes-by-researcher.csv"'
+    writer = csv.writer(response)
+    writer.writerow(["theme", "parent", *[r.pseudonym for r in researchers], "researchers"])
+    for theme, counts in rows:
+        parent = theme.parent.name if theme.parent_id else ""
+        writer.writerow([theme.name, parent, *counts, sum(1 for c in counts if c)])
+    return response

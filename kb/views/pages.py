@@ -1,0 +1,82 @@
+"""The dashboard, search, the scoreboard, the outcomes export and the Markdown preview."""
+
+import csv
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_POST
+
+from kb import selectors
+from kb.markup import render_markdown
+from kb.views.base import require_perm
+
+
+@login_required
+def dashboard(request):
+    user = request.user
+    context = {
+        "counts": selectors.dashboard_counts(user=user),
+        "events": selectors.event_list_recent() if user.has_perm("kb.view_event") else [],
+        "runs": selectors.run_list_in_progress()
+        if user.has_perm("analysis.view_analysisrun")
+        else [],
+    }
+    return render(request, "kb/dashboard.html", context)
+
+
+@login_required
+def search(request):
+    query = request.GET.get("q", "")
+    groups = selectors.search(user=request.user, query=query)
+    return render(request, "kb/search.html", {"query": query, "groups": groups})
+
+
+@require_perm("kb.view_outcome")
+def scoreboard(request):
+    board = selectors.scoreboard()
+    sections = [
+        ("change type", board["by_operation"]),
+        ("model", board["by_model"]),
+    ]
+    chart_rows = [
+        (label, score["beat_control"]) for _, groups in sections for label, score in groups
+    ]
+    context = {"board": board, "sections": sections, "chart_rows": chart_rows}
+    return render(request, "kb/scoreboard.html", context)
+
+
+OUTCOME_COLUMNS = [
+    "insight", "change", "model", "metric", "direction", "verdict", "effect", "ci_low",
+    "ci_high", "p_value", "effect_vs_control", "control_ci_low", "control_ci_high",
+    "beats_baseline", "beats_control", "source", "seeds", "recorded_at",
+]  # fmt: skip
+
+
+@require_perm("kb.view_outcome")
+def outcomes_csv(request):
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="outcomes.csv"'
+    writer = csv.writer(response)
+    writer.writerow(OUTCOME_COLUMNS)
+    for outcome in selectors.outcome_list():
+        change = outcome.change
+        writer.writerow(
+            [
+                change.insight.title, str(change), change.target_model.name, outcome.metric,
+                change.expected_direction, outcome.verdict, outcome.effect, outcome.ci_low,
+                outcome.ci_high, outcome.p_value, outcome.effect_vs_control,
+                outcome.control_ci_low, outcome.control_ci_high,
+                selectors.outcome_beats_baseline(outcome),
+                selectors.outcome_beats_control(outcome), outcome.source,
+                len(outcome.variant_values), outcome.recorded_at.isoformat(),
+            ]
+        )  # fmt: skip
+    return response
+
+
+@require_POST
+@login_required
+def markdown_preview(request):
+    """The Markdown of a form field, rendered exactly as its page will show it."""
+    return HttpResponse(render_markdown(request.POST.get("text", "")))

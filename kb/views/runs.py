@@ -1,0 +1,76 @@
+"""Analysis runs: the live page (progress polled without reloading), cancel, retry, figures."""
+
+import mimetypes
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from analysis import services as analysis_services
+from kb import selectors
+from kb.views.base import get_or_404, paginate, require_perm
+
+
+@require_perm("analysis.view_analysisrun")
+def run_list(request):
+    return render(request, "kb/run_list.html", {"page": paginate(request, selectors.run_list())})
+
+
+COMPARISON_ROWS = [
+    ("Baseline", "variant_vs_baseline"),
+    ("Random control", "variant_vs_control"),
+]
+
+
+@require_perm("analysis.view_analysisrun")
+def run_detail(request, pk: int):
+    run = get_or_404(selectors.run_get, pk)
+    context = {"run": run, "comparison_rows": COMPARISON_ROWS}
+    return render(request, "kb/run_detail.html", context)
+
+
+@require_perm("analysis.view_analysisrun")
+def run_live(request, pk: int):
+    """The part of the run page that changes while it runs; the page polls it."""
+    run = get_or_404(selectors.run_get, pk)
+    context = {"run": run, "comparison_rows": COMPARISON_ROWS}
+    return render(request, "kb/_run_live.html", context)
+
+
+def _run_action(request, pk: int, action, done: str):
+    run = get_or_404(selectors.run_get, pk)
+    try:
+        action(actor=request.user, run=run)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, done)
+    return redirect(run)
+
+
+@require_POST
+@require_perm("analysis.change_analysisrun")
+def run_cancel(request, pk: int):
+    return _run_action(request, pk, analysis_services.run_cancel, "Run cancelled.")
+
+
+@require_POST
+@require_perm("analysis.change_analysisrun")
+def run_retry(request, pk: int):
+    return _run_action(request, pk, analysis_services.run_retry, "Run queued again.")
+
+
+@require_perm("analysis.view_analysisrun")
+def run_figure(request, pk: int, name: str):
+    """Stream one of the run's figures from storage; only names the run lists are served."""
+    run = get_or_404(selectors.run_get, pk)
+    path = (run.result.get("figures") or {}).get(name)
+    if not path or not default_storage.exists(path):
+        raise Http404
+    content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    response = FileResponse(default_storage.open(path, "rb"), content_type=content_type)
+    response["Cache-Control"] = "private, max-age=3600"
+    return response

@@ -1,0 +1,130 @@
+"""Survey links: single use, unguessable, expiring, rate-limited, and nothing written when
+they cannot be used."""
+
+import datetime
+
+import pytest
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+from django.utils import timezone
+
+from kb.models import Answer, Interview, SurveyInvitation
+from kb.services.invitations import (
+    InvitationUnavailable,
+    invitation_create,
+    invitation_respond,
+    token_digest,
+)
+from tests.factories import QuestionFactory, ResearcherFactory
+from tests.helpers import nothing_written
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def invited(researcher_user):
+    question = QuestionFactory(text="Useful?", kind="likert")
+    researcher = ResearcherFactory()
+    invitation, token = invitation_create(
+        actor=researcher_user, survey=question.survey, researcher=researcher
+    )
+    return invitation, token, question
+
+
+def test_only_the_digest_of_an_unguessable_token_is_stored(invited):
+    invitation, token, _ = invited
+    assert len(token) >= 43
+    assert invitation.token_digest == token_digest(token)
+    assert token not in str(SurveyInvitation.objects.values().get())
+
+
+def test_answers_become_an_interview_and_spend_the_link(invited):
+    invitation, token, question = invited
+    interview = invitation_respond(token=token, answers={question.pk: 4})
+    invitation.refresh_from_db()
+    assert (invitation.interview, invitation.used_at is not None) == (interview, True)
+    assert (interview.researcher, interview.survey) == (invitation.researcher, question.survey)
+    assert Answer.objects.get(interview=interview).likert == 4
+    with nothing_written(), pytest.raises(InvitationUnavailable) as refused:
+        invitation_respond(token=token, answers={question.pk: 3})
+    assert refused.value.reason == "used"
+
+
+def test_expired_and_unknown_links_write_nothing(invited):
+    invitation, token, question = invited
+    SurveyInvitation.objects.filter(pk=invitation.pk).update(
+        expires_at=timezone.now() - datetime.timedelta(seconds=1)
+    )
+    for attempt, reason in [(token, "expired"), ("not-a-token", "unknown")]:
+        with nothing_written(), pytest.raises(InvitationUnavailable) as refused:
+            invitation_respond(token=attempt, answers={question.pk: 3})
+        assert refused.value.reason == reason
+
+
+def test_invalid_answers_leave_the_link_unused(invited):
+    invitation, token, question = invited
+    with nothing_written(), pytest.raises(ValidationError):
+        invitation_respond(token=token, answers={question.pk: None})
+    invitation.refresh_from_db()
+    assert invitation.used_at is None
+
+
+def test_respondent_page_without_an_account(client, invited):
+    _, token, question = invited
+    url = reverse("survey-respond", args=[token])
+    assert client.get(url).status_code == 200
+    response = client.post(url, {f"answer_{question.pk}": "5"})
+    assert response.status_code == 200
+    assert "Thank you" in response.content.decode()
+    assert Interview.objects.get().answers.get().likert == 5
+    used = client.get(url)
+    assert used.status_code == 410
+    assert "already been used" in used.content.decode()
+
+
+def test_missing_answer_is_shown_next_to_its_question_and_nothing_written(client, invited):
+    _, token, question = invited
+    with nothing_written():
+        response = client.post(reverse("survey-respond", args=[token]), {})
+    assert response.context["form"].errors[f"answer_{question.pk}"] == ["This field is required."]
+
+
+def test_unknown_link_gets_a_clear_page(client):
+    response = client.get(reverse("survey-respond", args=["nope"]))
+    assert response.status_code == 404
+    assert "This survey link is not valid" in response.content.decode()
+
+
+def test_submissions_are_rate_limited(client, invited, settings):
+    settings.SURVEY_RESPONSE_RATE_LIMIT = 2
+    _, token, question = invited
+    url = reverse("survey-respond", args=[token])
+    for _ in range(2):
+        assert client.post(url, {}).status_code == 200
+    with nothing_written():
+        response = client.post(url, {f"answer_{question.pk}": "5"})
+    assert response.status_code == 429
+
+
+def test_invitation_page_shows_the_link_once(client, researcher_user):
+    question, researcher = QuestionFactory(), ResearcherFactory()
+    client.force_login(researcher_user)
+    response = client.post(
+        reverse("invitation-create", args=[question.survey.pk]),
+        {"researcher": researcher.pk, "valid_days": 7},
+    )
+    link = response.context["link"]
+    token = link.rstrip("/").rsplit("/", 1)[1]
+    assert link == f"http://testserver/s/{token}/"
+    assert SurveyInvitation.objects.get().token_digest == token_digest(token)
+    survey_page = client.get(question.survey.get_absolute_url()).content.decode()
+    assert token not in survey_page
+    assert "Waiting" in survey_page

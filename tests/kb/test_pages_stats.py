@@ -1,0 +1,98 @@
+"""Theme statistics, the scoreboard, search and the CSV exports, as the pages show them."""
+
+import csv
+import io
+
+import pytest
+from django.urls import reverse
+
+from kb import selectors
+from kb.models import Highlight, Interview
+from tests.factories import InterviewFactory, ResearcherFactory, ThemeFactory
+from tests.kb.pages import world_build
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def world(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    return world_build()
+
+
+def _rows(response) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(response.content.decode())))
+
+
+def test_theme_prevalence_counts_researchers_by_role_with_a_child_theme_rolled_up(
+    world, client, viewer_user
+):
+    parent = ThemeFactory(name="Motivation")
+    world.theme.parent = parent
+    world.theme.save()
+    InterviewFactory(researcher=ResearcherFactory(role="research_lead"))
+    stats = selectors.theme_prevalence()
+    rows = {row["theme"].name: row for row in stats["rows"]}
+    assert [row["theme"].name for row in stats["rows"]] == ["Motivation", world.theme.name]
+    assert rows["Motivation"]["depth"] == 0 and rows[world.theme.name]["depth"] == 1
+    assert (rows["Motivation"]["overall"]["count"], rows["Motivation"]["overall"]["n"]) == (1, 2)
+    assert [(c["label"], c["count"], c["n"]) for c in rows["Motivation"]["by_role"]] == [
+        ("ML engineer", 1, 1),
+        ("Research lead", 0, 1),
+    ]
+    client.force_login(viewer_user)
+    body = client.get(reverse("theme-list")).content.decode()
+    assert "1 of 2" in body
+    assert "<svg" in body
+
+
+def test_scoreboard_counts_the_outcome_against_baseline_and_control(world, client, viewer_user):
+    client.force_login(viewer_user)
+    response = client.get(reverse("scoreboard"))
+    board = response.context["board"]
+    assert board["overall"]["beat_baseline"]["count"] == 1
+    assert board["overall"]["beat_control"]["count"] == 1
+    assert [label for label, _ in board["by_operation"]] == ["Widen a layer"]
+    assert world.outcome.get_absolute_url() in response.content.decode()
+
+
+def test_outcomes_csv(world, client, viewer_user):
+    client.force_login(viewer_user)
+    rows = _rows(client.get(reverse("outcomes-csv")))
+    assert rows[0][:6] == ["insight", "change", "model", "metric", "direction", "verdict"]
+    assert rows[1][0] == world.insight.title
+    assert rows[1][5:7] == ["improved", "0.02"]
+    assert rows[1][13:15] == ["True", "True"]
+
+
+def test_theme_by_researcher_csv(world, client, researcher_user):
+    client.force_login(researcher_user)
+    rows = _rows(client.get(reverse("theme-researcher-csv")))
+    assert rows == [
+        ["theme", "parent", world.researcher.pseudonym, "researchers"],
+        [world.theme.name, "", "1", "1"],
+    ]
+
+
+def test_search_groups_matches_by_kind_with_the_matching_text(world, client, researcher_user):
+    client.force_login(researcher_user)
+    groups = dict(client.get(reverse("search"), {"q": "actionable"}).context["groups"])
+    assert [row.pk for row in groups["Interviews"]] == [world.interview.pk]
+    assert [row.pk for row in groups["Highlights"]] == [world.highlight.pk]
+    assert groups["Findings"] == []
+    assert "<mark>" in groups["Interviews"][0].snippet
+
+
+def test_search_hides_kinds_the_role_may_not_see(world, client, viewer_user):
+    client.force_login(viewer_user)
+    groups = dict(client.get(reverse("search"), {"q": "widen"}).context["groups"])
+    assert list(groups) == ["Findings", "Insights", "Changes"]
+    assert [row.pk for row in groups["Insights"]] == [world.insight.pk]
+
+
+def test_search_fallback_marks_the_match_and_escapes_text(world):
+    Interview.objects.filter(pk=world.interview.pk).update(transcript="a <b>Actionable</b> plan")
+    results = selectors._search_fallback(Interview, ["transcript"], [], "actionable")
+    assert [row.pk for row in results] == [world.interview.pk]
+    assert results[0].snippet == "a &lt;b&gt;<mark>Actionable</mark>&lt;/b&gt; plan…"
+    assert selectors._search_fallback(Highlight, ["quote"], [], "nothing like it") == []

@@ -141,7 +141,7 @@ def bench_profile_vs_forward(quick: bool = True) -> dict[str, Any]:
         "profile_vs_forward",
         lambda: _bare_forward(model, dataset.inputs),
         lambda: profile_activations(model, dataset, layers=None, batch_size=PROBE_BATCH),
-        repeats=15 if quick else 31,
+        repeats=11 if quick else 31,
         target=1.05,
     )
     return {**result, "probe_size": len(dataset), "layers": ["relu1", "relu2", "relu3"]}
@@ -171,7 +171,7 @@ def bench_ablation_vs_forward(quick: bool = True) -> dict[str, Any]:
         "ablation_vs_forward",
         lambda: _bare_forward(model, next_batch("reference")),
         ablated,
-        repeats=31 if quick else 120,
+        repeats=21 if quick else 120,
         target=1.02,
     )
     return {**result, "probe_size": len(dataset), "batch_size": PROBE_BATCH}
@@ -212,7 +212,7 @@ def bench_plain_vs_harness(quick: bool = True) -> dict[str, Any]:
         "plain_vs_harness",
         lambda: _plain_training(BENCH_SPEC, dataset, config, seed=0),
         lambda: train_model(BENCH_SPEC, dataset, config, seed=0),
-        repeats=11 if quick else 31,
+        repeats=9 if quick else 31,
         target=0.95,
         higher_is_better=True,
     )
@@ -234,17 +234,27 @@ print(json.dumps({"peak_growth_bytes": (after - before) * 1024}))
 """
 
 
-def _measure_profile_memory(probe_size: int) -> int:
+def _measure_profile_memory(probe_sizes: list[int]) -> list[int]:
+    """Peak RSS growth of profiling each probe size, each in its own fresh process; the
+    processes run side by side (one per core), since each reads only its own peak."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
-    completed = subprocess.run(
-        [sys.executable, "-c", _MEMORY_PROBE, str(probe_size)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-        timeout=300,
-    )
-    return json.loads(completed.stdout.strip().splitlines()[-1])["peak_growth_bytes"]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _MEMORY_PROBE, str(size)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )  # fmt: skip
+        for size in probe_sizes
+    ]
+    growth = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=300)
+        if process.returncode != 0:
+            raise RuntimeError(f"memory probe failed: {stderr[-2000:]}")
+        growth.append(json.loads(stdout.strip().splitlines()[-1])["peak_growth_bytes"])
+    return growth
 
 
 def bench_profile_peak_memory(quick: bool = True) -> dict[str, Any]:
@@ -259,7 +269,7 @@ def bench_profile_peak_memory(quick: bool = True) -> dict[str, Any]:
     attributes values per example (56 bytes for shapes, vs 3136 bytes of image).
     """
     sizes = [1024, 4096] if quick else [2048, 16384]
-    growth = [_measure_profile_memory(size) for size in sizes]
+    growth = _measure_profile_memory(sizes)
     per_example = 4 * (16 * 28 * 28 + 32 * 14 * 14 + 64)  # float32 relu1 + relu2 + relu3 maps
     slack = 8 * 1024 * 1024
     return {

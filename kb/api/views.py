@@ -147,6 +147,16 @@ def _run_accepted(view: KbReadViewSet, run: AnalysisRun) -> Response:
     return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
 
 
+def _queue_run(view: KbReadViewSet, request, request_run, target: str) -> Response:
+    """Validate the run request body, then queue the run on the view's object (passed to the
+    service as `target`) and answer 202."""
+    serializer = s.RunRequestSerializer(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    target_object = {target: view.get_object()}
+    run = request_run(actor=request.user, **target_object, **serializer.validated_data)
+    return _run_accepted(view, run)
+
+
 RUN_REQUEST_SCHEMA = extend_schema(
     request=s.RunRequestSerializer, responses={202: s.RunAcceptedSerializer}
 )
@@ -266,12 +276,7 @@ class SubjectModelViewSet(KbViewSet):
     @action(detail=True, methods=["post"])
     def profile(self, request, pk=None):
         """Queue activation profiling of a built-in model; answers 202 with the run's URL."""
-        serializer = s.RunRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        run = analysis_services.profile_request(
-            actor=request.user, subject_model=self.get_object(), **serializer.validated_data
-        )
-        return _run_accepted(self, run)
+        return _queue_run(self, request, analysis_services.profile_request, "subject_model")
 
 
 @documented(s.FindingSerializer, update=s.FindingUpdateSerializer)
@@ -291,12 +296,7 @@ class FindingViewSet(KbViewSet):
     @action(detail=True, methods=["post"])
     def ablate(self, request, pk=None):
         """Queue an ablation of the finding's units; answers 202 with the run's URL."""
-        serializer = s.RunRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        run = analysis_services.ablation_request(
-            actor=request.user, finding=self.get_object(), **serializer.validated_data
-        )
-        return _run_accepted(self, run)
+        return _queue_run(self, request, analysis_services.ablation_request, "finding")
 
 
 @documented(s.InsightSerializer, s.InsightCreateSerializer, s.InsightUpdateSerializer)
@@ -355,12 +355,7 @@ class ChangeViewSet(KbViewSet):
     def run_experiment(self, request, pk=None):
         """Queue the change's experiment (baseline, guided change and budget-matched random
         control over several seeds); answers 202 with the run's URL."""
-        serializer = s.RunRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        run = analysis_services.experiment_request(
-            actor=request.user, change=self.get_object(), **serializer.validated_data
-        )
-        return _run_accepted(self, run)
+        return _queue_run(self, request, analysis_services.experiment_request, "change")
 
 
 @documented(s.OutcomeSerializer, s.OutcomeCreateSerializer, s.OutcomeUpdateSerializer)

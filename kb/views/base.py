@@ -3,11 +3,12 @@
 from collections.abc import Callable
 from functools import wraps
 
+from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.core.paginator import Page, Paginator
 from django.http import Http404
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 
 from kb.forms import form_add_service_errors
 
@@ -83,3 +84,14 @@ def form_page(request, form, *, title: str, cancel: str, submit: str = "Save"):
 def posted(request):
     """The submitted data, or None on GET: an empty POST must still bind (and fail) the form."""
     return request.POST if request.method == "POST" else None
+
+
+def run_form_page(request, form, *, start: Callable, aliases: dict, page: dict, queued: str):
+    """A page that starts a run: on a valid form `start(config)` queues it and the user goes
+    to the run; otherwise the form, with service errors next to the fields in `aliases`.
+    `page` holds form_page's title, cancel and submit."""
+    run = form_write(form, lambda: start(form.config()), aliases=aliases)
+    if run:
+        messages.success(request, queued)
+        return redirect(run)
+    return form_page(request, form, **page)

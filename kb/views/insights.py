@@ -9,7 +9,15 @@ from analysis import services as analysis_services
 from kb import forms, selectors
 from kb.models import Stance
 from kb.services import insights, records
-from kb.views.base import form_page, form_write, get_or_404, paginate, posted, require_perm
+from kb.views.base import (
+    form_page,
+    form_write,
+    get_or_404,
+    paginate,
+    posted,
+    require_perm,
+    run_form_page,
+)
 
 
 @require_perm("kb.view_insight")
@@ -135,23 +143,19 @@ def change_update(request, pk: int):
 def change_experiment(request, pk: int):
     """Start the change's experiment: baseline, guided change and random control over seeds."""
     change = get_or_404(selectors.change_get, pk)
-    form = forms.ExperimentForm(posted(request), initial={"dataset": "shapes", "epochs": 3})
-    run = form_write(
-        form,
-        lambda: analysis_services.experiment_request(
-            actor=request.user, change=change, config=form.config()
+    return run_form_page(
+        request,
+        forms.ExperimentForm(posted(request), initial={"dataset": "shapes", "epochs": 3}),
+        start=lambda config: analysis_services.experiment_request(
+            actor=request.user, change=change, config=config
         ),
         aliases={"change": None, "dataset": "dataset_size", "train": "epochs"},
-    )
-    if run:
-        messages.success(request, "Experiment queued.")
-        return redirect(run)
-    return form_page(
-        request,
-        form,
-        title=f"Run the experiment for {change}",
-        cancel=change.get_absolute_url(),
-        submit="Start the experiment",
+        page={
+            "title": f"Run the experiment for {change}",
+            "cancel": change.get_absolute_url(),
+            "submit": "Start the experiment",
+        },
+        queued="Experiment queued.",
     )
 
 

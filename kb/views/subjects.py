@@ -8,7 +8,15 @@ from analysis import services as analysis_services
 from kb import forms, selectors
 from kb.models import SubjectModel
 from kb.services import records, subjects
-from kb.views.base import form_page, form_write, get_or_404, paginate, posted, require_perm
+from kb.views.base import (
+    form_page,
+    form_write,
+    get_or_404,
+    paginate,
+    posted,
+    require_perm,
+    run_form_page,
+)
 
 
 @require_perm("kb.view_subjectmodel")
@@ -70,24 +78,17 @@ def subject_model_update(request, pk: int):
 @require_perm("kb.view_subjectmodel", "analysis.add_analysisrun")
 def subject_model_profile(request, pk: int):
     model = get_or_404(selectors.subject_model_get, pk)
-    form = forms.ProfileForm(posted(request), initial={"dataset": "shapes", "epochs": 3})
-    run = form_write(
-        form,
-        lambda: analysis_services.profile_request(
-            actor=request.user, subject_model=model, config=form.config()
+    return run_form_page(
+        request,
+        forms.ProfileForm(posted(request), initial={"dataset": "shapes", "epochs": 3}),
+        start=lambda config: analysis_services.profile_request(
+            actor=request.user, subject_model=model, config=config
         ),
         aliases={"subject_model": None, "dataset": "dataset_size", "train": "epochs"},
-    )
-    if run:
-        messages.success(request, "Profiling queued.")
-        return redirect(run)
-    return form_page(
-        request,
-        form,
-        title=f"Profile {model}",
-        cancel=model.get_absolute_url(),
-        submit="Start profiling",
-    )
+        page={"title": f"Profile {model}", "cancel": model.get_absolute_url(),
+              "submit": "Start profiling"},
+        queued="Profiling queued.",
+    )  # fmt: skip
 
 
 @require_perm("kb.view_finding")
@@ -144,21 +145,14 @@ def finding_update(request, pk: int):
 @require_perm("kb.view_finding", "analysis.add_analysisrun")
 def finding_ablate(request, pk: int):
     finding = get_or_404(selectors.finding_get, pk)
-    form = forms.AblationForm(posted(request), initial={"dataset": "shapes", "epochs": 3})
-    run = form_write(
-        form,
-        lambda: analysis_services.ablation_request(
-            actor=request.user, finding=finding, config=form.config()
+    return run_form_page(
+        request,
+        forms.AblationForm(posted(request), initial={"dataset": "shapes", "epochs": 3}),
+        start=lambda config: analysis_services.ablation_request(
+            actor=request.user, finding=finding, config=config
         ),
         aliases={"dataset": "dataset_size", "train": "epochs"},
-    )
-    if run:
-        messages.success(request, "Ablation queued.")
-        return redirect(run)
-    return form_page(
-        request,
-        form,
-        title=f"Ablate {finding}",
-        cancel=finding.get_absolute_url(),
-        submit="Start the ablation",
-    )
+        page={"title": f"Ablate {finding}", "cancel": finding.get_absolute_url(),
+              "submit": "Start the ablation"},
+        queued="Ablation queued.",
+    )  # fmt: skip

@@ -1,5 +1,7 @@
 """The benchmark harness's bookkeeping (the real measurements run via the CLI)."""
 
+import time
+
 import tests.analysis.engine_helpers  # noqa: F401  (one torch thread)
 from analysis.engine.benchmarks import compare_timings
 
@@ -17,8 +19,30 @@ def test_compare_timings_reports_medians_and_verdict():
     assert calls[2:4] == ["reference", "subject"] and calls[4:6] == ["subject", "reference"]
     assert set(result) == {
         "name", "reference_s", "subject_s", "ratio", "ratio_of_pair_medians",
-        "ratio_of_minimums", "target", "higher_is_better", "ok", "repeats",
+        "ratio_of_minimums", "wall_reference_s", "wall_subject_s", "wall_ratio", "clock",
+        "target", "higher_is_better", "ok", "repeats",
     }  # fmt: skip
     assert (result["name"], result["target"], result["repeats"]) == ("demo", 10.0, 4)
     assert result["higher_is_better"] is False
     assert result["ok"] is (result["ratio"] <= 10.0)
+
+
+def _busy(cpu_seconds: float) -> None:
+    started = time.process_time()
+    while time.process_time() - started < cpu_seconds:
+        pass
+
+
+def test_compare_timings_judges_by_cpu_time_and_reports_the_wall_clock_beside_it():
+    """A reference that waits without computing is cheap in CPU time but slow on the wall
+    clock; time stolen by other processes looks the same, and must not count."""
+    result = compare_timings(
+        "clocks",
+        lambda: (_busy(0.005), time.sleep(0.03)),
+        lambda: _busy(0.01),
+        repeats=3,
+        target=1.5,
+    )
+    assert result["clock"] == "process CPU time"
+    assert result["ratio"] > 1.5 and result["ok"] is False
+    assert result["wall_ratio"] < 0.6

@@ -5,15 +5,19 @@
 Prints a table, then one line of JSON: {"benchmark": "engine", "ratios": {...}, ...}.
 """
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+
+from analysis.management.commands.benchmark_worker_scaling import READY
 
 
 def _redis_answers(url: str) -> bool:
@@ -25,9 +29,12 @@ def _redis_answers(url: str) -> bool:
         return False
 
 
-def worker_scaling(*, quick: bool) -> dict:
-    """Run `benchmark_worker_scaling` in a child process on a scratch SQLite database, with
-    Redis when it answers and kombu's filesystem transport otherwise."""
+@contextlib.contextmanager
+def worker_scaling_child(*, quick: bool) -> Iterator[Callable[[], dict]]:
+    """Start `benchmark_worker_scaling` in a child process on a scratch SQLite database, with
+    Redis when it answers and kombu's filesystem transport otherwise. The child starts its
+    workers and warms them up straight away; the function this yields tells it to start
+    timing and returns its result, so the caller can do untimed work in the meantime."""
     with tempfile.TemporaryDirectory(prefix="kb-bench-") as scratch:
         env = {**os.environ, "DATABASE_URL": f"sqlite:///{Path(scratch) / 'bench.sqlite3'}",
                "MEDIA_ROOT": str(Path(scratch) / "media"), "OMP_NUM_THREADS": "1"}  # fmt: skip
@@ -40,17 +47,40 @@ def worker_scaling(*, quick: bool) -> dict:
             sys.executable, "manage.py", "benchmark_worker_scaling",
             "--repeats", "1" if quick else "3", "--samples", "3000" if quick else "6000",
         ]  # fmt: skip
-        completed = subprocess.run(command, cwd=settings.BASE_DIR, env=env, capture_output=True,
-                                   text=True, timeout=900)  # fmt: skip
-        if completed.returncode != 0:
-            raise CommandError(f"worker scaling benchmark failed:\n{completed.stderr[-3000:]}")
-        return json.loads(completed.stdout.strip().splitlines()[-1])
+        with open(Path(scratch) / "stderr.log", "w+") as stderr:
+            child = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=stderr)  # fmt: skip
+            try:
+                yield lambda: _worker_scaling_result(child, stderr)
+            finally:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+
+
+def _worker_scaling_result(child: subprocess.Popen, stderr) -> dict:
+    """Wait for the child's READY line, let it time its runs, return its JSON result."""
+    ready = child.stdout.readline().strip()
+    if ready == READY:
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    stdout, _ = child.communicate(timeout=900)
+    if ready != READY or child.returncode != 0:
+        stderr.seek(0)
+        raise CommandError(f"worker scaling benchmark failed:\n{stderr.read()[-3000:]}")
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def engine_benchmarks(*, quick: bool) -> list[dict]:
-    from analysis.engine.benchmarks import run_all
+    from analysis.engine import benchmarks as engine
 
-    return [*run_all(quick), worker_scaling(quick=quick)]
+    with worker_scaling_child(quick=quick) as worker_scaling:
+        # The memory probes read only their own peak RSS, so they run while the child's
+        # workers start and warm up; nothing is timed until both are done.
+        memory = engine.bench_profile_peak_memory(quick)
+        scaling = worker_scaling()
+    return [*engine.run_timings(quick), memory, scaling]
 
 
 def api_benchmarks(*, quick: bool) -> list[dict]:

@@ -1,8 +1,9 @@
 """Measure how a change experiment's wall time scales from one worker process to two.
 
 Run by `manage.py benchmark engine` in a child process whose DATABASE_URL points at a
-scratch SQLite database, so the benchmark never writes to the real knowledge base. Prints
-one JSON line.
+scratch SQLite database, so the benchmark never writes to the real knowledge base. It starts
+and warms up its workers, prints READY, waits for a line on stdin (the parent uses the time
+for untimed work that would otherwise disturb the timing), then prints one JSON line.
 """
 
 import json
@@ -42,6 +43,7 @@ SEEDS = 2
 TARGET = 0.65
 START_TIMEOUT = 60
 RUN_TIMEOUT = 600
+READY = "ready"
 
 
 class Command(BaseCommand):
@@ -64,6 +66,7 @@ class Command(BaseCommand):
             change = _bench_change()
             _wait_until_answering(names)
             _timed_run(change, two, config)  # warm both pools: imports, dataset cache
+            _wait_for_go()
             timings = {one: [], two: []}
             for index in range(options["repeats"]):
                 order = (one, two) if index % 2 == 0 else (two, one)
@@ -89,6 +92,12 @@ class Command(BaseCommand):
             "jobs": 3 * SEEDS,
         }
         self.stdout.write(json.dumps(result))
+
+
+def _wait_for_go() -> None:
+    print(READY, flush=True)
+    if not sys.stdin.readline():
+        raise RuntimeError("the parent benchmark went away before timing started")
 
 
 def _create_scratch_tables() -> None:

@@ -1,0 +1,106 @@
+"""The command-line side of analyses: run_analysis and the engine benchmark suite."""
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from analysis.models import AnalysisRun
+from kb.models import Finding, Outcome
+from tests.analysis import engine_helpers  # noqa: F401  (one torch thread)
+from tests.factories import BuiltinModelFactory, ChangeFactory
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+
+
+def _run_analysis(*args: str) -> str:
+    out = StringIO()
+    call_command("run_analysis", *args, stdout=out)
+    return out.getvalue()
+
+
+# The progress bar is drawn by a thread with its own database connection, which must see the
+# run's committed rows.
+@pytest.mark.django_db(transaction=True)
+def test_run_analysis_experiment_runs_here_with_a_progress_bar_and_writes_one_outcome():
+    change = ChangeFactory()
+    output = _run_analysis(
+        "experiment", "--change", str(change.pk), "--seeds", "3", "--epochs", "1",
+        "--samples", "80",
+    )  # fmt: skip
+    run = AnalysisRun.objects.get()
+    assert run.status == AnalysisRun.Status.SUCCEEDED
+    assert f"Run {run.pk} (Change experiment), 9 job(s)" in output
+    assert f"[{'#' * 30}] 100%" in output
+    assert f"Run {run.pk} succeeded." in output
+    for arm in ("baseline", "variant", "control"):
+        assert f"  {arm:<9} test_accuracy mean " in output
+    assert f"verdict: {run.result['aggregate']['verdict']}" in output
+    assert Outcome.objects.filter(change=change, analysis_run=run).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_analysis_profile_proposes_a_finding():
+    model = BuiltinModelFactory()
+    output = _run_analysis(
+        "profile", "--model", str(model.pk), "--samples", "80", "--epochs", "1",
+        "--concept", "curvature",
+    )  # fmt: skip
+    run = AnalysisRun.objects.get()
+    assert run.status == AnalysisRun.Status.SUCCEEDED
+    assert "succeeded." in output
+    assert Finding.objects.filter(subject_model=model, evidence_runs=run).count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["experiment"], "--change is required"),
+        (["experiment", "--change", "999999"], "No architecture change with id 999999."),
+        (["profile", "--model", "999999"], "No subject model with id 999999."),
+        (["ablation", "--finding", "999999"], "No finding with id 999999."),
+    ],
+)
+def test_run_analysis_refuses_missing_records(args, message):
+    with pytest.raises(CommandError, match=message):
+        _run_analysis(*args)
+    assert not AnalysisRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_run_analysis_refuses_too_few_seeds_and_writes_nothing():
+    change = ChangeFactory()
+    with pytest.raises(CommandError, match="seeds"):
+        _run_analysis("experiment", "--change", str(change.pk), "--seeds", "2")
+    assert not AnalysisRun.objects.exists()
+    change.refresh_from_db()
+    assert change.status == "proposed"
+
+
+def test_benchmark_engine_quick_prints_a_table_and_one_json_line():
+    """The whole quick suite, end to end with its two real worker processes. Timings on a
+    loaded test machine say nothing, so only the report's shape is asserted."""
+    out = StringIO()
+    call_command("benchmark", "engine", "--quick", stdout=out)
+    lines = out.getvalue().strip().splitlines()
+    names = [
+        "profile_vs_forward", "ablation_vs_forward", "plain_vs_harness", "profile_peak_memory",
+        "two_workers_vs_one",
+    ]  # fmt: skip
+    assert lines[0].split()[:3] == ["benchmark", "reference", "s"]
+    assert [line.split()[0] for line in lines[1:6]] == names
+    summary = json.loads(lines[-1])
+    assert summary["benchmark"] == "engine" and summary["quick"] is True
+    assert [result["name"] for result in summary["results"]] == names
+    assert set(summary["ratios"]) == set(names) - {"profile_peak_memory"}
+    assert all(ratio > 0 for ratio in summary["ratios"].values())
+    assert summary["ok"] is all(result["ok"] for result in summary["results"])
+    memory = summary["results"][3]
+    assert memory["probe_sizes"] == [1024, 4096] and len(memory["peak_growth_bytes"]) == 2
+    scaling = summary["results"][4]
+    assert (scaling["seeds"], scaling["jobs"], scaling["repeats"]) == (2, 6, 1)

@@ -26,6 +26,7 @@ from analysis.engine.changes import ChangeError
 from analysis.engine.datasets import DatasetUnavailable, load_dataset
 from analysis.engine.experiments import aggregate_experiment, plan_experiment, run_arm
 from analysis.engine.profiles import cluster_units, localise_concept, top_units
+from analysis.engine.runtime import configure_cpu_runtime
 from analysis.engine.specs import SpecError
 from analysis.engine.training import TrainConfig, evaluate, train_model
 from analysis.models import AnalysisJob, AnalysisRun
@@ -38,8 +39,9 @@ ENGINE_ERRORS = (
 
 
 def configure_torch() -> None:
-    """One thread per worker process: on two cores more threads were 20-300x slower."""
-    torch.set_num_threads(1)
+    """One torch thread per worker process, freed tensors kept in the heap (see
+    analysis/engine/runtime.py for what each was measured to cost)."""
+    configure_cpu_runtime(threads=1)
 
 
 def execute_job(*, run_id: int, key: str) -> str:

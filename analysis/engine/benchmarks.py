@@ -27,6 +27,7 @@ from analysis.engine.ablation import ablate_units
 from analysis.engine.activations import profile_activations
 from analysis.engine.builder import build_model, set_seed
 from analysis.engine.datasets import make_shapes_dataset
+from analysis.engine.runtime import configure_cpu_runtime
 from analysis.engine.training import TrainConfig, eval_mode, make_optimizer, train_model
 
 BENCH_SPEC: dict[str, Any] = {
@@ -299,8 +300,9 @@ def bench_profile_peak_memory(quick: bool = True) -> dict[str, Any]:
 
 def run_timings(quick: bool = True) -> list[dict[str, Any]]:
     """Out: the timed comparisons, in a fixed order. Run them on an otherwise idle process
-    tree: they are ratios of CPU time, but a busy sibling still shares the caches."""
-    torch.set_num_threads(1)
+    tree: they are ratios of CPU time, but a busy sibling still shares the caches. The
+    process is set up as a worker's is (one thread, freed tensors kept in the heap)."""
+    configure_cpu_runtime(threads=1)
     return [
         bench_profile_vs_forward(quick),
         bench_ablation_vs_forward(quick),

@@ -5,8 +5,11 @@ from collections import OrderedDict
 
 import torch
 
-# Two threads are many times slower than one on the two-core test machines.
-torch.set_num_threads(1)
+from analysis.engine.runtime import configure_cpu_runtime
+
+# Set up as a worker is: two threads are many times slower than one on the two-core test
+# machines, and unmapping freed feature maps makes every batch page-fault them back in.
+configure_cpu_runtime(threads=1)
 
 TINY_CNN = {
     "input_shape": [1, 12, 12],

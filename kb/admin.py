@@ -1,5 +1,6 @@
 """Admin for reviewing the knowledge base; every model has its edit history."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count
@@ -24,6 +25,7 @@ from kb.models import (
     SurveyInvitation,
     Theme,
 )
+from kb.services import interviews
 
 
 class QuestionInline(admin.TabularInline):
@@ -173,8 +175,26 @@ class QuestionAdmin(SimpleHistoryAdmin):
     list_select_related = ["survey"]
 
 
+class InterviewAdminForm(forms.ModelForm):
+    class Meta:
+        model = Interview
+        fields = [
+            "researcher", "interviewer", "conducted_on", "survey", "transcript", "summary",
+            "status",
+        ]  # fmt: skip
+
+    def clean_transcript(self) -> str:
+        transcript = self.cleaned_data["transcript"]
+        if self.instance.pk:
+            lost = interviews.transcript_highlights_lost(self.instance, transcript)
+            if lost:
+                raise ValidationError(interviews.lost_highlights_message(lost))
+        return transcript
+
+
 @admin.register(Interview)
 class InterviewAdmin(SimpleHistoryAdmin):
+    form = InterviewAdminForm
     list_display = [
         "__str__",
         "researcher",
@@ -194,6 +214,13 @@ class InterviewAdmin(SimpleHistoryAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_highlight_count=Count("highlights"))
+
+    def save_related(self, request, form, formsets, change) -> None:
+        """Highlights follow their quotes through a transcript edit here too (the form has
+        already refused an edit that would remove a quoted passage)."""
+        super().save_related(request, form, formsets, change)
+        if change:
+            interviews.highlights_reanchor(actor=request.user, interview=form.instance)
 
     @admin.display(description="Highlights", ordering="_highlight_count")
     def highlight_count(self, interview: Interview) -> int:

@@ -17,6 +17,8 @@ REDACTED_FIELDS: dict[str, set[str]] = {
     "kb.interview": {"transcript", "summary"},
     "kb.answer": {"text"},
     "kb.highlight": {"quote", "note"},
+    # A quote's link to an insight prints the quote; viewers may not see every quote.
+    "kb.insighthighlight": set(),
 }
 
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from analysis.configs import DATASET_NAMES, MAX_SEEDS, MIN_SEEDS
 from kb.models import (
+    Answer,
     ArchitectureChange,
     Finding,
     Highlight,
@@ -99,6 +100,21 @@ class FloatListField(forms.CharField):
             raise ValidationError("Enter numbers separated by commas.") from None
 
 
+class LineListField(forms.CharField):
+    """One item a line -> ["first", "second"]; blank lines are dropped."""
+
+    widget = forms.Textarea(attrs={"rows": 4})
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return "\n".join(value)
+        return value
+
+    def to_python(self, value) -> list[str]:
+        text = super().to_python(value)
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 class ResearcherForm(ServiceModelForm):
     class Meta:
         model = Researcher
@@ -117,19 +133,12 @@ class SurveyForm(ServiceModelForm):
 
 
 class QuestionForm(ServiceModelForm):
-    choices = forms.CharField(
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 4}),
-        help_text="Choice questions only: one choice per line.",
-    )
+    choices = LineListField(required=False, help_text="Choice questions only: one choice per line.")
 
     class Meta:
         model = Question
         fields = ["text", "kind", "choices", "required"]
         widgets = {"text": forms.Textarea(attrs={"rows": 2})}
-
-    def clean_choices(self) -> list[str]:
-        return [line.strip() for line in self.cleaned_data["choices"].splitlines() if line.strip()]
 
 
 def _answer_field(question: Question) -> forms.Field:
@@ -157,13 +166,27 @@ def _answer_field(question: Question) -> forms.Field:
     return forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), **common)
 
 
+def _stored_value(answer: Answer) -> Any:
+    """An answer as its question's field shows it."""
+    kind = answer.question.kind
+    if kind == Question.Kind.LIKERT:
+        return answer.likert
+    if kind == Question.Kind.SINGLE_CHOICE:
+        return answer.selected_choices[0] if answer.selected_choices else ""
+    if kind == Question.Kind.MULTIPLE_CHOICE:
+        return answer.selected_choices
+    return answer.text
+
+
 class AnswersMixin:
     """Adds one field per survey question, named `answer_<question id>`."""
 
-    def add_answer_fields(self, questions: list[Question]) -> None:
+    def add_answer_fields(self, questions: list[Question], answers=()) -> None:
         self.questions = list(questions)
         for question in self.questions:
             self.fields[f"answer_{question.pk}"] = _answer_field(question)
+        for answer in answers:
+            self.initial[f"answer_{answer.question_id}"] = _stored_value(answer)
 
     def answers(self) -> dict[int, Any]:
         return {q.pk: self.cleaned_data.get(f"answer_{q.pk}") for q in self.questions}
@@ -202,12 +225,29 @@ class InterviewForm(AnswersMixin, ServiceModelForm):
             "summary": forms.Textarea(attrs={"rows": 3}),
         }
 
-    def __init__(self, *args, questions=(), **kwargs):
+    def __init__(self, *args, questions=(), answers=(), **kwargs):
+        """`questions` get answer fields, filled from the stored `answers` when editing."""
         super().__init__(*args, **kwargs)
         self.fields["interviewer"].label_from_instance = lambda user: user.get_username()
-        self.add_answer_fields(questions)
+        self.add_answer_fields(questions, answers)
         if questions:
             self.fields["survey"].disabled = True
+        if answers:
+            self.fields["survey"].help_text = "Fixed: the interview has answers to this survey."
+        if self.instance.pk and questions and questions[0].survey_id == self.instance.survey_id:
+            self._unanswered_are_optional(answers)
+
+    def _unanswered_are_optional(self, answers) -> None:
+        # Questions added to the survey after the interview must not block editing it.
+        answered = {answer.question_id for answer in answers}
+        for question in self.questions:
+            if question.pk not in answered:
+                field = self.fields[f"answer_{question.pk}"]
+                field.required = False
+                field.help_text = f"{field.help_text} Unanswered so far; optional here.".strip()
+
+    def record_fields(self) -> dict:
+        return {k: v for k, v in self.cleaned_data.items() if not k.startswith("answer_")}
 
     def clean_transcript(self) -> str:
         return _normalise_newlines(self.cleaned_data["transcript"])
@@ -252,6 +292,19 @@ class HighlightForm(forms.Form):
             else:
                 data["start"], data["end"] = position, position + len(quote)
         return data
+
+
+class HighlightEditForm(ServiceModelForm):
+    """A highlight's themes and note; its quote and offsets stay as selected."""
+
+    class Meta:
+        model = Highlight
+        fields = ["themes", "note"]
+        widgets = {
+            "themes": forms.CheckboxSelectMultiple,
+            "note": forms.Textarea(attrs={"rows": 2}),
+        }
+        error_messages = {"themes": {"required": "Tag the highlight with at least one theme."}}
 
 
 class ThemeForm(ServiceModelForm):
@@ -397,7 +450,8 @@ def _typed(text: str) -> Any:
 
 
 class OutcomeForm(forms.Form):
-    """An outcome measured elsewhere, one value per seed for each arm."""
+    """An outcome measured elsewhere, one value per seed for each arm; given `outcome`, the
+    form starts from its values."""
 
     verdict = forms.ChoiceField(choices=Outcome.Verdict.choices)
     metric = forms.CharField(required=False, help_text="Defaults to the change's metric.")
@@ -405,6 +459,11 @@ class OutcomeForm(forms.Form):
     variant_values = FloatListField()
     control_values = FloatListField(required=False, help_text="The random control, if any.")
     notes = forms.CharField(required=False, widget=MARKDOWN_WIDGET)
+
+    def __init__(self, *args, outcome: Outcome | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if outcome is not None:
+            self.initial.update({name: getattr(outcome, name) for name in self.fields})
 
 
 def _dataset_config(name: str, size: int | None) -> dict:

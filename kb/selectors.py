@@ -1,10 +1,11 @@
 """Reads for pages and commands, with the joins they need: every list and detail page runs a
 fixed number of queries whatever the number of rows."""
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from django.db import connection
+from django.contrib.admin.utils import NestedObjects
+from django.db import connection, models, router
 from django.db.models import Count, Prefetch, Q, QuerySet, Value
 from django.db.models.functions import Concat
 from django.utils.html import escape
@@ -23,6 +24,7 @@ from kb.models import (
     InsightHighlight,
     Interview,
     Outcome,
+    Question,
     Researcher,
     SubjectModel,
     Survey,
@@ -54,6 +56,32 @@ def run_list_in_progress() -> QuerySet[AnalysisRun]:
     return run_list().filter(status__in=[AnalysisRun.Status.QUEUED, AnalysisRun.Status.RUNNING])
 
 
+@dataclass
+class DeletionPreview:
+    """What deleting a record takes with it and what stops it, as (kind, count) pairs."""
+
+    also_deleted: list[tuple[str, int]]
+    blocked_by: list[tuple[str, int]]
+
+
+def _kinds(objects) -> list[tuple[str, int]]:
+    counts = Counter(type(obj) for obj in objects)
+    return sorted(
+        (str(model._meta.verbose_name if n == 1 else model._meta.verbose_name_plural), n)
+        for model, n in counts.items()
+    )
+
+
+def deletion_preview(instance: models.Model) -> DeletionPreview:
+    """Walk the relations the way delete() would, without deleting anything."""
+    collector = NestedObjects(using=router.db_for_write(type(instance)))
+    collector.collect([instance])
+    cascaded = [
+        obj for objects in collector.model_objs.values() for obj in objects if obj != instance
+    ]
+    return DeletionPreview(also_deleted=_kinds(cascaded), blocked_by=_kinds(collector.protected))
+
+
 # --- people, surveys, interviews ------------------------------------------------------------
 
 
@@ -78,6 +106,14 @@ def survey_get(pk: int) -> Survey:
     return Survey.objects.prefetch_related(
         "questions", "invitations__researcher", "interviews__researcher"
     ).get(pk=pk)
+
+
+def survey_with_questions(pk: int) -> Survey | None:
+    return Survey.objects.prefetch_related("questions").filter(pk=pk).first()
+
+
+def question_get(pk: int) -> Question:
+    return Question.objects.select_related("survey").get(pk=pk)
 
 
 def interview_list() -> QuerySet[Interview]:
@@ -134,6 +170,10 @@ def theme_tree() -> list[ThemeNode]:
 
 def theme_get(pk: int) -> Theme:
     return Theme.objects.select_related("parent").prefetch_related("children").get(pk=pk)
+
+
+def highlight_get(pk: int) -> Highlight:
+    return Highlight.objects.select_related("interview").get(pk=pk)
 
 
 def theme_highlights(theme: Theme) -> QuerySet[Highlight]:
@@ -208,6 +248,16 @@ def insight_get(pk: int) -> Insight:
     ).get(pk=pk)
 
 
+def insight_finding_link_get(pk: int, *, insight_id: int) -> InsightFinding:
+    return InsightFinding.objects.select_related("insight", "finding").get(
+        pk=pk, insight_id=insight_id
+    )
+
+
+def insight_quote_link_get(pk: int, *, insight_id: int) -> InsightHighlight:
+    return InsightHighlight.objects.select_related("insight").get(pk=pk, insight_id=insight_id)
+
+
 def change_list() -> QuerySet[ArchitectureChange]:
     return (
         ArchitectureChange.objects.select_related("insight", "target_model")
@@ -240,6 +290,10 @@ def run_get(pk: int) -> AnalysisRun:
         .prefetch_related("evidence_for")
         .get(pk=pk)
     )
+
+
+def outcome_get(pk: int) -> Outcome:
+    return Outcome.objects.select_related("change").get(pk=pk)
 
 
 def outcome_list() -> QuerySet[Outcome]:

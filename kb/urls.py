@@ -10,7 +10,8 @@ from kb.views import codebook, insights, pages, people, runs, subjects
 
 
 def crud(prefix: str, name: str, module, view_prefix: str | None = None) -> list:
-    """list, create, detail and update routes named `<name>-list` ... `<name>-update`."""
+    """list, create, detail, update and delete routes named `<name>-list` ... `<name>-delete`,
+    served by the module's `<view_prefix>_list` ... `<view_prefix>_delete`."""
     view_prefix = view_prefix or name
     return [
         path(f"{prefix}/", getattr(module, f"{view_prefix}_list"), name=f"{name}-list"),
@@ -22,6 +23,11 @@ def crud(prefix: str, name: str, module, view_prefix: str | None = None) -> list
             f"{prefix}/<int:pk>/edit/",
             getattr(module, f"{view_prefix}_update"),
             name=f"{name}-update",
+        ),
+        path(
+            f"{prefix}/<int:pk>/delete/",
+            getattr(module, f"{view_prefix}_delete"),
+            name=f"{name}-delete",
         ),
     ]
 
@@ -44,10 +50,15 @@ urlpatterns = [
     ),
     *crud("surveys", "survey", people),
     path("surveys/<int:pk>/questions/new/", people.question_create, name="question-create"),
+    path("questions/<int:pk>/edit/", people.question_update, name="question-update"),
+    path("questions/<int:pk>/delete/", people.question_delete, name="question-delete"),
+    path("questions/<int:pk>/move/", people.question_move, name="question-move"),
     path("surveys/<int:pk>/invite/", people.invitation_create, name="invitation-create"),
     path("s/<str:token>/", people.survey_respond, name="survey-respond"),
     *crud("interviews", "interview", people),
     path("interviews/<int:pk>/highlights/", people.highlight_create, name="highlight-create"),
+    path("highlights/<int:pk>/edit/", people.highlight_update, name="highlight-update"),
+    path("highlights/<int:pk>/delete/", people.highlight_delete, name="highlight-delete"),
     *crud("themes", "theme", codebook),
     path("themes/by-researcher.csv", codebook.theme_researcher_csv, name="theme-researcher-csv"),
     *crud("models", "model", subjects, "subject_model"),
@@ -55,9 +66,21 @@ urlpatterns = [
     *crud("findings", "finding", subjects),
     path("findings/<int:pk>/ablate/", subjects.finding_ablate, name="finding-ablate"),
     *crud("insights", "insight", insights),
+    path(
+        "insights/<int:pk>/findings/<int:link_pk>/remove/",
+        insights.insight_unlink_finding,
+        name="insight-unlink-finding",
+    ),
+    path(
+        "insights/<int:pk>/quotes/<int:link_pk>/remove/",
+        insights.insight_unlink_quote,
+        name="insight-unlink-quote",
+    ),
     *crud("changes", "change", insights),
     path("changes/<int:pk>/experiment/", insights.change_experiment, name="change-experiment"),
     path("changes/<int:pk>/outcomes/new/", insights.outcome_create, name="outcome-create"),
+    path("outcomes/<int:pk>/edit/", insights.outcome_update, name="outcome-update"),
+    path("outcomes/<int:pk>/delete/", insights.outcome_delete, name="outcome-delete"),
     path("runs/", runs.run_list, name="run-list"),
     path("runs/<int:pk>/", runs.run_detail, name="run-detail"),
     path("runs/<int:pk>/live/", runs.run_live, name="run-live"),

@@ -35,10 +35,27 @@ from kb.models import (
     Survey,
     Theme,
 )
-from kb.services import api_writes
-from kb.services.codebook import highlight_create, theme_create
-from kb.services.insights import change_create, insight_create, outcome_record_manual
-from kb.services.interviews import answer_create, interview_create, question_create, survey_create
+from kb.services.codebook import (
+    highlight_create,
+    highlight_update,
+    theme_create,
+    theme_delete,
+)
+from kb.services.insights import (
+    change_create,
+    insight_create,
+    outcome_delete_manual,
+    outcome_record_manual,
+)
+from kb.services.interviews import (
+    answer_create,
+    answer_update,
+    interview_create,
+    interview_update,
+    question_create,
+    question_update,
+    survey_create,
+)
 from kb.services.people import researcher_create
 from kb.services.records import record_delete, record_update
 from kb.services.subjects import finding_create, subject_model_create
@@ -131,7 +148,7 @@ class KbViewSet(KbReadViewSet):
         return Response(self.detail_data(instance.pk))
 
     def destroy(self, request, *args, **kwargs):
-        record_delete(self.get_object(), actor=request.user)
+        self.delete_record(self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     def create_record(self, data: dict):
@@ -139,6 +156,9 @@ class KbViewSet(KbReadViewSet):
 
     def update_record(self, instance, data: dict) -> None:
         record_update(instance, actor=self.request.user, data=data)
+
+    def delete_record(self, instance) -> None:
+        record_delete(instance, actor=self.request.user)
 
 
 def _run_accepted(view: KbReadViewSet, run: AnalysisRun) -> Response:
@@ -202,6 +222,9 @@ class QuestionViewSet(KbViewSet):
     def create_record(self, data):
         return question_create(actor=self.request.user, **data)
 
+    def update_record(self, instance, data):
+        question_update(actor=self.request.user, question=instance, data=data)
+
 
 @documented(s.InterviewSerializer, s.InterviewCreateSerializer, s.InterviewUpdateSerializer)
 class InterviewViewSet(KbViewSet):
@@ -215,6 +238,9 @@ class InterviewViewSet(KbViewSet):
 
     def create_record(self, data):
         return interview_create(actor=self.request.user, **data)
+
+    def update_record(self, instance, data):
+        interview_update(actor=self.request.user, interview=instance, data=data)
 
 
 @documented(s.AnswerSerializer, s.AnswerCreateSerializer, s.AnswerUpdateSerializer)
@@ -230,6 +256,9 @@ class AnswerViewSet(KbViewSet):
     def create_record(self, data):
         return answer_create(actor=self.request.user, **data)
 
+    def update_record(self, instance, data):
+        answer_update(actor=self.request.user, answer=instance, data=data)
+
 
 @documented(s.ThemeSerializer)
 class ThemeViewSet(KbViewSet):
@@ -241,6 +270,9 @@ class ThemeViewSet(KbViewSet):
 
     def create_record(self, data):
         return theme_create(actor=self.request.user, **data)
+
+    def delete_record(self, instance):
+        theme_delete(actor=self.request.user, theme=instance)
 
 
 @documented(s.HighlightSerializer, update=s.HighlightUpdateSerializer)
@@ -256,7 +288,7 @@ class HighlightViewSet(KbViewSet):
         return highlight_create(actor=self.request.user, **data)
 
     def update_record(self, instance, data):
-        api_writes.highlight_update(actor=self.request.user, highlight=instance, **data)
+        highlight_update(actor=self.request.user, highlight=instance, **data)
 
 
 @documented(s.SubjectModelSerializer, update=s.SubjectModelUpdateSerializer)
@@ -370,6 +402,9 @@ class OutcomeViewSet(KbViewSet):
 
     def create_record(self, data):
         return outcome_record_manual(actor=self.request.user, **data)
+
+    def delete_record(self, instance):
+        outcome_delete_manual(actor=self.request.user, outcome=instance)
 
 
 class RunViewSet(KbReadViewSet):

@@ -10,6 +10,9 @@ from simple_history.models import HistoricalRecords
 from analysis.engine.changes import ChangeError, validate_change_parameters
 from analysis.engine.specs import SpecError
 
+# The largest metric value an outcome accepts, as the API's MetricValueField does.
+METRIC_VALUE_LIMIT = 1e9
+
 
 class Stance(models.TextChoices):
     SUPPORTS = "supports", "Supports"
@@ -268,5 +271,9 @@ class Outcome(models.Model):
                 isinstance(v, int | float) and not isinstance(v, bool) for v in values
             ):
                 raise ValidationError({field: "Values must be a list of numbers, one per seed."})
+            # Bounded so that means and intervals stay finite (JSON has no NaN or infinity).
+            if not all(abs(v) <= METRIC_VALUE_LIMIT for v in values):
+                limit = f"{METRIC_VALUE_LIMIT:,.0f}"
+                raise ValidationError({field: f"Each value must lie between -{limit} and {limit}."})
         if not self.baseline_values or not self.variant_values:
             raise ValidationError("An outcome needs at least one baseline and one variant value.")

@@ -61,6 +61,9 @@ class Question(models.Model):
     def __str__(self) -> str:
         return f"{self.survey}: Q{self.position}"
 
+    def get_absolute_url(self) -> str:
+        return reverse("survey-detail", args=[self.survey_id]) + f"#question-{self.pk}"
+
     def clean(self) -> None:
         if not isinstance(self.choices, list) or not all(
             isinstance(choice, str) and choice.strip() for choice in self.choices

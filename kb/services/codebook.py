@@ -2,10 +2,11 @@
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Count
 
 from kb import events
 from kb.models import Answer, Highlight, Interview, Theme
-from kb.services.records import record_create
+from kb.services.records import record_create, record_delete, record_update
 
 
 def theme_create(
@@ -14,6 +15,25 @@ def theme_create(
     return record_create(
         Theme(name=name, parent=parent, description=description, colour=colour), actor=actor
     )
+
+
+def theme_delete(*, actor, theme: Theme) -> None:
+    """Delete a theme and its tags on highlights. Refused while it is the only theme of some
+    highlight (every highlight keeps a theme) or the parent of others (they protect it)."""
+    with transaction.atomic():
+        # Counted apart from the join to this theme, which would count only this theme.
+        only_theme_of = (
+            Highlight.objects.filter(pk__in=theme.highlights.values("pk"))
+            .annotate(theme_count=Count("themes"))
+            .filter(theme_count=1)
+            .count()
+        )
+        if only_theme_of:
+            raise ValidationError(
+                f"{theme} is the only theme of {only_theme_of} highlight"
+                f"{'s' if only_theme_of != 1 else ''}; tag them with another theme first."
+            )
+        record_delete(theme, actor=actor)
 
 
 def highlight_create(
@@ -49,4 +69,22 @@ def highlight_create(
         events.record_linked(
             actor=actor, instance=highlight, relation="themes", ids=[t.pk for t in themes]
         )
+    return highlight
+
+
+def highlight_update(
+    *, actor, highlight: Highlight, note: str | None = None, themes: list[Theme] | None = None
+) -> Highlight:
+    """Change a highlight's note and/or replace its themes (at least one theme remains). The
+    quote and its offsets stay: they come from the selection it was made from."""
+    if themes is not None and not themes:
+        raise ValidationError({"themes": "Tag the highlight with at least one theme."})
+    with transaction.atomic():
+        if note is not None:
+            record_update(highlight, actor=actor, data={"note": note})
+        if themes is not None:
+            ids = sorted(theme.pk for theme in themes)
+            if ids != sorted(highlight.themes.values_list("pk", flat=True)):
+                highlight.themes.set(themes)
+                events.record_linked(actor=actor, instance=highlight, relation="themes", ids=ids)
     return highlight

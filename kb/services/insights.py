@@ -16,7 +16,7 @@ from kb.models import (
     Stance,
     SubjectModel,
 )
-from kb.services.records import record_create
+from kb.services.records import record_create, record_delete, record_update
 
 
 def insight_create(
@@ -81,6 +81,12 @@ def insight_link_evidence(
     return insight
 
 
+def insight_unlink_evidence(*, actor, link: InsightFinding | InsightHighlight) -> None:
+    """Remove one finding or quote from an insight's evidence; the finding or the highlight
+    itself stays."""
+    record_delete(link, actor=actor)
+
+
 def change_create(
     *,
     actor,
@@ -112,6 +118,17 @@ def change_set_status(*, actor, change: ArchitectureChange, status: str) -> Arch
     return change
 
 
+MEASURED_OUTCOME_IS_FIXED = (
+    "This outcome was measured by an analysis run, so it cannot be edited or deleted. "
+    "Run the experiment again to record a new outcome beside it."
+)
+# What a manual outcome's form sets, and the statistics computed from its values.
+MANUAL_OUTCOME_FIELDS = ["metric", "verdict", "baseline_values", "variant_values",
+                         "control_values", "notes"]  # fmt: skip
+OUTCOME_STATISTICS = ["effect", "ci_low", "ci_high", "p_value", "effect_vs_control",
+                      "control_ci_low", "control_ci_high"]  # fmt: skip
+
+
 def outcome_record_manual(
     *,
     actor,
@@ -125,6 +142,78 @@ def outcome_record_manual(
 ) -> Outcome:
     """Record an outcome measured elsewhere. The effect is the difference of means; with two
     or more paired values per arm it gets a 95% confidence interval and a p-value too."""
+    outcome = _manual_outcome(
+        change=change,
+        verdict=verdict,
+        baseline_values=baseline_values,
+        variant_values=variant_values,
+        control_values=control_values,
+        metric=metric,
+        notes=notes,
+    )
+    with transaction.atomic():
+        record_create(outcome, actor=actor)
+        events.record_outcome_recorded(actor=actor, outcome=outcome)
+        change_set_status(actor=actor, change=change, status=ArchitectureChange.Status.EVALUATED)
+    return outcome
+
+
+def outcome_update_manual(
+    *,
+    actor,
+    outcome: Outcome,
+    verdict: str,
+    baseline_values: list[float],
+    variant_values: list[float],
+    control_values: list[float] = (),
+    metric: str | None = None,
+    notes: str = "",
+) -> Outcome:
+    """Replace a manual outcome's values, verdict and notes, recompute its statistics as
+    outcome_record_manual does, and log the update. Measured outcomes are refused."""
+    _refuse_measured(outcome)
+    revised = _manual_outcome(
+        change=outcome.change,
+        verdict=verdict,
+        baseline_values=baseline_values,
+        variant_values=variant_values,
+        control_values=control_values,
+        metric=metric,
+        notes=notes,
+    )
+    data = {name: getattr(revised, name) for name in MANUAL_OUTCOME_FIELDS + OUTCOME_STATISTICS}
+    return record_update(outcome, actor=actor, data=data)
+
+
+def outcome_delete_manual(*, actor, outcome: Outcome) -> None:
+    """Delete a manual outcome and log it. A change left without outcomes is `proposed`
+    again, so the scoreboard, which counts evaluated changes, no longer counts it; a running
+    change stays running. Measured outcomes are refused."""
+    _refuse_measured(outcome)
+    with transaction.atomic():
+        # Locked so that two deletions of a change's last outcomes cannot each see the other.
+        change = ArchitectureChange.objects.select_for_update().get(pk=outcome.change_id)
+        record_delete(outcome, actor=actor)
+        if change.status == ArchitectureChange.Status.EVALUATED and not change.outcomes.exists():
+            change_set_status(actor=actor, change=change, status=ArchitectureChange.Status.PROPOSED)
+
+
+def _refuse_measured(outcome: Outcome) -> None:
+    if outcome.source != Outcome.Source.MANUAL:
+        raise ValidationError(MEASURED_OUTCOME_IS_FIXED)
+
+
+def _manual_outcome(
+    *,
+    change: ArchitectureChange,
+    verdict: str,
+    baseline_values: list[float],
+    variant_values: list[float],
+    control_values: list[float],
+    metric: str | None,
+    notes: str,
+) -> Outcome:
+    """An unsaved manual outcome with validated values and its statistics filled in."""
     outcome = Outcome(
         change=change,
         metric=metric or change.expected_metric,
@@ -138,14 +227,13 @@ def outcome_record_manual(
     outcome.clean_fields(exclude=["effect"])
     outcome.clean()
     _fill_statistics(outcome)
-    with transaction.atomic():
-        record_create(outcome, actor=actor)
-        events.record_outcome_recorded(actor=actor, outcome=outcome)
-        change_set_status(actor=actor, change=change, status=ArchitectureChange.Status.EVALUATED)
     return outcome
 
 
 def _fill_statistics(outcome: Outcome) -> None:
+    # Reset first: revised values may no longer support an interval or a control comparison.
+    for name in OUTCOME_STATISTICS:
+        setattr(outcome, name, None)
     baseline, variant = outcome.baseline_values, outcome.variant_values
     paired = len(baseline) == len(variant)
     if min(len(baseline), len(variant)) >= 2:

@@ -1,7 +1,9 @@
-"""What every page shares: permission checks, pagination, and running a form's service."""
+"""What every page shares: permission checks, pagination, running a form's service, and the
+page that confirms a deletion."""
 
 from collections.abc import Callable
 from functools import wraps
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
@@ -10,7 +12,9 @@ from django.core.paginator import Page, Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 
+from kb import selectors
 from kb.forms import form_add_service_errors
+from kb.services import records
 
 PAGE_SIZE = 25
 
@@ -33,9 +37,9 @@ def require_perm(*permissions: str):
     return decorator
 
 
-def get_or_404(selector: Callable, pk: int):
+def get_or_404(selector: Callable, pk: int, **filters):
     try:
-        return selector(pk)
+        return selector(pk, **filters)
     except ObjectDoesNotExist:
         raise Http404 from None
 
@@ -72,12 +76,22 @@ def rate_limited(request, *, scope: str, limit: int, window_seconds: int) -> boo
     return count > limit
 
 
-def form_page(request, form, *, title: str, cancel: str, submit: str = "Save"):
-    """The generic form page: every field with its label, help and errors."""
+def form_page(
+    request,
+    form,
+    *,
+    title: str,
+    cancel: str,
+    submit: str = "Save",
+    template: str = "kb/form.html",
+    **context,
+):
+    """The generic form page: every field with its label, help and errors. `context` adds
+    what a page's own template shows beside the form."""
     return render(
         request,
-        "kb/form.html",
-        {"form": form, "title": title, "cancel_url": cancel, "submit_label": submit},
+        template,
+        {"form": form, "title": title, "cancel_url": cancel, "submit_label": submit, **context},
     )
 
 
@@ -86,12 +100,81 @@ def posted(request):
     return request.POST if request.method == "POST" else None
 
 
+def save_form_page(
+    request,
+    form,
+    *,
+    write: Callable,
+    success: str | Callable[[Any], str],
+    page: dict,
+    aliases: dict | None = None,
+):
+    """A create or edit page: on a valid form `write()` saves through a service and the user
+    goes to the record it returns, told `success` (or `success(record)`); otherwise the form
+    again, with the service's errors next to the fields in `aliases`. `page` holds
+    form_page's arguments."""
+    saved = form_write(form, write, aliases=aliases)
+    if saved:
+        messages.success(request, success(saved) if callable(success) else success)
+        return redirect(saved)
+    return form_page(request, form, **page)
+
+
+def edit_form_page(request, form, *, success: str):
+    """The edit page of `form.instance`, whose cleaned data all go to records.record_update."""
+    record = form.instance
+    return save_form_page(
+        request,
+        form,
+        write=lambda: records.record_update(record, actor=request.user, data=form.cleaned_data),
+        success=success,
+        page={"title": f"Edit {record}", "cancel": record.get_absolute_url()},
+    )
+
+
 def run_form_page(request, form, *, start: Callable, aliases: dict, page: dict, queued: str):
     """A page that starts a run: on a valid form `start(config)` queues it and the user goes
-    to the run; otherwise the form, with service errors next to the fields in `aliases`.
-    `page` holds form_page's title, cancel and submit."""
-    run = form_write(form, lambda: start(form.config()), aliases=aliases)
-    if run:
-        messages.success(request, queued)
-        return redirect(run)
-    return form_page(request, form, **page)
+    to the run; otherwise the form, with service errors next to the fields in `aliases`."""
+    return save_form_page(
+        request,
+        form,
+        write=lambda: start(form.config()),
+        success=queued,
+        page=page,
+        aliases=aliases,
+    )
+
+
+def delete_page(
+    request,
+    instance,
+    *,
+    done: str,
+    cancel: str | None = None,
+    hint: str = "",
+    delete: Callable | None = None,
+):
+    """GET: what deleting `instance` also deletes, and what stops it. POST: delete it with
+    `delete()` (by default records.record_delete) and go to `done`; a refusal is shown on the
+    page with status 400. `hint` says what to do instead when the record cannot go."""
+    label = f"{instance._meta.verbose_name} {instance}"
+    error = None
+    if request.method == "POST":
+        try:
+            if delete is None:
+                records.record_delete(instance, actor=request.user)
+            else:
+                delete()
+        except ValidationError as refusal:
+            error = " ".join(refusal.messages)
+        else:
+            messages.success(request, f"Deleted the {label}.")
+            return redirect(done)
+    context = {
+        "label": label,
+        "preview": selectors.deletion_preview(instance),
+        "error": error,
+        "hint": hint,
+        "cancel_url": cancel or instance.get_absolute_url(),
+    }
+    return render(request, "kb/confirm_delete.html", context, status=400 if error else 200)

@@ -2,14 +2,20 @@
 
 import csv
 
-from django.contrib import messages
 from django.http import HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.urls import reverse
 
 from kb import forms, selectors
-from kb.services import codebook, records
-from kb.views.base import form_page, form_write, get_or_404, posted, require_perm
+from kb.services import codebook
+from kb.views.base import (
+    delete_page,
+    edit_form_page,
+    get_or_404,
+    posted,
+    require_perm,
+    save_form_page,
+)
 
 
 @require_perm("kb.view_theme")
@@ -36,24 +42,31 @@ def theme_detail(request, pk: int):
 @require_perm("kb.add_theme")
 def theme_create(request):
     form = forms.ThemeForm(posted(request), initial={"parent": request.GET.get("parent")})
-    theme = form_write(form, lambda: codebook.theme_create(actor=request.user, **form.cleaned_data))
-    if theme:
-        messages.success(request, f"Theme {theme} added to the codebook.")
-        return redirect(theme)
-    return form_page(request, form, title="New theme", cancel=reverse("theme-list"))
+    return save_form_page(
+        request,
+        form,
+        write=lambda: codebook.theme_create(actor=request.user, **form.cleaned_data),
+        success=lambda theme: f"Theme {theme} added to the codebook.",
+        page={"title": "New theme", "cancel": reverse("theme-list")},
+    )
 
 
 @require_perm("kb.change_theme")
 def theme_update(request, pk: int):
     theme = get_or_404(selectors.theme_get, pk)
     form = forms.ThemeForm(posted(request), instance=theme)
-    saved = form_write(
-        form, lambda: records.record_update(theme, actor=request.user, data=form.cleaned_data)
+    return edit_form_page(request, form, success="Theme saved.")
+
+
+@require_perm("kb.delete_theme")
+def theme_delete(request, pk: int):
+    theme = get_or_404(selectors.theme_get, pk)
+    return delete_page(
+        request,
+        theme,
+        done=reverse("theme-list"),
+        delete=lambda: codebook.theme_delete(actor=request.user, theme=theme),
     )
-    if saved:
-        messages.success(request, "Theme saved.")
-        return redirect(saved)
-    return form_page(request, form, title=f"Edit {theme}", cancel=theme.get_absolute_url())
 
 
 # Pseudonyms head the columns, so the export needs the right to see researchers.

@@ -4,19 +4,21 @@ from django.contrib import messages
 from django.db import transaction
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.http import require_POST
 
 from analysis import services as analysis_services
+from analysis.configs import MAX_SEEDS
 from kb import forms, selectors
-from kb.models import Stance
+from kb.models import Outcome, Stance
 from kb.services import insights, records
 from kb.views.base import (
-    form_page,
-    form_write,
+    delete_page,
     get_or_404,
     paginate,
     posted,
     require_perm,
     run_form_page,
+    save_form_page,
 )
 
 
@@ -43,16 +45,15 @@ def insight_detail(request, pk: int):
 @require_perm("kb.add_insight")
 def insight_create(request):
     form = forms.InsightForm(posted(request))
-    insight = form_write(
+    return save_form_page(
+        request,
         form,
-        lambda: insights.insight_create(
+        write=lambda: insights.insight_create(
             actor=request.user, **form.record_fields(), **form.evidence()
         ),
+        success="Insight recorded.",
+        page={"title": "New insight", "cancel": reverse("insight-list")},
     )
-    if insight:
-        messages.success(request, "Insight recorded.")
-        return redirect(insight)
-    return form_page(request, form, title="New insight", cancel=reverse("insight-list"))
 
 
 def _new_evidence(insight, evidence: dict) -> dict:
@@ -76,7 +77,7 @@ def _new_evidence(insight, evidence: dict) -> dict:
 
 @require_perm("kb.change_insight")
 def insight_update(request, pk: int):
-    """Edit an insight's fields and link more evidence (links are removed in the admin)."""
+    """Edit an insight's fields and link more evidence (links are removed on its page)."""
     insight = get_or_404(selectors.insight_get, pk)
     form = forms.InsightForm(posted(request), instance=insight)
 
@@ -88,11 +89,44 @@ def insight_update(request, pk: int):
             )
         return insight
 
-    saved = form_write(form, write)
-    if saved:
-        messages.success(request, "Insight saved.")
-        return redirect(saved)
-    return form_page(request, form, title=f"Edit {insight}", cancel=insight.get_absolute_url())
+    return save_form_page(
+        request,
+        form,
+        write=write,
+        success="Insight saved.",
+        page={"title": f"Edit {insight}", "cancel": insight.get_absolute_url()},
+    )
+
+
+@require_perm("kb.delete_insight")
+def insight_delete(request, pk: int):
+    insight = get_or_404(selectors.insight_get, pk)
+    return delete_page(
+        request,
+        insight,
+        done=reverse("insight-list"),
+        hint="To retire an insight whose changes were measured, mark it refuted instead.",
+    )
+
+
+def _unlink(request, link, removed: str):
+    insights.insight_unlink_evidence(actor=request.user, link=link)
+    messages.success(request, removed)
+    return redirect(link.insight)
+
+
+@require_POST
+@require_perm("kb.change_insight")
+def insight_unlink_finding(request, pk: int, link_pk: int):
+    link = get_or_404(selectors.insight_finding_link_get, link_pk, insight_id=pk)
+    return _unlink(request, link, f"Removed “{link.finding.title}” from the evidence.")
+
+
+@require_POST
+@require_perm("kb.change_insight")
+def insight_unlink_quote(request, pk: int, link_pk: int):
+    link = get_or_404(selectors.insight_quote_link_get, link_pk, insight_id=pk)
+    return _unlink(request, link, "Removed the quote from the evidence; the highlight stays.")
 
 
 @require_perm("kb.view_architecturechange")
@@ -111,16 +145,13 @@ def change_detail(request, pk: int):
 def change_create(request):
     initial = {"insight": request.GET.get("insight"), "target_model": request.GET.get("model")}
     form = forms.ChangeForm(posted(request), initial=initial)
-    change = form_write(
+    return save_form_page(
+        request,
         form,
-        lambda: insights.change_create(actor=request.user, **form.record_fields()),
+        write=lambda: insights.change_create(actor=request.user, **form.record_fields()),
         aliases=form.error_aliases() if form.is_bound and form.is_valid() else None,
-    )
-    if change:
-        messages.success(request, "Change proposed. Start its experiment when ready.")
-        return redirect(change)
-    return form_page(
-        request, form, title="Propose an architecture change", cancel=reverse("change-list")
+        success="Change proposed. Start its experiment when ready.",
+        page={"title": "Propose an architecture change", "cancel": reverse("change-list")},
     )
 
 
@@ -128,33 +159,61 @@ def change_create(request):
 def change_update(request, pk: int):
     change = get_or_404(selectors.change_get, pk)
     form = forms.ChangeForm(posted(request), instance=change)
-    saved = form_write(
+    return save_form_page(
+        request,
         form,
-        lambda: records.record_update(change, actor=request.user, data=form.record_fields()),
+        write=lambda: records.record_update(change, actor=request.user, data=form.record_fields()),
         aliases=form.error_aliases() if form.is_bound and form.is_valid() else None,
+        success="Change saved.",
+        page={"title": f"Edit {change}", "cancel": change.get_absolute_url()},
     )
-    if saved:
-        messages.success(request, "Change saved.")
-        return redirect(saved)
-    return form_page(request, form, title=f"Edit {change}", cancel=change.get_absolute_url())
+
+
+@require_perm("kb.delete_architecturechange")
+def change_delete(request, pk: int):
+    change = get_or_404(selectors.change_get, pk)
+    return delete_page(request, change, done=change.insight.get_absolute_url())
+
+
+EXPERIMENT_DEFAULTS = {"dataset": "shapes", "epochs": 3}
+
+
+def _experiment_page(change) -> tuple[dict, dict]:
+    """The experiment form's initial values and its page: a change that already has an
+    outcome is run again, by default with twice the seeds of its latest outcome."""
+    page = {"cancel": change.get_absolute_url(), "submit": "Start the experiment"}
+    latest = next(iter(change.outcomes.all()), None)  # newest first
+    if latest is None:
+        page["title"] = f"Run the experiment for {change}"
+        page["intro"] = (
+            "Trains the baseline, the guided change and a random change of the same size "
+            "once per seed, then records the outcome on this change."
+        )
+        return EXPERIMENT_DEFAULTS, page
+    seeds = len(latest.variant_values)
+    page["title"] = f"Run the experiment for {change} again"
+    page["intro"] = (
+        f"The latest outcome is {latest.get_verdict_display().lower()} over {seeds} seeds "
+        f"({latest.recorded_at:%Y-%m-%d}). Running again trains all three arms anew over the "
+        "seeds below and records a new outcome beside it; earlier outcomes are kept, and the "
+        "scoreboard counts the latest."
+    )
+    return {**EXPERIMENT_DEFAULTS, "seeds": min(MAX_SEEDS, max(2 * seeds, 5))}, page
 
 
 @require_perm("kb.view_architecturechange", "analysis.add_analysisrun")
 def change_experiment(request, pk: int):
     """Start the change's experiment: baseline, guided change and random control over seeds."""
     change = get_or_404(selectors.change_get, pk)
+    initial, page = _experiment_page(change)
     return run_form_page(
         request,
-        forms.ExperimentForm(posted(request), initial={"dataset": "shapes", "epochs": 3}),
+        forms.ExperimentForm(posted(request), initial=initial),
         start=lambda config: analysis_services.experiment_request(
             actor=request.user, change=change, config=config
         ),
         aliases={"change": None, "dataset": "dataset_size", "train": "epochs"},
-        page={
-            "title": f"Run the experiment for {change}",
-            "cancel": change.get_absolute_url(),
-            "submit": "Start the experiment",
-        },
+        page=page,
         queued="Experiment queued.",
     )
 
@@ -163,15 +222,61 @@ def change_experiment(request, pk: int):
 def outcome_create(request, pk: int):
     change = get_or_404(selectors.change_get, pk)
     form = forms.OutcomeForm(posted(request))
-    outcome = form_write(
+    return save_form_page(
+        request,
         form,
-        lambda: insights.outcome_record_manual(
+        write=lambda: insights.outcome_record_manual(
             actor=request.user, change=change, **form.cleaned_data
         ),
+        success="Outcome recorded.",
+        page={"title": f"Record an outcome of {change}", "cancel": change.get_absolute_url()},
     )
-    if outcome:
-        messages.success(request, "Outcome recorded.")
-        return redirect(outcome)
-    return form_page(
-        request, form, title=f"Record an outcome of {change}", cancel=change.get_absolute_url()
+
+
+def _measured_outcome_refused(request, outcome):
+    return render(
+        request,
+        "kb/refused.html",
+        {
+            "title": f"The outcome of {outcome.change} cannot change",
+            "message": insights.MEASURED_OUTCOME_IS_FIXED,
+            "back_url": outcome.get_absolute_url(),
+        },
+        status=400,
+    )
+
+
+@require_perm("kb.change_outcome")
+def outcome_update(request, pk: int):
+    """Edit an outcome recorded by hand; its statistics are computed again from the values."""
+    outcome = get_or_404(selectors.outcome_get, pk)
+    if outcome.source != Outcome.Source.MANUAL:
+        return _measured_outcome_refused(request, outcome)
+    form = forms.OutcomeForm(posted(request), outcome=outcome)
+    return save_form_page(
+        request,
+        form,
+        write=lambda: insights.outcome_update_manual(
+            actor=request.user, outcome=outcome, **form.cleaned_data
+        ),
+        success="Outcome saved; its statistics were computed again.",
+        page={
+            "title": f"Edit the outcome of {outcome.change}",
+            "cancel": outcome.get_absolute_url(),
+        },
+    )
+
+
+@require_perm("kb.delete_outcome")
+def outcome_delete(request, pk: int):
+    outcome = get_or_404(selectors.outcome_get, pk)
+    if outcome.source != Outcome.Source.MANUAL:
+        return _measured_outcome_refused(request, outcome)
+    change_url = outcome.change.get_absolute_url()
+    return delete_page(
+        request,
+        outcome,
+        done=change_url,
+        cancel=outcome.get_absolute_url(),
+        delete=lambda: insights.outcome_delete_manual(actor=request.user, outcome=outcome),
     )

@@ -2,14 +2,17 @@
 
 from django.conf import settings
 from django.contrib import messages
+from django.http import HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from kb import forms, selectors
-from kb.models import Question, Survey
-from kb.services import codebook, interviews, invitations, people, records
+from kb.models import Survey
+from kb.services import codebook, interviews, invitations, people
 from kb.views.base import (
+    delete_page,
+    edit_form_page,
     form_page,
     form_write,
     get_or_404,
@@ -17,6 +20,7 @@ from kb.views.base import (
     posted,
     rate_limited,
     require_perm,
+    save_form_page,
 )
 
 # --- researchers ------------------------------------------------------------------------------
@@ -37,30 +41,37 @@ def researcher_detail(request, pk: int):
 @require_perm("kb.add_researcher")
 def researcher_create(request):
     form = forms.ResearcherForm(posted(request))
-    researcher = form_write(
-        form, lambda: people.researcher_create(actor=request.user, **form.cleaned_data)
+    return save_form_page(
+        request,
+        form,
+        write=lambda: people.researcher_create(actor=request.user, **form.cleaned_data),
+        success=lambda researcher: f"Researcher {researcher} added.",
+        page={"title": "New researcher", "cancel": reverse("researcher-list")},
     )
-    if researcher:
-        messages.success(request, f"Researcher {researcher} added.")
-        return redirect(researcher)
-    return form_page(request, form, title="New researcher", cancel=reverse("researcher-list"))
 
 
 @require_perm("kb.change_researcher")
 def researcher_update(request, pk: int):
     researcher = get_or_404(selectors.researcher_get, pk)
     form = forms.ResearcherForm(posted(request), instance=researcher)
-    saved = form_write(
+    return save_form_page(
+        request,
         form,
-        lambda: people.researcher_update(
+        write=lambda: people.researcher_update(
             actor=request.user, researcher=researcher, data=form.cleaned_data
         ),
+        success="Researcher saved.",
+        page={"title": f"Edit {researcher}", "cancel": researcher.get_absolute_url()},
     )
-    if saved:
-        messages.success(request, "Researcher saved.")
-        return redirect(saved)
-    return form_page(
-        request, form, title=f"Edit {researcher}", cancel=researcher.get_absolute_url()
+
+
+@require_perm("kb.delete_researcher")
+def researcher_delete(request, pk: int):
+    return delete_page(
+        request,
+        get_or_404(selectors.researcher_get, pk),
+        done=reverse("researcher-list"),
+        hint="To erase their personal data and keep the interviews, anonymise them instead.",
     )
 
 
@@ -93,27 +104,28 @@ def survey_detail(request, pk: int):
 @require_perm("kb.add_survey")
 def survey_create(request):
     form = forms.SurveyForm(posted(request))
-    survey = form_write(
+    return save_form_page(
+        request,
         form,
-        lambda: interviews.survey_create(actor=request.user, questions=[], **form.cleaned_data),
+        write=lambda: interviews.survey_create(
+            actor=request.user, questions=[], **form.cleaned_data
+        ),
+        success="Survey created; add its questions.",
+        page={"title": "New survey", "cancel": reverse("survey-list")},
     )
-    if survey:
-        messages.success(request, "Survey created; add its questions.")
-        return redirect(survey)
-    return form_page(request, form, title="New survey", cancel=reverse("survey-list"))
 
 
 @require_perm("kb.change_survey")
 def survey_update(request, pk: int):
     survey = get_or_404(selectors.survey_get, pk)
     form = forms.SurveyForm(posted(request), instance=survey)
-    saved = form_write(
-        form, lambda: records.record_update(survey, actor=request.user, data=form.cleaned_data)
-    )
-    if saved:
-        messages.success(request, "Survey saved.")
-        return redirect(saved)
-    return form_page(request, form, title=f"Edit {survey}", cancel=survey.get_absolute_url())
+    return edit_form_page(request, form, success="Survey saved.")
+
+
+@require_perm("kb.delete_survey")
+def survey_delete(request, pk: int):
+    survey = get_or_404(selectors.survey_get, pk)
+    return delete_page(request, survey, done=reverse("survey-list"))
 
 
 @require_perm("kb.add_question")
@@ -121,18 +133,50 @@ def question_create(request, pk: int):
     survey = get_or_404(selectors.survey_get, pk)
     form = forms.QuestionForm(posted(request))
     position = max((q.position for q in survey.questions.all()), default=0) + 1
-    question = form_write(
+    return save_form_page(
+        request,
         form,
-        lambda: interviews.question_create(
+        write=lambda: interviews.question_create(
             actor=request.user, survey=survey, position=position, **form.cleaned_data
         ),
+        success=f"Question {position} added.",
+        page={"title": f"Add a question to {survey}", "cancel": survey.get_absolute_url()},
     )
-    if question:
-        messages.success(request, f"Question {position} added.")
-        return redirect(survey)
-    return form_page(
-        request, form, title=f"Add a question to {survey}", cancel=survey.get_absolute_url()
+
+
+@require_perm("kb.change_question")
+def question_update(request, pk: int):
+    question = get_or_404(selectors.question_get, pk)
+    form = forms.QuestionForm(posted(request), instance=question)
+    return save_form_page(
+        request,
+        form,
+        write=lambda: interviews.question_update(
+            actor=request.user, question=question, data=form.cleaned_data
+        ),
+        success="Question saved.",
+        page={"title": f"Edit {question}", "cancel": question.get_absolute_url()},
     )
+
+
+@require_perm("kb.delete_question")
+def question_delete(request, pk: int):
+    question = get_or_404(selectors.question_get, pk)
+    return delete_page(request, question, done=question.survey.get_absolute_url())
+
+
+MOVES = {"up": -1, "down": 1}
+
+
+@require_POST
+@require_perm("kb.change_question")
+def question_move(request, pk: int):
+    question = get_or_404(selectors.question_get, pk)
+    offset = MOVES.get(request.POST.get("direction"))
+    if offset is None:
+        return HttpResponseBadRequest("Move a question up or down.")
+    interviews.question_move(actor=request.user, question=question, offset=offset)
+    return redirect(question)
 
 
 @require_perm("kb.add_surveyinvitation", "kb.view_researcher")
@@ -219,51 +263,81 @@ def interview_detail(request, pk: int):
     return render(request, "kb/interview_detail.html", context)
 
 
-def _survey_questions(request) -> tuple[Survey | None, list[Question]]:
-    survey_id = request.GET.get("survey", "")
-    if not survey_id.isdigit():
-        return None, []
-    survey = Survey.objects.filter(pk=survey_id).prefetch_related("questions").first()
-    return survey, list(survey.questions.all()) if survey else []
+def _chosen_survey(request, default: Survey | None) -> Survey | None:
+    """The survey picked with the page's survey picker (?survey=id), else `default`."""
+    survey_id = request.GET.get("survey")
+    if survey_id is None:
+        return default
+    return selectors.survey_with_questions(int(survey_id)) if survey_id.isdigit() else None
+
+
+def _interview_form_page(*, title: str, cancel: str, **context) -> dict:
+    return {
+        "title": title,
+        "cancel": cancel,
+        "template": "kb/interview_form.html",
+        "surveys": Survey.objects.all(),
+        **context,
+    }
 
 
 @require_perm("kb.add_interview")
 def interview_create(request):
-    survey, questions = _survey_questions(request)
+    survey = _chosen_survey(request, default=None)
+    questions = list(survey.questions.all()) if survey else []
     initial = {"conducted_on": forms.today(), "interviewer": request.user.pk, "survey": survey}
     form = forms.InterviewForm(posted(request), initial=initial, questions=questions)
-    interview = form_write(
+    return save_form_page(
+        request,
         form,
-        lambda: interviews.interview_create(
-            actor=request.user,
-            answers=form.answers(),
-            **{k: v for k, v in form.cleaned_data.items() if not k.startswith("answer_")},
+        write=lambda: interviews.interview_create(
+            actor=request.user, answers=form.answers(), **form.record_fields()
+        ),
+        success="Interview recorded. Select passages to code them.",
+        page=_interview_form_page(
+            title="Record an interview", cancel=reverse("interview-list"), survey=survey
         ),
     )
-    if interview:
-        messages.success(request, "Interview recorded. Select passages to code them.")
-        return redirect(interview)
-    context = {"form": form, "surveys": Survey.objects.all(), "survey": survey}
-    return render(request, "kb/interview_form.html", context)
 
 
 @require_perm("kb.change_interview")
 def interview_update(request, pk: int):
+    """Edit an interview and its answers; its survey can change while it has no answers."""
     interview = get_or_404(selectors.interview_get, pk)
-    form = forms.InterviewForm(posted(request), instance=interview)
-    form.fields["survey"].disabled = True
-    saved = form_write(
+    answers = list(interview.answers.all())
+    survey = interview.survey if answers else _chosen_survey(request, default=interview.survey)
+    questions = list(survey.questions.all()) if survey else []
+    form = forms.InterviewForm(
+        posted(request),
+        instance=interview,
+        initial={"survey": survey},
+        questions=questions,
+        answers=answers,
+    )
+    return save_form_page(
+        request,
         form,
-        lambda: records.record_update(
-            interview,
+        write=lambda: interviews.interview_update(
             actor=request.user,
-            data={k: v for k, v in form.cleaned_data.items() if k != "survey"},
+            interview=interview,
+            data=form.record_fields(),
+            answers=form.answers(),
+        ),
+        success="Interview saved.",
+        page=_interview_form_page(
+            title=f"Edit {interview}",
+            cancel=interview.get_absolute_url(),
+            survey=survey,
+            interview=interview,
+            survey_fixed=bool(answers),
         ),
     )
-    if saved:
-        messages.success(request, "Interview saved.")
-        return redirect(saved)
-    return render(request, "kb/interview_form.html", {"form": form, "interview": interview})
+
+
+@require_perm("kb.delete_interview")
+def interview_delete(request, pk: int):
+    interview = get_or_404(selectors.interview_get, pk)
+    return delete_page(request, interview, done=reverse("interview-list"))
 
 
 @require_POST
@@ -282,3 +356,31 @@ def highlight_create(request, pk: int):
         return redirect(highlight)
     context = {"interview": interview, "highlight_form": form}
     return render(request, "kb/interview_detail.html", context, status=400)
+
+
+@require_perm("kb.change_highlight")
+def highlight_update(request, pk: int):
+    """Edit a highlight's themes and note; the quote stays as it was selected."""
+    highlight = get_or_404(selectors.highlight_get, pk)
+    form = forms.HighlightEditForm(posted(request), instance=highlight)
+    return save_form_page(
+        request,
+        form,
+        write=lambda: codebook.highlight_update(
+            actor=request.user, highlight=highlight, **form.cleaned_data
+        ),
+        success="Highlight saved.",
+        page={
+            "title": f"Edit the highlight {highlight}",
+            "cancel": highlight.get_absolute_url(),
+            "template": "kb/highlight_form.html",
+            "highlight": highlight,
+        },
+    )
+
+
+@require_perm("kb.delete_highlight")
+def highlight_delete(request, pk: int):
+    highlight = get_or_404(selectors.highlight_get, pk)
+    interview_url = highlight.interview.get_absolute_url()
+    return delete_page(request, highlight, done=interview_url, cancel=interview_url)

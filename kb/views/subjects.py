@@ -1,21 +1,21 @@
 """Models under study and findings, with the buttons that start profiling and ablation."""
 
-from django.contrib import messages
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.urls import reverse
 
 from analysis import services as analysis_services
 from kb import forms, selectors
 from kb.models import SubjectModel
-from kb.services import records, subjects
+from kb.services import subjects
 from kb.views.base import (
-    form_page,
-    form_write,
+    delete_page,
+    edit_form_page,
     get_or_404,
     paginate,
     posted,
     require_perm,
     run_form_page,
+    save_form_page,
 )
 
 
@@ -47,17 +47,16 @@ def subject_model_create(request):
     form = forms.SubjectModelForm(
         posted(request), request.FILES if request.method == "POST" else None
     )
-    model = form_write(
+    return save_form_page(
+        request,
         form,
-        lambda: subjects.subject_model_create(
+        write=lambda: subjects.subject_model_create(
             actor=request.user,
             **{k: v for k, v in form.cleaned_data.items() if k != "weights" or v},
         ),
+        success=lambda model: f"Model {model} registered.",
+        page={"title": "New model", "cancel": reverse("model-list")},
     )
-    if model:
-        messages.success(request, f"Model {model} registered.")
-        return redirect(model)
-    return form_page(request, form, title="New model", cancel=reverse("model-list"))
 
 
 @require_perm("kb.change_subjectmodel")
@@ -66,13 +65,13 @@ def subject_model_update(request, pk: int):
     form = forms.SubjectModelForm(posted(request), instance=model)
     # Weights are replaced only through a new model, so their hash always matches the file.
     del form.fields["weights"]
-    saved = form_write(
-        form, lambda: records.record_update(model, actor=request.user, data=form.cleaned_data)
-    )
-    if saved:
-        messages.success(request, "Model saved.")
-        return redirect(saved)
-    return form_page(request, form, title=f"Edit {model}", cancel=model.get_absolute_url())
+    return edit_form_page(request, form, success="Model saved.")
+
+
+@require_perm("kb.delete_subjectmodel")
+def subject_model_delete(request, pk: int):
+    model = get_or_404(selectors.subject_model_get, pk)
+    return delete_page(request, model, done=reverse("model-list"))
 
 
 @require_perm("kb.view_subjectmodel", "analysis.add_analysisrun")
@@ -111,17 +110,16 @@ def finding_detail(request, pk: int):
 def finding_create(request):
     initial = {"subject_model": request.GET.get("model"), "layer_name": request.GET.get("layer")}
     form = forms.FindingForm(posted(request), initial=initial)
-    finding = form_write(
-        form, lambda: subjects.finding_create(actor=request.user, **form.cleaned_data)
-    )
-    if finding:
-        messages.success(request, "Finding recorded.")
-        return redirect(finding)
-    context = {"builtin_layers": _layer_hints()}
-    return render(
+    return save_form_page(
         request,
-        "kb/form.html",
-        {"form": form, "title": "New finding", "cancel_url": reverse("finding-list"), **context},
+        form,
+        write=lambda: subjects.finding_create(actor=request.user, **form.cleaned_data),
+        success="Finding recorded.",
+        page={
+            "title": "New finding",
+            "cancel": reverse("finding-list"),
+            "builtin_layers": _layer_hints(),
+        },
     )
 
 
@@ -133,13 +131,13 @@ def _layer_hints() -> list[tuple[str, dict]]:
 def finding_update(request, pk: int):
     finding = get_or_404(selectors.finding_get, pk)
     form = forms.FindingForm(posted(request), instance=finding)
-    saved = form_write(
-        form, lambda: records.record_update(finding, actor=request.user, data=form.cleaned_data)
-    )
-    if saved:
-        messages.success(request, "Finding saved.")
-        return redirect(saved)
-    return form_page(request, form, title=f"Edit {finding}", cancel=finding.get_absolute_url())
+    return edit_form_page(request, form, success="Finding saved.")
+
+
+@require_perm("kb.delete_finding")
+def finding_delete(request, pk: int):
+    finding = get_or_404(selectors.finding_get, pk)
+    return delete_page(request, finding, done=reverse("finding-list"))
 
 
 @require_perm("kb.view_finding", "analysis.add_analysisrun")

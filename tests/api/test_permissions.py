@@ -150,10 +150,11 @@ PATCHES = {
     "changes": {"rationale": "Curves need room."},
     "outcomes": {"notes": "Checked."},
 }
-# What a researcher's DELETE gets: 204, or 400 when other records protect the row.
+# What a researcher's DELETE gets: 204, or 400 when other records protect the row (the
+# theme is the only theme of a highlight, which must keep one).
 DELETES = {
     "researchers": 400, "surveys": 400, "questions": 400, "interviews": 400, "answers": 204,
-    "themes": 204, "highlights": 400, "models": 400, "findings": 400, "insights": 400,
+    "themes": 400, "highlights": 400, "models": 400, "findings": 400, "insights": 400,
     "changes": 400, "outcomes": 204,
 }  # fmt: skip
 

@@ -4,6 +4,8 @@ import pytest
 from django.test import override_settings
 
 from analysis.services import run_cancel
+from kb.models import Outcome
+from kb.services.insights import MEASURED_OUTCOME_IS_FIXED
 from tests.api.conftest import TRANSCRIPT
 from tests.helpers import nothing_written
 
@@ -210,3 +212,36 @@ def test_the_transcript_offsets_are_checked(client, kb):
     with nothing_written():
         response = client.post("/api/highlights/", body, format="json")
     assert_refused(response, {"end"})
+
+
+def test_an_answered_question_keeps_its_kind(client, kb):
+    with nothing_written():
+        response = client.patch(
+            f"/api/questions/{kb['question'].pk}/", {"kind": "free_text"}, format="json"
+        )
+    assert_refused(response, {"kind"})
+    assert response.json()["kind"] == [
+        "The question has 1 answer; its kind cannot change. Add a new question."
+    ]
+
+
+def test_the_only_theme_of_a_highlight_is_not_deleted(client, kb):
+    with nothing_written():
+        response = client.delete(f"/api/themes/{kb['theme'].pk}/")
+    assert response.status_code == 400
+    assert response.json() == {
+        "non_field_errors": [
+            "Actionability is the only theme of 1 highlight; tag them with another theme first."
+        ]
+    }
+
+
+def test_an_outcome_measured_by_a_run_is_not_deleted(client, kb):
+    outcome = Outcome.objects.create(
+        change=kb["change"], metric="test_accuracy", baseline_values=[0.8], variant_values=[0.9],
+        effect=0.1, verdict="improved", source=Outcome.Source.ANALYSIS_RUN, analysis_run=kb["run"],
+    )  # fmt: skip
+    with nothing_written():
+        response = client.delete(f"/api/outcomes/{outcome.pk}/")
+    assert response.status_code == 400
+    assert response.json() == {"non_field_errors": [MEASURED_OUTCOME_IS_FIXED]}

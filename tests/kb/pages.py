@@ -1,5 +1,6 @@
 """A small, complete knowledge base for page tests: one record of every kind, linked the way
-a research team links them, plus a finished experiment run with a figure in storage."""
+a research team links them, plus a finished experiment run with a figure in storage and a
+second change whose outcome was recorded by hand."""
 
 import datetime
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from kb.models import (
     InsightHighlight,
     Interview,
     Outcome,
+    Question,
     Researcher,
     SubjectModel,
     Survey,
@@ -75,15 +77,19 @@ class World:
     change: ArchitectureChange
     outcome: Outcome
     run: AnalysisRun
+    question: Question
+    finding_link: InsightFinding
+    quote_link: InsightHighlight
+    manual_outcome: Outcome
 
 
 def world_build(index: int = 0) -> World:
     """One linked record of every kind; `index` keeps names unique when building several."""
     researcher = ResearcherFactory(full_name=f"Secret Person {index}")
     survey = SurveyFactory()
-    QuestionFactory(survey=survey, position=1)
+    question = QuestionFactory(survey=survey, position=1)
     interview = InterviewFactory(researcher=researcher, survey=survey, transcript=TRANSCRIPT)
-    interview.answers.create(question=survey.questions.get(), likert=4)
+    interview.answers.create(question=question, likert=4)
     SurveyInvitation.objects.create(
         survey=survey, researcher=researcher, token_digest=f"{index:064x}",
         expires_at=datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC),
@@ -97,8 +103,8 @@ def world_build(index: int = 0) -> World:
     model = BuiltinModelFactory()
     finding = FindingFactory(subject_model=model, layer_name="conv2", unit_indices=[1, 2])
     insight = InsightFactory()
-    InsightFinding.objects.create(insight=insight, finding=finding)
-    InsightHighlight.objects.create(insight=insight, highlight=highlight)
+    finding_link = InsightFinding.objects.create(insight=insight, finding=finding)
+    quote_link = InsightHighlight.objects.create(insight=insight, highlight=highlight)
     change = ChangeFactory(insight=insight, target_model=model, status="evaluated")
     path = default_storage.save(f"runs/test-{index}/arms.png", ContentFile(PNG))
     run = AnalysisRun.objects.create(
@@ -125,7 +131,17 @@ def world_build(index: int = 0) -> World:
         source=Outcome.Source.ANALYSIS_RUN,
         analysis_run=run,
     )
+    manual_change = ChangeFactory(insight=insight, target_model=model, status="evaluated")
+    manual_outcome = Outcome.objects.create(
+        change=manual_change,
+        metric="test_accuracy",
+        baseline_values=[0.9],
+        variant_values=[0.9],
+        effect=0.0,
+        verdict="no_effect",
+        source=Outcome.Source.MANUAL,
+    )
     return World(
         researcher, survey, interview, theme, highlight, model, finding, insight, change,
-        outcome, run,
+        outcome, run, question, finding_link, quote_link, manual_outcome,
     )  # fmt: skip

@@ -22,12 +22,6 @@ from tests.helpers import nothing_written
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def client_r(client, researcher_user):
-    client.force_login(researcher_user)
-    return client
-
-
 def test_researcher_form_creates_and_shows_constraint_errors(client_r):
     data = {
         "pseudonym": "P1",

@@ -29,6 +29,11 @@ DETAIL_PAGES = [
     ("theme-detail", "theme"), ("survey-detail", "survey"), ("researcher-detail", "researcher"),
     ("interview-detail", "interview"), ("insight-update", "insight"),
     ("change-update", "change"), ("finding-create", None), ("interview-create", None),
+    ("interview-update", "interview"), ("question-update", "question"),
+    ("survey-delete", "survey"), ("insight-delete", "insight"), ("theme-delete", "theme"),
+    ("model-delete", "model"), ("researcher-delete", "researcher"),
+    ("interview-delete", "interview"), ("highlight-update", "highlight"),
+    ("outcome-update", "manual_outcome"), ("outcome-delete", "manual_outcome"),
 ]  # fmt: skip
 
 

@@ -9,15 +9,8 @@ from django.urls import reverse
 from kb import selectors
 from kb.models import Highlight, Interview
 from tests.factories import InterviewFactory, ResearcherFactory, ThemeFactory
-from tests.kb.pages import world_build
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def world(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
-    return world_build()
 
 
 def _rows(response) -> list[list[str]]:

@@ -41,3 +41,17 @@ def test_researcher_writes_everything_but_the_event_log(researcher_user):
 
 def test_outsider_has_no_permission(outsider_user):
     assert outsider_user.get_all_permissions() == set()
+
+
+# The records that have a delete page on the site.
+DELETABLE = [
+    "researcher", "survey", "question", "interview", "highlight", "theme", "subjectmodel",
+    "finding", "insight", "architecturechange",
+]  # fmt: skip
+
+
+def test_researchers_and_no_one_else_delete_records(researcher_user, viewer_user):
+    for model in DELETABLE:
+        assert researcher_user.has_perm(f"kb.delete_{model}"), model
+        assert not viewer_user.has_perm(f"kb.delete_{model}"), model
+    assert not researcher_user.has_perm("kb.delete_event")

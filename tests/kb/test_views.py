@@ -3,11 +3,12 @@ viewers see results but never transcripts, answers, highlights or personal data,
 see and change everything."""
 
 import pytest
+from django.apps import apps
 from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 
 from tests.helpers import nothing_written
-from tests.kb.pages import world_build
+from tests.kb.pages import World
 
 pytestmark = pytest.mark.django_db
 
@@ -64,20 +65,36 @@ PAGES = [
     ("change-update", "change", RESEARCHERS),
     ("change-experiment", "change", RESEARCHERS),
     ("outcome-create", "change", RESEARCHERS),
+    ("question-update", "question", RESEARCHERS),
+    ("question-delete", "question", RESEARCHERS),
+    ("highlight-update", "highlight", RESEARCHERS),
+    ("highlight-delete", "highlight", RESEARCHERS),
+    ("researcher-delete", "researcher", RESEARCHERS),
+    ("survey-delete", "survey", RESEARCHERS),
+    ("interview-delete", "interview", RESEARCHERS),
+    ("theme-delete", "theme", RESEARCHERS),
+    ("model-delete", "model", RESEARCHERS),
+    ("finding-delete", "finding", RESEARCHERS),
+    ("insight-delete", "insight", RESEARCHERS),
+    ("change-delete", "change", RESEARCHERS),
+    ("outcome-update", "manual_outcome", RESEARCHERS),
+    ("outcome-delete", "manual_outcome", RESEARCHERS),
 ]
-# Writes that only accept POST; a refused role must get 403 (or the login page) and no write.
+# Writes a refused role must not reach by POST: 403 (or the login page) and no write.
 POSTS = [
     ("highlight-create", "interview"),
     ("researcher-anonymise", "researcher"),
     ("run-cancel", "run"),
     ("run-retry", "run"),
+    ("question-move", "question"),
+    ("insight-unlink-finding", ("insight", "finding_link")),
+    ("insight-unlink-quote", ("insight", "quote_link")),
+    ("highlight-update", "highlight"),
+    ("outcome-update", "manual_outcome"),
+    *[(name, attribute) for name, attribute, _ in PAGES if name.endswith("-delete")],
 ]
-
-
-@pytest.fixture
-def world(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
-    return world_build()
+# Pages that write on POST and must never write on GET.
+POST_ONLY = ["question-move", "insight-unlink-finding", "insight-unlink-quote"]
 
 
 @pytest.fixture
@@ -90,9 +107,11 @@ def as_role(client, request):
     return login
 
 
-def _url(world, name: str, attribute: str | None) -> str:
-    args = [getattr(world, attribute).pk] if attribute else []
-    return reverse(name, args=args)
+def _url(world, name: str, attributes: str | tuple | None) -> str:
+    """The page's URL, with the primary keys of the world's records named in `attributes`."""
+    if isinstance(attributes, str):
+        attributes = (attributes,)
+    return reverse(name, args=[getattr(world, attribute).pk for attribute in attributes or ()])
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -117,6 +136,45 @@ def test_refused_roles_cannot_post_writes(world, as_role, role):
         for name, attribute in POSTS:
             response = client.post(_url(world, name, attribute), {"quote": "actionable steps"})
             assert response.status_code == (302 if role == "anonymous" else 403), name
+
+
+def test_writes_refuse_get_even_for_researchers(world, as_role):
+    client = as_role("researcher")
+    with nothing_written():
+        for name, attribute in POSTS:
+            if name in POST_ONLY:
+                assert client.get(_url(world, name, attribute)).status_code == 405, name
+
+
+def test_viewer_sees_no_edit_delete_or_remove_controls(world, as_role):
+    client = as_role("viewer")
+    records = (
+        world.insight, world.finding, world.change, world.manual_outcome.change, world.model,
+        world.theme,
+    )  # fmt: skip
+    for record in records:
+        body = client.get(record.get_absolute_url()).content.decode()
+        assert "/delete/" not in body, record
+        assert "/edit/" not in body, record
+        assert "/remove/" not in body, record
+    body = client.get(world.survey.get_absolute_url()).content.decode()
+    assert "/questions/" not in body
+
+
+def test_researcher_sees_delete_links_and_remove_buttons(world, as_role):
+    client = as_role("researcher")
+    body = client.get(world.insight.get_absolute_url()).content.decode()
+    assert reverse("insight-delete", args=[world.insight.pk]) in body
+    assert reverse("insight-unlink-finding", args=[world.insight.pk, world.finding_link.pk]) in body
+    assert reverse("insight-unlink-quote", args=[world.insight.pk, world.quote_link.pk]) in body
+    assert reverse("outcome-update", args=[world.manual_outcome.pk]) in body
+    assert reverse("outcome-delete", args=[world.manual_outcome.pk]) in body
+    body = client.get(world.interview.get_absolute_url()).content.decode()
+    assert reverse("highlight-update", args=[world.highlight.pk]) in body
+    assert reverse("highlight-delete", args=[world.highlight.pk]) in body
+    body = client.get(world.survey.get_absolute_url()).content.decode()
+    assert reverse("question-update", args=[world.question.pk]) in body
+    assert reverse("question-delete", args=[world.question.pk]) in body
 
 
 def test_run_figure_is_served_only_to_roles_that_see_runs(world, as_role, outsider_user, client):
@@ -192,9 +250,39 @@ def test_login_page_and_logout(client, researcher_user):
     assert client.get(reverse("dashboard")).status_code == 302
 
 
-def test_admin_view_on_site_reaches_the_canonical_page(world, as_role):
+def _records_with_a_page() -> list[str]:
+    """World attributes whose model has get_absolute_url, so the admin offers "view on site"."""
+    return [
+        name
+        for name, field in World.__dataclass_fields__.items()
+        if hasattr(field.type, "get_absolute_url")
+    ]
+
+
+def test_every_model_with_a_page_is_in_the_view_on_site_test():
+    with_page = {
+        model
+        for app in ("kb", "analysis")
+        for model in apps.get_app_config(app).get_models()
+        if hasattr(model, "get_absolute_url")
+    }
+    assert with_page == {World.__dataclass_fields__[name].type for name in _records_with_a_page()}
+
+
+@pytest.mark.parametrize("attribute", _records_with_a_page())
+def test_admin_view_on_site_reaches_the_canonical_page(world, as_role, attribute):
     client = as_role("staff")
-    content_type_id = ContentType.objects.get_for_model(world.insight).pk
-    response = client.get(f"/admin/r/{content_type_id}/{world.insight.pk}/")
+    record = getattr(world, attribute)
+    content_type_id = ContentType.objects.get_for_model(record).pk
+    view_on_site = f"/admin/r/{content_type_id}/{record.pk}/"
+    meta = record._meta
+    admin_page = client.get(
+        reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[record.pk])
+    )
+    assert admin_page.status_code == 200
+    assert view_on_site in admin_page.content.decode()
+    response = client.get(view_on_site)
     assert response.status_code == 302
-    assert response.url.endswith(world.insight.get_absolute_url())
+    assert response.url.endswith(record.get_absolute_url())
+    page = client.get(record.get_absolute_url())
+    assert page.status_code == 200

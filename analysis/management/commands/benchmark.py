@@ -73,11 +73,11 @@ def _worker_scaling_result(child: subprocess.Popen, stderr) -> dict:
 
 
 def engine_benchmarks(*, quick: bool) -> list[dict]:
-    from analysis.engine import benchmarks as engine
-
     with worker_scaling_child(quick=quick) as worker_scaling:
-        # The memory probes read only their own peak RSS, so they run while the child's
-        # workers start and warm up; nothing is timed until both are done.
+        # Importing torch and running the memory probes (which read only their own peak RSS)
+        # overlap the child's worker start-up and warm-up; nothing is timed until both end.
+        from analysis.engine import benchmarks as engine
+
         memory = engine.bench_profile_peak_memory(quick)
         scaling = worker_scaling()
     return [*engine.run_timings(quick), memory, scaling]

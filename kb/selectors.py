@@ -28,6 +28,7 @@ from kb.models import (
     Researcher,
     SubjectModel,
     Survey,
+    SurveyInvitation,
     Theme,
 )
 
@@ -106,6 +107,10 @@ def survey_get(pk: int) -> Survey:
     return Survey.objects.prefetch_related(
         "questions", "invitations__researcher", "interviews__researcher"
     ).get(pk=pk)
+
+
+def invitation_get(pk: int) -> SurveyInvitation:
+    return SurveyInvitation.objects.select_related("researcher").get(pk=pk)
 
 
 def survey_with_questions(pk: int) -> Survey | None:

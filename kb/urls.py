@@ -54,6 +54,7 @@ urlpatterns = [
     path("questions/<int:pk>/delete/", people.question_delete, name="question-delete"),
     path("questions/<int:pk>/move/", people.question_move, name="question-move"),
     path("surveys/<int:pk>/invite/", people.invitation_create, name="invitation-create"),
+    path("invitations/<int:pk>/withdraw/", people.invitation_withdraw, name="invitation-withdraw"),
     path("s/<str:token>/", people.survey_respond, name="survey-respond"),
     *crud("interviews", "interview", people),
     path("interviews/<int:pk>/highlights/", people.highlight_create, name="highlight-create"),

@@ -5,13 +5,14 @@ import hashlib
 import secrets
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from kb import events
 from kb.models import Interview, Researcher, Survey, SurveyInvitation
 from kb.services.interviews import interview_create
-from kb.services.records import record_create
+from kb.services.records import record_create, record_update
 
 DEFAULT_VALID_DAYS = 14
 TOKEN_BYTES = 32
@@ -43,6 +44,19 @@ def invitation_create(
         created_by=actor if actor is not None and actor.is_authenticated else None,
     )
     return record_create(invitation, actor=actor), token
+
+
+def invitation_withdraw(*, actor, invitation: SurveyInvitation) -> SurveyInvitation:
+    """Make a waiting link unusable now (it expires this instant, so its page says so); an
+    answered link is refused, and an expired one is left as it is."""
+    with transaction.atomic():
+        # Locked like a response, so a withdrawal and an answer cannot both go through.
+        invitation = SurveyInvitation.objects.select_for_update().get(pk=invitation.pk)
+        if invitation.is_used:
+            raise ValidationError("This link has been answered already; nothing to withdraw.")
+        if invitation.is_expired:
+            return invitation
+        return record_update(invitation, actor=actor, data={"expires_at": timezone.now()})
 
 
 def invitation_get_usable(*, token: str) -> SurveyInvitation:

@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -206,6 +207,19 @@ def invitation_create(request, pk: int):
         cancel=survey.get_absolute_url(),
         submit="Create the link",
     )
+
+
+@require_POST
+@require_perm("kb.change_surveyinvitation", "kb.view_researcher")
+def invitation_withdraw(request, pk: int):
+    invitation = get_or_404(selectors.invitation_get, pk)
+    try:
+        invitations.invitation_withdraw(actor=request.user, invitation=invitation)
+    except ValidationError as refusal:
+        messages.error(request, " ".join(refusal.messages))
+    else:
+        messages.success(request, f"The link for {invitation.researcher} no longer works.")
+    return redirect(reverse("survey-detail", args=[invitation.survey_id]) + "#survey-links")
 
 
 UNAVAILABLE_MESSAGES = {

@@ -14,6 +14,7 @@ from kb.services.invitations import (
     InvitationUnavailable,
     invitation_create,
     invitation_respond,
+    invitation_withdraw,
     token_digest,
 )
 from tests.factories import QuestionFactory, ResearcherFactory
@@ -128,3 +129,61 @@ def test_invitation_page_shows_the_link_once(client, researcher_user):
     survey_page = client.get(question.survey.get_absolute_url()).content.decode()
     assert token not in survey_page
     assert "Waiting" in survey_page
+
+
+def test_a_researcher_withdraws_a_waiting_link_and_it_stops_working(
+    client, researcher_user, invited
+):
+    invitation, token, _ = invited
+    client.force_login(researcher_user)
+    response = client.post(reverse("invitation-withdraw", args=[invitation.pk]))
+    assert response.status_code == 302
+    assert response["Location"].endswith(f"/surveys/{invitation.survey_id}/#survey-links")
+    invitation.refresh_from_db()
+    assert invitation.is_expired and not invitation.is_used
+    client.logout()
+    page = client.get(reverse("survey-respond", args=[token]))
+    assert page.status_code == 410
+    assert "expired" in page.content.decode()
+    # Withdrawing again changes nothing.
+    with nothing_written():
+        client.force_login(researcher_user)
+        client.post(reverse("invitation-withdraw", args=[invitation.pk]))
+
+
+def test_an_answered_link_cannot_be_withdrawn(client, researcher_user, invited):
+    invitation, token, question = invited
+    invitation_respond(token=token, answers={question.pk: 4})
+    client.force_login(researcher_user)
+    with nothing_written():
+        response = client.post(reverse("invitation-withdraw", args=[invitation.pk]), follow=True)
+    assert "answered already; nothing to withdraw" in response.content.decode()
+    with pytest.raises(ValidationError):
+        invitation_withdraw(actor=researcher_user, invitation=invitation)
+
+
+@pytest.mark.parametrize("role", ["anonymous", "outsider", "viewer"])
+def test_only_researchers_withdraw_links(client, invited, viewer_user, outsider_user, role):
+    invitation, _, _ = invited
+    user = {"anonymous": None, "outsider": outsider_user, "viewer": viewer_user}[role]
+    if user:
+        client.force_login(user)
+    with nothing_written():
+        response = client.post(reverse("invitation-withdraw", args=[invitation.pk]))
+    assert response.status_code == (302 if role == "anonymous" else 403)
+    if role == "anonymous":
+        assert response["Location"].startswith(reverse("login"))
+    invitation.refresh_from_db()
+    assert not invitation.is_expired
+
+
+def test_withdrawing_is_a_post_and_the_survey_page_offers_it_for_waiting_links(
+    client, researcher_user, invited
+):
+    invitation, _, _ = invited
+    client.force_login(researcher_user)
+    url = reverse("invitation-withdraw", args=[invitation.pk])
+    with nothing_written():
+        assert client.get(url).status_code == 405
+    page = client.get(reverse("survey-detail", args=[invitation.survey_id])).content.decode()
+    assert f'action="{url}"' in page

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 
 import torch
 
@@ -34,10 +35,12 @@ def configure_cpu_runtime(threads: int = 1) -> bool:
     return keep_freed_memory()
 
 
+@functools.cache  # process-wide settings: once is enough, and every job asks again
 def keep_freed_memory() -> bool:
     """Raise glibc's trim and mmap thresholds so freed feature maps are reused, not unmapped.
 
     Out: True when both settings were accepted; False on a C library without mallopt.
+    Cached: the settings hold for the whole process.
     """
     path = ctypes.util.find_library("c")
     if path is None:

@@ -48,6 +48,14 @@ class DateTimeFilter(filters.IsoDateTimeFilter):
     field_class = BoundedIsoDateTimeField
 
 
+def date_time_range(field_name: str) -> tuple[DateTimeFilter, DateTimeFilter]:
+    """The `<name>_after` (inclusive) and `<name>_before` (inclusive) filters on one field."""
+    return (
+        DateTimeFilter(field_name=field_name, lookup_expr="gte"),
+        DateTimeFilter(field_name=field_name, lookup_expr="lte"),
+    )
+
+
 class ResearcherFilter(filters.FilterSet):
     class Meta:
         model = Researcher
@@ -89,8 +97,7 @@ class HighlightFilter(filters.FilterSet):
     role = filters.ChoiceFilter(
         field_name="interview__researcher__role", choices=Researcher.Role.choices
     )
-    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lte")
+    created_after, created_before = date_time_range("created_at")
 
     class Meta:
         model = Highlight
@@ -111,8 +118,7 @@ class FindingFilter(filters.FilterSet):
     insight = filters.ModelChoiceFilter(field_name="insights", queryset=Insight.objects.all())
     confidence_min = filters.NumberFilter(field_name="confidence", lookup_expr="gte")
     confidence_max = filters.NumberFilter(field_name="confidence", lookup_expr="lte")
-    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lte")
+    created_after, created_before = date_time_range("created_at")
 
     class Meta:
         model = Finding
@@ -124,8 +130,7 @@ class InsightFilter(filters.FilterSet):
     model = filters.ModelChoiceFilter(
         field_name="findings__subject_model", queryset=SubjectModel.objects.all(), distinct=True
     )
-    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lte")
+    created_after, created_before = date_time_range("created_at")
 
     class Meta:
         model = Insight
@@ -136,8 +141,7 @@ class ChangeFilter(filters.FilterSet):
     model = filters.ModelChoiceFilter(
         field_name="target_model", queryset=SubjectModel.objects.all()
     )
-    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lte")
+    created_after, created_before = date_time_range("created_at")
 
     class Meta:
         model = ArchitectureChange
@@ -151,8 +155,7 @@ class OutcomeFilter(filters.FilterSet):
     operation = filters.ChoiceFilter(
         field_name="change__operation", choices=ArchitectureChange.Operation.choices
     )
-    recorded_after = DateTimeFilter(field_name="recorded_at", lookup_expr="gte")
-    recorded_before = DateTimeFilter(field_name="recorded_at", lookup_expr="lte")
+    recorded_after, recorded_before = date_time_range("recorded_at")
 
     class Meta:
         model = Outcome
@@ -163,8 +166,7 @@ class RunFilter(filters.FilterSet):
     model = filters.ModelChoiceFilter(
         field_name="subject_model", queryset=SubjectModel.objects.all()
     )
-    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lte")
+    created_after, created_before = date_time_range("created_at")
 
     class Meta:
         model = AnalysisRun
@@ -173,8 +175,7 @@ class RunFilter(filters.FilterSet):
 
 class EventFilter(filters.FilterSet):
     target_type = filters.CharFilter(method="filter_target_type", help_text="e.g. kb.insight")
-    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lte")
+    created_after, created_before = date_time_range("created_at")
 
     class Meta:
         model = Event

@@ -119,7 +119,7 @@ def experiment_config_clean(raw: dict | None, *, min_seeds: int = MIN_SEEDS) -> 
 
 
 def profile_config_clean(raw: dict | None) -> dict:
-    """In: {"dataset", "train", "seed", "concept", "probe_size"}; trains first when the model
+    """In: {"dataset", "train", "seed", "concept", "top_k"}; trains first when the model
     has no weights."""
     raw = dict(raw or {})
     _reject_unknown(raw, {"dataset", "train", "seed", "concept", "top_k"})

@@ -1,8 +1,8 @@
 """Forward hooks and streaming per-unit activation statistics.
 
 A unit's response to one example is its activation; for a conv channel it is the spatial mean
-of the channel's feature map. Statistics are accumulated batch by batch in float64 on the
-model's device, so memory does not grow with the probe set.
+of the channel's feature map. Responses are folded into running float64 sums on the model's
+device every few batches, so memory does not grow with the probe set.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from analysis.engine.datasets import ArrayDataset
@@ -32,6 +31,11 @@ from analysis.engine.profiles import (
 from analysis.engine.training import eval_mode
 
 HookCallback = Callable[[str, torch.Tensor], torch.Tensor | None]
+
+# Responses of a few batches are gathered before they are folded into the running sums: one
+# fold per probe set of the usual size instead of one per batch, in at most 1 MiB (float32),
+# whatever the probe set's size.
+RESPONSE_BUFFER_VALUES = 1 << 18
 
 __all__ = [
     "ActivationProfile",
@@ -87,19 +91,21 @@ def recording_hooks(
 
 def unit_responses(output: torch.Tensor) -> torch.Tensor:
     """In: a layer output [B, U] or [B, U, H, W]. Out: responses [B, U] (spatial mean for conv)."""
-    if output.dim() == 4:
-        return output.mean(dim=(2, 3))
-    if output.dim() == 2:
-        return output
-    raise ValueError(f"cannot profile a layer output of shape {list(output.shape)}")
+    _check_profilable(output)
+    return output.mean(dim=(2, 3)) if output.dim() == 4 else output
+
+
+def _check_profilable(output: torch.Tensor) -> None:
+    if output.dim() not in (2, 4):
+        raise ValueError(f"cannot profile a layer output of shape {list(output.shape)}")
 
 
 class _StreamingUnitStats:
     """Running float64 sums over the units of all profiled layers, side by side.
 
-    Concatenating the layers' responses lets one set of small ops per batch serve every
-    layer; linear sums (total, per class, attribute cross-products) come from one matmul with
-    the batch's design matrix [1 + K + A, B].
+    Concatenating the layers' responses lets one set of small ops serve every layer; linear
+    sums (total, per class, attribute cross-products) come from one matmul with the rows'
+    design matrix [1 + K + A, B].
     """
 
     def __init__(self) -> None:
@@ -122,46 +128,119 @@ class _StreamingUnitStats:
             torch.maximum(self.sums["maximum"], x.amax(dim=0), out=self.sums["maximum"])
         self.count += x.shape[0]
 
-    def host_sums(self) -> dict[str, np.ndarray]:
-        """Out: the running sums as float64 numpy arrays (one device-to-host copy each)."""
-        return {key: value.cpu().numpy() for key, value in self.sums.items()}
-
-    def layer_profile(
+    def layer_profiles(
         self,
-        name: str,
-        host_sums: dict[str, np.ndarray],
-        columns: slice,
+        widths: dict[str, int],
         class_counts: np.ndarray,
-        attribute_sums: dict,
-    ) -> LayerProfile:
-        """Out: the LayerProfile of the layer occupying `columns` of host_sums (float64)."""
+        attribute_sums: dict[str, tuple[float, float]],
+    ) -> dict[str, LayerProfile]:
+        """Out: {layer: LayerProfile}, layers occupying consecutive columns of the given
+        widths. Every statistic is computed once over all columns (float64), then sliced."""
+        sums = {key: value.cpu().numpy() for key, value in self.sums.items()}
         n, k = self.count, len(class_counts)
-        sums = {key: value[..., columns] for key, value in host_sums.items()}
         linear, squares = sums["linear"], sums["squares"]
         mean = linear[0] / n
-        correlations = {
-            attribute: _pearson(n, linear[0], squares, sum_y, sum_y2, linear[1 + k + index])
-            for index, (attribute, (sum_y, sum_y2)) in enumerate(attribute_sums.items())
-        }
-        return LayerProfile(
-            name=name,
-            n=n,
-            mean=mean,
-            variance=np.maximum(squares / n - mean * mean, 0.0),
-            maximum=sums["maximum"],
-            fraction_inactive=sums["inactive"] / n,
-            class_means=linear[1 : 1 + k] / np.maximum(class_counts, 1)[:, None],
-            class_counts=class_counts,
-            correlations=correlations,
-        )
+        variance = np.maximum(squares / n - mean * mean, 0.0)
+        class_means = linear[1 : 1 + k] / np.maximum(class_counts, 1)[:, None]
+        correlations = _pearson(n, linear[0], squares, attribute_sums, linear[1 + k :])
+        profiles, offset = {}, 0
+        for name, width in widths.items():
+            columns = slice(offset, offset + width)
+            offset += width
+            profiles[name] = LayerProfile(
+                name=name,
+                n=n,
+                mean=mean[columns],
+                variance=variance[columns],
+                maximum=sums["maximum"][columns],
+                fraction_inactive=sums["inactive"][columns] / n,
+                class_means=class_means[:, columns],
+                class_counts=class_counts,
+                correlations={
+                    attribute: r[columns]
+                    for attribute, r in zip(attribute_sums, correlations, strict=True)
+                },
+            )
+        return profiles
 
 
-def _pearson(n: int, sum_x, sum_x2, sum_y: float, sum_y2: float, sum_xy) -> np.ndarray:
+def _pearson(n: int, sum_x, sum_x2, attribute_sums: dict, sum_xy) -> np.ndarray:
+    """Out: Pearson r [A, U] of every unit with every attribute from running sums (nan where
+    the unit or the attribute is constant). sum_xy: [A, U]; attribute_sums: {name: (sum y,
+    sum y^2)} in the rows' order."""
+    if not attribute_sums:
+        return np.zeros((0, len(sum_x)))
+    y_sums = np.array(list(attribute_sums.values()))  # [A, 2]
+    sum_y, sum_y2 = y_sums[:, :1], y_sums[:, 1:]
     covariance = n * sum_xy - sum_x * sum_y
     spread = (n * sum_x2 - sum_x * sum_x) * (n * sum_y2 - sum_y * sum_y)
     with np.errstate(invalid="ignore", divide="ignore"):
         r = covariance / np.sqrt(np.maximum(spread, 0.0))
     return np.where(spread > 0, np.clip(r, -1.0, 1.0), np.nan)
+
+
+class _ResponseBuffer:
+    """The profiled layers' unit sums over the latest batches: one [rows, U] block per layer.
+
+    The hooks write into the blocks in place, so a profiled forward pass allocates nothing
+    that outlives it but the blocks (made at the first batch): small tensors kept between
+    batches would take up the heap's freed feature-map blocks. A conv channel's spatial sum
+    written to a contiguous block is cheaper than its mean written to a strided one; the
+    means come from one scaling per fold. A block holds whole batches, up to
+    RESPONSE_BUFFER_VALUES values (at least one batch).
+    """
+
+    def __init__(self, names: list[str], n_examples: int, batch_size: int) -> None:
+        self.names, self.batch_size = names, batch_size
+        self.capacity = n_examples  # rows per block
+        self.blocks: dict[str, torch.Tensor] = {}
+        self.positions: dict[str, int] = {}  # spatial positions summed per unit (1 if dense)
+        self.scale: torch.Tensor | None = None  # 1 / positions per column, float64
+        self.rows = 0  # rows filled by completed batches since the last fold
+
+    @property
+    def widths(self) -> dict[str, int]:
+        return {name: self.blocks[name].shape[1] for name in self.names}
+
+    def record(self, name: str, output: torch.Tensor) -> None:
+        """Hook callback: write the layer's unit sums for the current batch."""
+        block = self.blocks.get(name)
+        if block is None:
+            block = self._allocate(name, output)
+        rows = block[self.rows : self.rows + output.shape[0]]
+        if output.dim() == 4:
+            torch.sum(output, (2, 3), out=rows)
+        else:
+            rows.copy_(output)
+
+    def batch_done(self, batch_rows: int) -> bool:
+        """Count a finished batch in. Out: True when another batch would not fit."""
+        if missing := [name for name in self.names if name not in self.blocks]:
+            raise RuntimeError(f"layer(s) {', '.join(missing)} did not run in the forward pass")
+        self.rows += batch_rows
+        return self.rows + self.batch_size > self.capacity
+
+    def take_means(self) -> torch.Tensor:
+        """Out: mean responses of the rows gathered since the last take, all layers side by
+        side [rows, U_total], float64. The blocks are then empty again."""
+        if self.scale is None:
+            self.scale = torch.cat(
+                [torch.full((self.blocks[name].shape[1],), 1.0 / self.positions[name],
+                            dtype=torch.float64, device=self.blocks[name].device)
+                 for name in self.names]
+            )  # fmt: skip
+        sums = torch.cat([self.blocks[name][: self.rows] for name in self.names], dim=1)
+        self.rows = 0
+        return sums.double().mul_(self.scale)
+
+    def _allocate(self, name: str, output: torch.Tensor) -> torch.Tensor:
+        _check_profilable(output)
+        width = output.shape[1]
+        batches = max(1, RESPONSE_BUFFER_VALUES // (self.batch_size * width))
+        self.capacity = min(self.capacity, batches * self.batch_size)
+        self.positions[name] = output[0, 0].numel()
+        self.blocks[name] = output.new_empty(self.capacity, width)
+        return self.blocks[name]
 
 
 @dataclass
@@ -201,28 +280,23 @@ def default_probe_layers(model: nn.Module) -> list[str]:
     return activations or units
 
 
-def _design_matrix(probe: _ProbeSet, device: torch.device) -> torch.Tensor:
-    """Out: float64 [1 + K + A, N]: a row of ones, one-hot class rows, attribute rows."""
-    n = len(probe.inputs)
-    rows = [torch.ones(1, n, dtype=torch.float64)]
-    if probe.labels is not None:
-        rows.append(F.one_hot(probe.labels.cpu(), len(probe.class_names)).T.double())
-    rows.extend(value.cpu().double().reshape(1, n) for value in probe.attributes.values())
-    return torch.cat(rows).to(device)
-
-
-def _summaries(probe: _ProbeSet) -> tuple[np.ndarray, dict[str, tuple[float, float]]]:
-    """Out: class counts [K] and per-attribute (sum y, sum y^2), which no layer changes."""
-    counts = (
-        np.bincount(probe.labels.cpu().numpy(), minlength=len(probe.class_names))
-        if probe.labels is not None
-        else np.zeros(0, dtype=np.int64)
-    )
-    sums = {}
-    for name, value in probe.attributes.items():
-        y = value.cpu().double()
-        sums[name] = (float(y.sum()), float(y.square().sum()))
-    return counts, sums
+def _design_matrix(probe: _ProbeSet, device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
+    """Out: float64 [1 + K + A, N] on the device (a row of ones, one-hot class rows, attribute
+    rows) and its row sums and row sums of squares on the host, [1 + K + A] each: N, the
+    class counts and the attributes' sums, which no layer changes. Built with numpy: a few
+    cheap host ops instead of a dozen torch dispatches per profile."""
+    n, k = len(probe.inputs), len(probe.class_names) if probe.labels is not None else 0
+    design = np.empty((1 + k + len(probe.attributes), n))
+    design[0] = 1.0
+    if k:
+        labels = probe.labels.cpu().numpy()
+        if labels.min() < 0 or labels.max() >= k:
+            raise ValueError(f"class labels must be from 0 to {k - 1} ({k} class names)")
+        design[1 : 1 + k] = labels == np.arange(k)[:, None]
+    for row, value in enumerate(probe.attributes.values(), start=1 + k):
+        design[row] = value.cpu().numpy()
+    sums = np.stack([design.sum(axis=1), np.square(design).sum(axis=1)])
+    return torch.from_numpy(design).to(device), sums
 
 
 def profile_activations(
@@ -244,34 +318,34 @@ def profile_activations(
     with each attribute. Runs in eval mode under inference_mode; the mode is restored.
     """
     probe = _probe_set(dataset_or_inputs, concept_labels, attributes, class_names)
-    if len(probe.inputs) == 0:
+    n = len(probe.inputs)
+    if n == 0:
         raise ValueError("cannot profile an empty probe set")
-    layer_names = list(layers) if layers is not None else default_probe_layers(model)
-    stats = _StreamingUnitStats()
+    names = list(dict.fromkeys(layers if layers is not None else default_probe_layers(model)))
     device = next(model.parameters()).device
-    design = _design_matrix(probe, device)
-    pending: dict[str, torch.Tensor] = {}
-
-    def record(name: str, output: torch.Tensor) -> None:
-        pending[name] = unit_responses(output)
-
-    with eval_mode(model), torch.inference_mode(), recording_hooks(model, layer_names, record):
-        for start in range(0, len(probe.inputs), batch_size):
-            model(probe.inputs[start : start + batch_size].to(device, non_blocking=True))
-            responses = [pending[name] for name in layer_names]
-            stats.update(torch.cat(responses, dim=1), design[:, start : start + batch_size])
-    widths = [response.shape[1] for response in responses]
-    return _assemble_profile(stats, probe, layer_names, widths)
-
-
-def _assemble_profile(stats, probe: _ProbeSet, layer_names, widths) -> ActivationProfile:
-    counts, attribute_sums = _summaries(probe)
-    offsets = np.concatenate([[0], np.cumsum(widths)])
-    host_sums = stats.host_sums()
-    profiles = {
-        name: stats.layer_profile(
-            name, host_sums, slice(offsets[i], offsets[i + 1]), counts, attribute_sums
-        )
-        for i, name in enumerate(layer_names)
+    design, row_sums = _design_matrix(probe, device)
+    k = len(probe.class_names) if probe.labels is not None else 0
+    counts = row_sums[0, 1 : 1 + k].astype(np.int64)
+    attribute_sums = {
+        name: (row_sums[0, row], row_sums[1, row])
+        for row, name in enumerate(probe.attributes, start=1 + k)
     }
-    return ActivationProfile(profiles, probe.class_names, list(probe.attributes), len(probe.inputs))
+    stats = _StreamingUnitStats()
+    buffer = _ResponseBuffer(names, n, batch_size)
+    with (
+        eval_mode(model),
+        torch.inference_mode(),
+        recording_hooks(model, names, buffer.record),
+    ):
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            model(probe.inputs[start:stop].to(device, non_blocking=True))
+            if buffer.batch_done(stop - start) or stop == n:
+                rows = buffer.rows
+                stats.update(buffer.take_means(), design[:, stop - rows : stop])
+    return ActivationProfile(
+        stats.layer_profiles(buffer.widths, counts, attribute_sums),
+        probe.class_names,
+        list(probe.attributes),
+        n,
+    )

@@ -100,6 +100,8 @@ def test_benchmark_engine_quick_prints_a_table_and_one_json_line():
     assert set(summary["ratios"]) == set(names) - {"profile_peak_memory"}
     assert all(ratio > 0 for ratio in summary["ratios"].values())
     assert summary["ok"] is all(result["ok"] for result in summary["results"])
+    profile = summary["results"][0]
+    assert profile["probe_size"] == 2048 and profile["call_overhead_ms"] > 0
     memory = summary["results"][3]
     assert memory["probe_sizes"] == [1024, 4096] and len(memory["peak_growth_bytes"]) == 2
     scaling = summary["results"][4]

@@ -7,6 +7,7 @@ import pytest
 import torch
 from scipy import stats as scipy_stats
 
+from analysis.engine import activations
 from analysis.engine.activations import (
     ActivationProfile,
     attribute_correlation,
@@ -64,9 +65,12 @@ def test_unknown_layer_is_a_key_error_and_leaves_no_hooks():
     assert _all_hooks_removed(model)
 
 
+@pytest.mark.parametrize("buffer_values", [1 << 18, 100])
 @pytest.mark.parametrize("layer", ["conv1", "relu2", "fc1"])
-def test_streaming_statistics_equal_full_tensor_statistics(layer):
-    # Given a random model and probe set profiled in uneven batches of 7
+def test_streaming_statistics_equal_full_tensor_statistics(layer, buffer_values, monkeypatch):
+    # Given a random model and probe set profiled in uneven batches of 7, its responses folded
+    # into the running sums once at the end or every batch or two
+    monkeypatch.setattr(activations, "RESPONSE_BUFFER_VALUES", buffer_values)
     set_seed(0)
     model = build_model(TINY_CNN).eval()
     dataset = tiny_shapes(45)
@@ -87,6 +91,22 @@ def test_streaming_statistics_equal_full_tensor_statistics(layer):
         if full[:, unit].std() > 0:
             r = scipy_stats.pearsonr(full[:, unit], curvature).statistic
             assert abs(profile.correlations["curvature"][unit] - r) < 1e-6
+
+
+def test_several_layers_keep_their_own_columns_and_a_repeated_name_counts_once():
+    set_seed(0)
+    model = build_model(TINY_CNN).eval()
+    dataset = tiny_shapes(20)
+    together = profile_activations(model, dataset, layers=["relu1", "fc1", "relu1"], batch_size=6)
+    assert list(together.layers) == ["relu1", "fc1"]
+    for layer in ["relu1", "fc1"]:
+        alone = profile_activations(model, dataset, layers=[layer], batch_size=6).layers[layer]
+        np.testing.assert_allclose(together.layers[layer].mean, alone.mean, atol=1e-12)
+        np.testing.assert_allclose(
+            together.layers[layer].correlations["curvature"],
+            alone.correlations["curvature"],
+            atol=1e-12,
+        )
 
 
 def test_profiling_restores_training_mode_and_removes_hooks():

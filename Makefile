@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: install run test lint format clean
+.PHONY: install system-packages run test lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,22 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Browser tests drive Debian's Chromium (Playwright's own browser download fails here), and the
+# IDX loader is tested on Debian's Fashion-MNIST files. Installed with apt when missing; without
+# root or apt the affected tests say why they skip.
+system-packages:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	[ -d /usr/share/datasets/fashion-mnist ] || missing="$$missing dataset-fashion-mnist"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing$$missing with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing$$missing: install them (apt-get install$$missing) for the browser and IDX tests"; \
+	  fi; \
+	fi
 
 # The worker uses Redis when it answers, else kombu's filesystem transport, so the demo runs
 # on a laptop without Redis. Analyses never run inside the web process.
@@ -38,7 +54,7 @@ run: install
 	echo "Insight KB on http://127.0.0.1:8000/ (admin at /admin/); worker pid $$worker"; \
 	$(PY) manage.py runserver --noreload 127.0.0.1:8000
 
-test: install
+test: install system-packages
 	mkdir -p var
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -28,7 +28,7 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 @pytest.fixture(scope="session")
 def browser():
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.skip("Chromium is not installed (.ci/run installs it)")
+        pytest.skip("Chromium is not installed (`make test` installs it with apt when run as root)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

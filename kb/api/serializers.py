@@ -345,9 +345,21 @@ class InsightCreateSerializer(KbModelSerializer):
 
 
 class InsightUpdateSerializer(KbModelSerializer):
+    findings = FindingLinkInputSerializer(
+        many=True,
+        required=False,
+        help_text="More findings to link; ones already linked keep their stance.",
+    )
+    highlights = HighlightLinkInputSerializer(
+        many=True,
+        required=False,
+        help_text="More quotes to link; ones already linked keep their stance.",
+    )
+
     class Meta:
         model = Insight
-        fields = ["title", "statement", "understanding_level", "relevance", "status"]
+        fields = ["title", "statement", "understanding_level", "relevance", "status",
+                  "findings", "highlights"]  # fmt: skip
 
 
 class ChangeSerializer(KbModelSerializer):

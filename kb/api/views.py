@@ -44,6 +44,7 @@ from kb.services.codebook import (
 from kb.services.insights import (
     change_create,
     insight_create,
+    insight_update,
     outcome_delete_manual,
     outcome_record_manual,
 )
@@ -349,21 +350,25 @@ class InsightViewSet(KbViewSet):
         selectors.insight_attach_changes(rows, request=self.request)
 
     def create_record(self, data):
-        findings, highlights = data.pop("findings"), data.pop("highlights")
+        evidence = self._evidence(data)
+        return insight_create(actor=self.request.user, **evidence, **data)
+
+    def update_record(self, instance, data) -> None:
+        evidence = self._evidence(data)
+        insight_update(actor=self.request.user, insight=instance, data=data, **evidence)
+
+    def _evidence(self, data: dict) -> dict:
+        """Pop the findings and highlights links out of data, by stance, as the services take
+        them; quotes only from a role that may see them."""
+        findings, highlights = data.pop("findings", []), data.pop("highlights", [])
         if highlights and not selectors.can_see_quotes(self.request.user):
             raise PermissionDenied("Your role may not link quotes.")
-        return insight_create(
-            actor=self.request.user,
-            supporting_findings=_with_stance(findings, "finding", Stance.SUPPORTS),
-            contradicting_findings=_with_stance(findings, "finding", Stance.CONTRADICTS),
-            supporting_highlights=_with_stance(highlights, "highlight", Stance.SUPPORTS),
-            contradicting_highlights=_with_stance(highlights, "highlight", Stance.CONTRADICTS),
-            **data,
-        )
-
-
-def _with_stance(links: list[dict], key: str, stance: str) -> list:
-    return [link[key] for link in links if link["stance"] == stance]
+        return {
+            f"{stance_name}_{kind}s": [link[kind] for link in links if link["stance"] == stance]
+            for kind, links in (("finding", findings), ("highlight", highlights))
+            for stance, stance_name in ((Stance.SUPPORTS, "supporting"),
+                                        (Stance.CONTRADICTS, "contradicting"))
+        }  # fmt: skip
 
 
 @documented(s.ChangeSerializer, update=s.ChangeUpdateSerializer)

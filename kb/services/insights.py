@@ -56,16 +56,50 @@ def insight_create(
     return insight
 
 
+def insight_update(
+    *,
+    actor,
+    insight: Insight,
+    data: dict,
+    supporting_findings: list[Finding] = (),
+    contradicting_findings: list[Finding] = (),
+    supporting_highlights: list[Highlight] = (),
+    contradicting_highlights: list[Highlight] = (),
+) -> Insight:
+    """Change an insight's fields and link more evidence, in one transaction. Findings and
+    quotes already linked keep their stance (unlink one to link it the other way)."""
+    linked_findings = set(insight.finding_links.values_list("finding_id", flat=True))
+    linked_highlights = set(insight.highlight_links.values_list("highlight_id", flat=True))
+
+    findings = {Stance.SUPPORTS: supporting_findings, Stance.CONTRADICTS: contradicting_findings}
+    highlights = {
+        Stance.SUPPORTS: supporting_highlights,
+        Stance.CONTRADICTS: contradicting_highlights,
+    }
+    _refuse_both_stances(findings, highlights)
+
+    def new(by_stance: dict, linked: set) -> dict:
+        return {
+            stance: [item for item in items if item.pk not in linked]
+            for stance, items in by_stance.items()
+        }
+
+    with transaction.atomic():
+        record_update(insight, actor=actor, data=data)
+        insight_link_evidence(
+            actor=actor,
+            insight=insight,
+            findings=new(findings, linked_findings),
+            highlights=new(highlights, linked_highlights),
+        )
+    return insight
+
+
 def insight_link_evidence(
     *, actor, insight: Insight, findings: dict[str, list], highlights: dict[str, list]
 ) -> Insight:
     """Link findings and highlights with a stance; one item cannot both support and contradict."""
-    for kind, by_stance in (("findings", findings), ("highlights", highlights)):
-        both = {item.pk for item in by_stance.get(Stance.SUPPORTS, ())} & {
-            item.pk for item in by_stance.get(Stance.CONTRADICTS, ())
-        }
-        if both:
-            raise ValidationError({kind: "An item cannot both support and contradict an insight."})
+    _refuse_both_stances(findings, highlights)
     with transaction.atomic():
         for stance, items in findings.items():
             for finding in items:
@@ -79,6 +113,15 @@ def insight_link_evidence(
                     actor=actor,
                 )
     return insight
+
+
+def _refuse_both_stances(findings: dict[str, list], highlights: dict[str, list]) -> None:
+    for kind, by_stance in (("findings", findings), ("highlights", highlights)):
+        both = {item.pk for item in by_stance.get(Stance.SUPPORTS, ())} & {
+            item.pk for item in by_stance.get(Stance.CONTRADICTS, ())
+        }
+        if both:
+            raise ValidationError({kind: "An item cannot both support and contradict an insight."})
 
 
 def insight_unlink_evidence(*, actor, link: InsightFinding | InsightHighlight) -> None:

@@ -1,7 +1,6 @@
 """Insights with their evidence chain, architecture changes, outcomes and experiments."""
 
 from django.contrib import messages
-from django.db import transaction
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -56,43 +55,18 @@ def insight_create(request):
     )
 
 
-def _new_evidence(insight, evidence: dict) -> dict:
-    linked_findings = {link.finding_id for link in insight.finding_links.all()}
-    linked_highlights = {link.highlight_id for link in insight.highlight_links.all()}
-
-    def fresh(items, linked):
-        return [item for item in items if item.pk not in linked]
-
-    return {
-        "findings": {
-            Stance.SUPPORTS: fresh(evidence["supporting_findings"], linked_findings),
-            Stance.CONTRADICTS: fresh(evidence["contradicting_findings"], linked_findings),
-        },
-        "highlights": {
-            Stance.SUPPORTS: fresh(evidence["supporting_highlights"], linked_highlights),
-            Stance.CONTRADICTS: fresh(evidence["contradicting_highlights"], linked_highlights),
-        },
-    }
-
-
 @require_perm("kb.change_insight")
 def insight_update(request, pk: int):
     """Edit an insight's fields and link more evidence (links are removed on its page)."""
     insight = get_or_404(selectors.insight_get, pk)
     form = forms.InsightForm(posted(request), instance=insight)
 
-    def write():
-        with transaction.atomic():
-            records.record_update(insight, actor=request.user, data=form.record_fields())
-            insights.insight_link_evidence(
-                actor=request.user, insight=insight, **_new_evidence(insight, form.evidence())
-            )
-        return insight
-
     return save_form_page(
         request,
         form,
-        write=write,
+        write=lambda: insights.insight_update(
+            actor=request.user, insight=insight, data=form.record_fields(), **form.evidence()
+        ),
         success="Insight saved.",
         page={"title": f"Edit {insight}", "cancel": insight.get_absolute_url()},
     )

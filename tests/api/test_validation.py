@@ -245,3 +245,14 @@ def test_an_outcome_measured_by_a_run_is_not_deleted(client, kb):
         response = client.delete(f"/api/outcomes/{outcome.pk}/")
     assert response.status_code == 400
     assert response.json() == {"non_field_errors": [MEASURED_OUTCOME_IS_FIXED]}
+
+
+def test_an_insight_update_that_both_supports_and_contradicts_is_refused(client, kb):
+    links = [{"finding": kb["finding"].pk, "stance": stance}
+             for stance in ("supports", "contradicts")]  # fmt: skip
+    with nothing_written():
+        response = client.patch(
+            f"/api/insights/{kb['insight'].pk}/", {"title": "New", "findings": links},
+            format="json",
+        )  # fmt: skip
+    assert_refused(response, {"findings"})

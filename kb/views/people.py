@@ -278,8 +278,12 @@ def interview_detail(request, pk: int):
 
 
 def _chosen_survey(request, default: Survey | None) -> Survey | None:
-    """The survey picked with the page's survey picker (?survey=id), else `default`."""
+    """The survey picked with the page's survey picker (?survey=id), else the one chosen in the
+    posted form (so a survey picked only in its dropdown still gets its answer fields, each
+    with its own error), else `default`."""
     survey_id = request.GET.get("survey")
+    if survey_id is None and request.method == "POST" and "survey" in request.POST:
+        survey_id = request.POST["survey"]
     if survey_id is None:
         return default
     return selectors.survey_with_questions(int(survey_id)) if survey_id.isdigit() else None

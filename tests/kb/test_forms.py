@@ -53,6 +53,23 @@ def test_duplicate_pseudonym_error_sits_next_to_its_field(client_r):
     assert 'id="id_pseudonym-errors"' in response.content.decode()
 
 
+def test_a_survey_picked_in_the_dropdown_asks_for_each_answer_beside_its_question(
+    client_r, researcher_user
+):
+    question = QuestionFactory(text="Useful?", required=True)
+    data = {
+        "researcher": ResearcherFactory().pk, "conducted_on": "2026-03-01",
+        "interviewer": researcher_user.pk, "status": "draft", "transcript": "Hello",
+        "survey": question.survey.pk,
+    }  # fmt: skip
+    with nothing_written():
+        response = client_r.post(reverse("interview-create"), data)
+    assert response.status_code == 200
+    form = response.context["form"]
+    assert list(form.errors) == [f"answer_{question.pk}"]
+    assert "Useful?" in response.content.decode()
+
+
 def test_interview_form_defaults_to_today_and_the_current_user(client_r, researcher_user):
     form = client_r.get(reverse("interview-create")).context["form"]
     assert form["conducted_on"].value() == timezone.localdate()

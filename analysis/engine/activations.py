@@ -182,10 +182,9 @@ def _pearson(n: int, sum_x, sum_x2, attribute_sums: dict, sum_xy) -> np.ndarray:
 class _ResponseBuffer:
     """The profiled layers' unit sums over the latest batches: one [rows, U] block per layer.
 
-    The hooks write into the blocks in place, so a profiled forward pass allocates nothing
-    that outlives it but the blocks (made at the first batch): small tensors kept between
-    batches would take up the heap's freed feature-map blocks. A conv channel's spatial sum
-    written to a contiguous block is cheaper than its mean written to a strided one; the
+    The hooks write into the blocks in place (made at the first batch), so a profiled batch
+    allocates nothing for its responses. A conv channel's spatial sum written to a contiguous
+    block measured cheaper than its mean written to a strided one or allocated anew; the
     means come from one scaling per fold. A block holds whole batches, up to
     RESPONSE_BUFFER_VALUES values (at least one batch).
     """

@@ -94,6 +94,7 @@ def test_benchmark_engine_quick_prints_a_table_and_one_json_line():
     ]  # fmt: skip
     assert lines[0].split()[:3] == ["benchmark", "reference", "s"]
     assert [line.split()[0] for line in lines[1:6]] == names
+    assert "once per call:" in lines[1]
     summary = json.loads(lines[-1])
     assert summary["benchmark"] == "engine" and summary["quick"] is True
     assert [result["name"] for result in summary["results"]] == names

@@ -122,8 +122,13 @@ class Command(BaseCommand):
                 self.stdout.write(f"{result['name']:<24} {result['summary']}  {verdict}")
                 continue
             comparison = ">=" if result.get("higher_is_better") else "<="
+            extra = (
+                f"  (once per call: {result['call_overhead_ms']:.2f} ms)"
+                if "call_overhead_ms" in result
+                else ""
+            )
             self.stdout.write(
                 f"{result['name']:<24} {result['reference_s']:>12.4f} "
                 f"{result['subject_s']:>10.4f} {result['ratio']:>7.3f} "
-                f"{comparison + str(result['target']):>8}  {verdict}"
+                f"{comparison + str(result['target']):>8}  {verdict}{extra}"
             )

@@ -52,7 +52,6 @@ __all__ = [
     "resolve_modules",
     "selectivity_index",
     "top_units",
-    "unit_responses",
 ]
 
 
@@ -87,17 +86,6 @@ def recording_hooks(
     finally:
         for handle in handles:
             handle.remove()
-
-
-def unit_responses(output: torch.Tensor) -> torch.Tensor:
-    """In: a layer output [B, U] or [B, U, H, W]. Out: responses [B, U] (spatial mean for conv)."""
-    _check_profilable(output)
-    return output.mean(dim=(2, 3)) if output.dim() == 4 else output
-
-
-def _check_profilable(output: torch.Tensor) -> None:
-    if output.dim() not in (2, 4):
-        raise ValueError(f"cannot profile a layer output of shape {list(output.shape)}")
 
 
 class _StreamingUnitStats:
@@ -201,6 +189,10 @@ class _ResponseBuffer:
     def widths(self) -> dict[str, int]:
         return {name: self.blocks[name].shape[1] for name in self.names}
 
+    @property
+    def values_device(self) -> torch.device:
+        return self.blocks[self.names[0]].device
+
     def record(self, name: str, output: torch.Tensor) -> None:
         """Hook callback: write the layer's unit sums for the current batch."""
         block = self.blocks.get(name)
@@ -223,17 +215,16 @@ class _ResponseBuffer:
         """Out: mean responses of the rows gathered since the last take, all layers side by
         side [rows, U_total], float64. The blocks are then empty again."""
         if self.scale is None:
-            self.scale = torch.cat(
-                [torch.full((self.blocks[name].shape[1],), 1.0 / self.positions[name],
-                            dtype=torch.float64, device=self.blocks[name].device)
-                 for name in self.names]
-            )  # fmt: skip
+            columns = [1.0 / self.positions[name] for name, width in self.widths.items()
+                       for _ in range(width)]  # fmt: skip
+            self.scale = torch.tensor(columns, dtype=torch.float64, device=self.values_device)
         sums = torch.cat([self.blocks[name][: self.rows] for name in self.names], dim=1)
         self.rows = 0
         return sums.double().mul_(self.scale)
 
     def _allocate(self, name: str, output: torch.Tensor) -> torch.Tensor:
-        _check_profilable(output)
+        if output.dim() not in (2, 4):
+            raise ValueError(f"cannot profile a layer output of shape {list(output.shape)}")
         width = output.shape[1]
         batches = max(1, RESPONSE_BUFFER_VALUES // (self.batch_size * width))
         self.capacity = min(self.capacity, batches * self.batch_size)
@@ -279,11 +270,12 @@ def default_probe_layers(model: nn.Module) -> list[str]:
     return activations or units
 
 
-def _design_matrix(probe: _ProbeSet, device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
+def _design_matrix(
+    probe: _ProbeSet, device: torch.device
+) -> tuple[torch.Tensor, np.ndarray, dict[str, tuple[float, float]]]:
     """Out: float64 [1 + K + A, N] on the device (a row of ones, one-hot class rows, attribute
-    rows) and its row sums and row sums of squares on the host, [1 + K + A] each: N, the
-    class counts and the attributes' sums, which no layer changes. Built with numpy: a few
-    cheap host ops instead of a dozen torch dispatches per profile."""
+    rows), the class counts [K] and each attribute's (sum y, sum y^2), which no layer
+    changes. Built with numpy: a few cheap host ops instead of a dozen torch dispatches."""
     n, k = len(probe.inputs), len(probe.class_names) if probe.labels is not None else 0
     design = np.empty((1 + k + len(probe.attributes), n))
     design[0] = 1.0
@@ -294,8 +286,12 @@ def _design_matrix(probe: _ProbeSet, device: torch.device) -> tuple[torch.Tensor
         design[1 : 1 + k] = labels == np.arange(k)[:, None]
     for row, value in enumerate(probe.attributes.values(), start=1 + k):
         design[row] = value.cpu().numpy()
-    sums = np.stack([design.sum(axis=1), np.square(design).sum(axis=1)])
-    return torch.from_numpy(design).to(device), sums
+    sums, squares = design.sum(axis=1), np.square(design).sum(axis=1)
+    attribute_sums = {
+        name: (sums[row], squares[row]) for row, name in enumerate(probe.attributes, start=1 + k)
+    }
+    counts = sums[1 : 1 + k].astype(np.int64)
+    return torch.from_numpy(design).to(device), counts, attribute_sums
 
 
 def profile_activations(
@@ -322,13 +318,7 @@ def profile_activations(
         raise ValueError("cannot profile an empty probe set")
     names = list(dict.fromkeys(layers if layers is not None else default_probe_layers(model)))
     device = next(model.parameters()).device
-    design, row_sums = _design_matrix(probe, device)
-    k = len(probe.class_names) if probe.labels is not None else 0
-    counts = row_sums[0, 1 : 1 + k].astype(np.int64)
-    attribute_sums = {
-        name: (row_sums[0, row], row_sums[1, row])
-        for row, name in enumerate(probe.attributes, start=1 + k)
-    }
+    design, counts, attribute_sums = _design_matrix(probe, device)
     stats = _StreamingUnitStats()
     buffer = _ResponseBuffer(names, n, batch_size)
     with (

@@ -60,7 +60,6 @@ def insight_update(request, pk: int):
     """Edit an insight's fields and link more evidence (links are removed on its page)."""
     insight = get_or_404(selectors.insight_get, pk)
     form = forms.InsightForm(posted(request), instance=insight)
-
     return save_form_page(
         request,
         form,

@@ -401,7 +401,9 @@ class SurveyInvitationAdmin(admin.ModelAdmin):
     """Invitations are created on the survey page, where the link is shown once; the admin
     only shows who was invited and whether the link was used."""
 
-    list_display = ["survey", "researcher", "created_at", "expires_at", "used_at", "interview"]
+    list_display = [
+        "survey", "researcher", "state", "created_at", "expires_at", "used_at", "interview",
+    ]  # fmt: skip
     list_filter = ["survey"]
     search_fields = ["survey__title", "researcher__pseudonym"]
     date_hierarchy = "created_at"
@@ -410,6 +412,10 @@ class SurveyInvitationAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    @admin.display(description="state")
+    def state(self, invitation: SurveyInvitation) -> str:
+        return invitation.state.label
 
 
 @admin.register(Event)

@@ -28,6 +28,7 @@ from kb.models import (
     Theme,
 )
 from kb.models.surveys import LIKERT_MAX, LIKERT_MIN
+from kb.services.invitations import DEFAULT_VALID_DAYS, MAX_VALID_DAYS
 
 MARKDOWN_WIDGET = forms.Textarea(attrs={"rows": 8, "data-markdown": "true"})
 # ChangeError fields -> form fields, per operation (insert_layer's "layer" is the new layer).
@@ -517,8 +518,13 @@ class AblationForm(RunSettingsForm):
 
 
 class InvitationForm(forms.Form):
-    researcher = forms.ModelChoiceField(queryset=Researcher.objects.all())
-    valid_days = forms.IntegerField(min_value=1, max_value=90, initial=14, label="Valid for days")
+    researcher = forms.ModelChoiceField(
+        queryset=Researcher.objects.filter(anonymised_at__isnull=True),
+        help_text="Anonymised researchers are not invited.",
+    )
+    valid_days = forms.IntegerField(
+        min_value=1, max_value=MAX_VALID_DAYS, initial=DEFAULT_VALID_DAYS, label="Valid for days"
+    )
 
 
 def today() -> datetime.date:

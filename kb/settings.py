@@ -159,6 +159,8 @@ LOGOUT_REDIRECT_URL = "login"
 
 # Uploaded weights can be large; anything bigger than this is streamed to a temporary file.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# The largest weights file a model may carry (the API refuses a bigger body before reading it).
+WEIGHTS_MAX_UPLOAD_SIZE = env_int("WEIGHTS_MAX_UPLOAD_SIZE", 1024 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024, minimum=1024)
 
 SESSION_COOKIE_HTTPONLY = True

@@ -16,10 +16,12 @@ from kb.models import (
     Highlight,
     Insight,
     Interview,
+    InvitationState,
     Outcome,
     Question,
     Researcher,
     SubjectModel,
+    SurveyInvitation,
     Theme,
 )
 
@@ -66,6 +68,17 @@ class QuestionFilter(filters.FilterSet):
     class Meta:
         model = Question
         fields = ["survey", "kind"]
+
+
+class InvitationFilter(filters.FilterSet):
+    state = filters.ChoiceFilter(choices=InvitationState.choices, method="filter_state")
+
+    class Meta:
+        model = SurveyInvitation
+        fields = ["survey", "researcher"]
+
+    def filter_state(self, queryset, name, value):
+        return queryset.in_state(value)
 
 
 class InterviewFilter(filters.FilterSet):

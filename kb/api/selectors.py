@@ -6,6 +6,7 @@ from collections import defaultdict
 from django.contrib.contenttypes.models import ContentType
 from django.core.files.storage import default_storage
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from analysis.models import AnalysisJob, AnalysisRun
 from kb.api.rows import url_template
@@ -16,6 +17,7 @@ from kb.models import (
     InsightHighlight,
     Outcome,
     Question,
+    invitation_state,
 )
 
 
@@ -135,6 +137,15 @@ def change_attach_latest_outcome(rows: list[dict], *, request) -> None:
     latest = outcome_latest_by_change(_by(rows), request=request)
     for row in rows:
         row["latest_outcome"] = latest.get(row["id"])
+
+
+def invitation_attach_state(rows: list[dict]) -> None:
+    """Each link's state (waiting, answered, expired), from its row, at one instant."""
+    now = timezone.now()
+    for row in rows:
+        row["state"] = invitation_state(
+            used_at=row["used_at"], expires_at=row["expires_at"], now=now
+        ).value
 
 
 def run_attach_details(rows: list[dict], *, request) -> None:

@@ -14,14 +14,17 @@ from kb.models import (
     Highlight,
     Insight,
     Interview,
+    InvitationState,
     Outcome,
     Question,
     Researcher,
     Stance,
     SubjectModel,
     Survey,
+    SurveyInvitation,
     Theme,
 )
+from kb.services.invitations import DEFAULT_VALID_DAYS, MAX_VALID_DAYS
 
 
 class KbModelSerializer(serializers.ModelSerializer):
@@ -86,12 +89,68 @@ class QuestionSerializer(KbModelSerializer):
         model = Question
         fields = ["id", "url", "survey", "survey_url", "position", "text", "kind", "choices",
                   "required"]  # fmt: skip
+        extra_kwargs = {
+            "position": {"required": False, "help_text": "Default: after the last question."}
+        }
+        # DRF's (survey, position) check would make position required; the service's
+        # full_clean() refuses a position already taken all the same.
+        validators = []
+
+
+class QuestionMoveSerializer(serializers.Serializer):
+    direction = serializers.ChoiceField(["up", "down"], help_text="Swap with the question "
+                                        "before (up) or after (down) it.")  # fmt: skip
 
 
 class QuestionUpdateSerializer(KbModelSerializer):
     class Meta:
         model = Question
         fields = ["position", "text", "kind", "choices", "required"]
+
+
+class InvitationSerializer(KbModelSerializer):
+    """A survey link, without its token: only the digest is stored, and the link itself is
+    in the answer to the POST that made it."""
+
+    url = LinkField("api:surveyinvitation-detail")
+    survey_url = LinkField("api:survey-detail", "survey")
+    researcher_url = LinkField("api:researcher-detail", "researcher")
+    interview_url = LinkField("api:interview-detail", "interview", allow_null=True)
+    state = serializers.ChoiceField(
+        InvitationState.choices,
+        read_only=True,
+        help_text="waiting: the link works; answered: it made `interview`; expired: its time "
+        "ran out or it was withdrawn.",
+    )
+
+    class Meta:
+        model = SurveyInvitation
+        fields = ["id", "url", "survey", "survey_url", "researcher", "researcher_url", "state",
+                  "expires_at", "used_at", "interview", "interview_url", "created_at"]  # fmt: skip
+        read_only_fields = fields
+
+
+class InvitationCreateSerializer(KbModelSerializer):
+    valid_days = serializers.IntegerField(
+        min_value=1, max_value=MAX_VALID_DAYS, default=DEFAULT_VALID_DAYS,
+        help_text="How many days the link works.",
+    )  # fmt: skip
+
+    class Meta:
+        model = SurveyInvitation
+        fields = ["survey", "researcher", "valid_days"]
+
+
+class InvitationCreatedSerializer(InvitationSerializer):
+    link = serializers.URLField(
+        read_only=True,
+        help_text="The single-use link to send the researcher. It is shown this once: only "
+        "a digest of it is stored.",
+    )
+
+    class Meta(InvitationSerializer.Meta):
+        fields = [*InvitationSerializer.Meta.fields, "link"]
+        read_only_fields = fields
 
 
 def answer_value_problem(kind: str | None, value) -> str | None:
@@ -237,6 +296,19 @@ class SubjectModelSerializer(KbModelSerializer):
         read_only_fields = ["weights_sha256"]
 
 
+class SubjectModelCreateSerializer(SubjectModelSerializer):
+    weights = serializers.FileField(
+        required=False,
+        write_only=True,
+        help_text="A safetensors file (multipart/form-data; `architecture_spec` then goes as "
+        "a JSON string). Weights are set only when a model is registered.",
+    )
+
+    class Meta(SubjectModelSerializer.Meta):
+        fields = ["name", "family", "task", "dataset", "kind", "architecture_spec", "weights",
+                  "source"]  # fmt: skip
+
+
 class SubjectModelUpdateSerializer(KbModelSerializer):
     class Meta:
         model = SubjectModel
@@ -342,6 +414,22 @@ class InsightCreateSerializer(KbModelSerializer):
         model = Insight
         fields = ["title", "statement", "understanding_level", "relevance", "status",
                   "findings", "highlights"]  # fmt: skip
+
+
+class InsightUnlinkSerializer(serializers.Serializer):
+    findings = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, default=list,
+        help_text="Ids of linked findings to remove from the evidence.",
+    )  # fmt: skip
+    highlights = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, default=list,
+        help_text="Ids of linked quotes (highlights) to remove from the evidence.",
+    )  # fmt: skip
+
+    def validate(self, attrs):
+        if not attrs["findings"] and not attrs["highlights"]:
+            raise serializers.ValidationError("Name at least one finding or highlight to unlink.")
+        return attrs
 
 
 class InsightUpdateSerializer(KbModelSerializer):

@@ -15,6 +15,7 @@ router.include_format_suffixes = False
 router.register("researchers", views.ResearcherViewSet, basename="researcher")
 router.register("surveys", views.SurveyViewSet, basename="survey")
 router.register("questions", views.QuestionViewSet, basename="question")
+router.register("invitations", views.InvitationViewSet, basename="surveyinvitation")
 router.register("interviews", views.InterviewViewSet, basename="interview")
 router.register("answers", views.AnswerViewSet, basename="answer")
 router.register("themes", views.ThemeViewSet, basename="theme")

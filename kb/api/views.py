@@ -17,6 +17,7 @@ from kb.api import filters, selectors
 from kb.api import serializers as s
 from kb.api.mixins import ThrottleFirstMixin
 from kb.api.pagination import EventCursorPagination
+from kb.api.parsers import LimitedJSONParser, LimitedMultiPartParser
 from kb.api.permissions import RolePermission
 from kb.api.rows import RowBuilder
 from kb.models import (
@@ -33,6 +34,7 @@ from kb.models import (
     Stance,
     SubjectModel,
     Survey,
+    SurveyInvitation,
     Theme,
 )
 from kb.services.codebook import (
@@ -44,6 +46,7 @@ from kb.services.codebook import (
 from kb.services.insights import (
     change_create,
     insight_create,
+    insight_unlink,
     insight_update,
     outcome_delete_manual,
     outcome_record_manual,
@@ -54,10 +57,13 @@ from kb.services.interviews import (
     interview_create,
     interview_update,
     question_create,
+    question_delete,
+    question_move,
     question_update,
     survey_create,
 )
-from kb.services.people import researcher_create
+from kb.services.invitations import invitation_create, invitation_withdraw
+from kb.services.people import researcher_anonymise, researcher_create
 from kb.services.records import record_delete, record_update
 from kb.services.subjects import finding_create, subject_model_create
 
@@ -192,8 +198,18 @@ class ResearcherViewSet(KbViewSet):
     search_fields = ["pseudonym", "research_area"]
     ordering_fields = ["pseudonym", "created_at", "role"]
 
+    action_permissions = {"anonymise": ["kb.change_researcher"]}
+
     def create_record(self, data):
         return researcher_create(actor=self.request.user, **data)
+
+    @extend_schema(request=None, responses={200: s.ResearcherSerializer})
+    @action(detail=True, methods=["post"])
+    def anonymise(self, request, pk=None):
+        """Erase the researcher's name, affiliation and e-mail, and replace the pseudonym;
+        interviews and quotes stay. Their waiting survey links are withdrawn."""
+        researcher = researcher_anonymise(actor=request.user, researcher=self.get_object())
+        return Response(self.detail_data(researcher.pk))
 
 
 @documented(s.SurveySerializer, create=s.SurveyCreateSerializer)
@@ -219,12 +235,69 @@ class QuestionViewSet(KbViewSet):
     filterset_class = filters.QuestionFilter
     search_fields = ["text"]
     ordering_fields = ["survey", "position"]
+    action_permissions = {"move": ["kb.change_question"]}
 
     def create_record(self, data):
         return question_create(actor=self.request.user, **data)
 
     def update_record(self, instance, data):
         question_update(actor=self.request.user, question=instance, data=data)
+
+    def delete_record(self, instance):
+        question_delete(actor=self.request.user, question=instance)
+
+    @extend_schema(request=s.QuestionMoveSerializer, responses={200: s.QuestionSerializer})
+    @action(detail=True, methods=["post"])
+    def move(self, request, pk=None):
+        """Swap the question with its neighbour; at either end of the survey nothing moves."""
+        serializer = s.QuestionMoveSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        offset = -1 if serializer.validated_data["direction"] == "up" else 1
+        question = question_move(actor=request.user, question=self.get_object(), offset=offset)
+        return Response(self.detail_data(question.pk))
+
+
+INVITATION_PERMS = {
+    action: [f"kb.{verb}_surveyinvitation", "kb.view_researcher"]
+    for action, verb in (("list", "view"), ("retrieve", "view"), ("create", "add"),
+                         ("withdraw", "change"))
+}  # fmt: skip
+
+
+@extend_schema_view(
+    create=extend_schema(
+        request=s.InvitationCreateSerializer, responses={201: s.InvitationCreatedSerializer}
+    )
+)
+class InvitationViewSet(KbReadViewSet):
+    """Single-use links that let a researcher answer a survey without an account. Each names
+    a researcher, so only roles that may see researchers list, create or withdraw them."""
+
+    queryset = SurveyInvitation.objects.all()
+    serializer_class = s.InvitationSerializer
+    create_serializer_class = s.InvitationCreateSerializer
+    filterset_class = filters.InvitationFilter
+    ordering_fields = ["created_at", "expires_at"]
+    action_permissions = INVITATION_PERMS
+
+    def attach(self, rows):
+        selectors.invitation_attach_state(rows)
+
+    def create(self, request, *args, **kwargs):
+        """Create a link; the answer holds the link itself, the one time it is shown."""
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        invitation, token = invitation_create(actor=request.user, **serializer.validated_data)
+        data = self.detail_data(invitation.pk)
+        data["link"] = request.build_absolute_uri(reverse("survey-respond", args=[token]))
+        return Response(data, status=status.HTTP_201_CREATED, headers={"Location": data["url"]})
+
+    @extend_schema(request=None, responses={200: s.InvitationSerializer})
+    @action(detail=True, methods=["post"])
+    def withdraw(self, request, pk=None):
+        """Make a waiting link stop working now; an answered link is refused (400)."""
+        invitation = invitation_withdraw(actor=request.user, invitation=self.get_object())
+        return Response(self.detail_data(invitation.pk))
 
 
 @documented(s.InterviewSerializer, s.InterviewCreateSerializer, s.InterviewUpdateSerializer)
@@ -292,11 +365,16 @@ class HighlightViewSet(KbViewSet):
         highlight_update(actor=self.request.user, highlight=instance, **data)
 
 
-@documented(s.SubjectModelSerializer, update=s.SubjectModelUpdateSerializer)
+@documented(
+    s.SubjectModelSerializer, s.SubjectModelCreateSerializer, s.SubjectModelUpdateSerializer
+)
 class SubjectModelViewSet(KbViewSet):
     queryset = SubjectModel.objects.all()
     serializer_class = s.SubjectModelSerializer
+    create_serializer_class = s.SubjectModelCreateSerializer
     update_serializer_class = s.SubjectModelUpdateSerializer
+    # A model's weights file comes as multipart/form-data; everything else is JSON.
+    parser_classes = [LimitedJSONParser, LimitedMultiPartParser]
     filterset_class = filters.SubjectModelFilter
     search_fields = ["name", "family", "task", "dataset"]
     ordering_fields = ["name", "created_at"]
@@ -341,6 +419,7 @@ class InsightViewSet(KbViewSet):
     filterset_class = filters.InsightFilter
     search_fields = ["title", "statement"]
     ordering_fields = ["title", "created_at", "updated_at", "status"]
+    action_permissions = {"unlink": ["kb.change_insight"]}
 
     def attach(self, rows):
         user = self.request.user
@@ -356,6 +435,20 @@ class InsightViewSet(KbViewSet):
     def update_record(self, instance, data) -> None:
         evidence = self._evidence(data)
         insight_update(actor=self.request.user, insight=instance, data=data, **evidence)
+
+    @extend_schema(request=s.InsightUnlinkSerializer, responses={200: s.InsightSerializer})
+    @action(detail=True, methods=["post"])
+    def unlink(self, request, pk=None):
+        """Remove findings and quotes from the insight's evidence (all or none); the findings
+        and highlights themselves stay."""
+        serializer = s.InsightUnlinkSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        if serializer.validated_data["highlights"] and not selectors.can_see_quotes(request.user):
+            raise PermissionDenied("Your role may not unlink quotes.")
+        insight = insight_unlink(
+            actor=request.user, insight=self.get_object(), **serializer.validated_data
+        )
+        return Response(self.detail_data(insight.pk))
 
     def _evidence(self, data: dict) -> dict:
         """Pop the findings and highlights links out of data, by stance, as the services take

@@ -10,7 +10,7 @@ from kb.models.insights import (
     Outcome,
     Stance,
 )
-from kb.models.invitations import SurveyInvitation
+from kb.models.invitations import InvitationState, SurveyInvitation, invitation_state
 from kb.models.people import Researcher
 from kb.models.subjects import Finding, SubjectModel
 from kb.models.surveys import Answer, Interview, Question, Survey
@@ -26,6 +26,7 @@ __all__ = [
     "InsightFinding",
     "InsightHighlight",
     "Interview",
+    "InvitationState",
     "Outcome",
     "Question",
     "Researcher",
@@ -34,4 +35,5 @@ __all__ = [
     "Survey",
     "SurveyInvitation",
     "Theme",
+    "invitation_state",
 ]

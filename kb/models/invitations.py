@@ -6,6 +6,32 @@ from django.db.models import Q
 from django.utils import timezone
 
 
+class InvitationState(models.TextChoices):
+    WAITING = "waiting", "waiting"  # the link works
+    ANSWERED = "answered", "answered"  # it made an interview
+    EXPIRED = "expired", "expired"  # its time ran out, or it was withdrawn
+
+
+def invitation_state(*, used_at, expires_at, now=None) -> InvitationState:
+    if used_at is not None:
+        return InvitationState.ANSWERED
+    if expires_at <= (now or timezone.now()):
+        return InvitationState.EXPIRED
+    return InvitationState.WAITING
+
+
+class SurveyInvitationQuerySet(models.QuerySet):
+    def in_state(self, state: str, now=None) -> "SurveyInvitationQuerySet":
+        now = now or timezone.now()
+        if state == InvitationState.ANSWERED:
+            return self.filter(used_at__isnull=False)
+        if state == InvitationState.EXPIRED:
+            return self.filter(used_at__isnull=True, expires_at__lte=now)
+        if state == InvitationState.WAITING:
+            return self.filter(used_at__isnull=True, expires_at__gt=now)
+        raise ValueError(f"unknown invitation state {state!r}")
+
+
 class SurveyInvitation(models.Model):
     """An invitation for one researcher to answer one survey through a link.
 
@@ -33,6 +59,8 @@ class SurveyInvitation(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = SurveyInvitationQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
@@ -44,6 +72,10 @@ class SurveyInvitation(models.Model):
 
     def __str__(self) -> str:
         return f"Invitation #{self.pk} to {self.survey}"
+
+    @property
+    def state(self) -> InvitationState:
+        return invitation_state(used_at=self.used_at, expires_at=self.expires_at)
 
     @property
     def is_used(self) -> bool:

@@ -130,6 +130,28 @@ def insight_unlink_evidence(*, actor, link: InsightFinding | InsightHighlight) -
     record_delete(link, actor=actor)
 
 
+def insight_unlink(
+    *, actor, insight: Insight, findings: list[int] = (), highlights: list[int] = ()
+) -> Insight:
+    """Remove findings and quotes (by their ids) from an insight's evidence, all or none: an
+    id that is not linked to the insight is refused. The findings and highlights stay."""
+    with transaction.atomic():
+        links = []
+        for field, related, ids in (
+            ("findings", insight.finding_links.select_for_update(), findings),
+            ("highlights", insight.highlight_links.select_for_update(), highlights),
+        ):
+            key = "finding_id" if field == "findings" else "highlight_id"
+            found = {getattr(link, key): link for link in related.filter(**{f"{key}__in": ids})}
+            if missing := sorted(set(ids) - set(found)):
+                listed = ", ".join(map(str, missing))
+                raise ValidationError({field: f"Not linked to this insight: {listed}."})
+            links.extend(found.values())
+        for link in links:
+            insight_unlink_evidence(actor=actor, link=link)
+    return insight
+
+
 def change_create(
     *,
     actor,

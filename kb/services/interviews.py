@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Max
 
 from kb.models import Answer, Highlight, Interview, Question, Researcher, Survey
 from kb.services.records import record_create, record_delete, record_update
@@ -26,12 +27,16 @@ def question_create(
     *,
     actor,
     survey: Survey,
-    position: int,
     text: str,
     kind: str,
+    position: int | None = None,
     choices: list[str] | None = None,
     required: bool = True,
 ) -> Question:
+    """Add a question to a survey, at `position` or, by default, after the last one."""
+    if position is None:
+        last = survey.questions.aggregate(last=Max("position"))["last"]
+        position = (last or 0) + 1
     question = Question(
         survey=survey,
         position=position,
@@ -75,8 +80,18 @@ def _is_blank(answer: Answer) -> bool:
 
 
 def question_delete(*, actor, question: Question) -> None:
-    """Delete a question that has no answers (answers protect it)."""
-    record_delete(question, actor=actor)
+    """Delete a question that has no answers (answers protect it). The questions after it
+    move up one place, so a survey's positions stay 1, 2, 3 ... without a gap."""
+    with transaction.atomic():
+        later = list(
+            Question.objects.select_for_update()
+            .filter(survey=question.survey_id, position__gt=question.position)
+            .order_by("position")
+        )
+        record_delete(question, actor=actor)
+        # In ascending order, each question moves into the place just freed before it.
+        for sibling in later:
+            record_update(sibling, actor=actor, data={"position": sibling.position - 1})
 
 
 def question_move(*, actor, question: Question, offset: int) -> Question:

@@ -10,11 +10,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from kb import events
-from kb.models import Interview, Researcher, Survey, SurveyInvitation
+from kb.models import Interview, InvitationState, Researcher, Survey, SurveyInvitation
 from kb.services.interviews import interview_create
 from kb.services.records import record_create, record_update
 
 DEFAULT_VALID_DAYS = 14
+MAX_VALID_DAYS = 90
 TOKEN_BYTES = 32
 
 
@@ -34,7 +35,15 @@ def invitation_create(
     *, actor, survey: Survey, researcher: Researcher, valid_days: int = DEFAULT_VALID_DAYS
 ) -> tuple[SurveyInvitation, str]:
     """Invite a researcher to answer a survey. Returns the invitation and its token, which is
-    not stored anywhere (only its digest is) and must be shown to the inviter now."""
+    not stored anywhere (only its digest is) and must be shown to the inviter now.
+    A link is valid for 1 to MAX_VALID_DAYS days; an anonymised researcher is not invited
+    (their data was erased on request)."""
+    if not 1 <= valid_days <= MAX_VALID_DAYS:
+        raise ValidationError({"valid_days": f"A link is valid for 1 to {MAX_VALID_DAYS} days."})
+    if researcher.anonymised_at is not None:
+        raise ValidationError(
+            {"researcher": "This researcher was anonymised; they cannot be invited again."}
+        )
     token = secrets.token_urlsafe(TOKEN_BYTES)
     invitation = SurveyInvitation(
         survey=survey,
@@ -57,6 +66,20 @@ def invitation_withdraw(*, actor, invitation: SurveyInvitation) -> SurveyInvitat
         if invitation.is_expired:
             return invitation
         return record_update(invitation, actor=actor, data={"expires_at": timezone.now()})
+
+
+def invitations_withdraw_waiting(*, actor, researcher: Researcher) -> int:
+    """Withdraw every link of the researcher's that still works. Out: how many."""
+    with transaction.atomic():
+        # Locked like a response, so a link cannot be answered while it is withdrawn.
+        waiting = list(
+            SurveyInvitation.objects.select_for_update()
+            .filter(researcher=researcher)
+            .in_state(InvitationState.WAITING)
+        )
+        for invitation in waiting:
+            record_update(invitation, actor=actor, data={"expires_at": timezone.now()})
+    return len(waiting)
 
 
 def invitation_get_usable(*, token: str) -> SurveyInvitation:

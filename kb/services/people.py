@@ -5,6 +5,7 @@ from django.utils import timezone
 
 from kb import events
 from kb.models import Researcher
+from kb.services.invitations import invitations_withdraw_waiting
 from kb.services.records import record_create, record_update
 
 PERSONAL_FIELDS = ("full_name", "affiliation", "contact_email")
@@ -25,7 +26,8 @@ def researcher_anonymise(*, actor, researcher: Researcher) -> Researcher:
 
     The pseudonym is replaced by a neutral label, and the history rows' pseudonyms too,
     because a pseudonym chosen by hand can identify someone. Personal fields never enter
-    the history or the event log, so nothing else needs erasing.
+    the history or the event log, so nothing else needs erasing. Their survey links that
+    still work are withdrawn: no more answers are collected from them.
     """
     with transaction.atomic():
         for name in PERSONAL_FIELDS:
@@ -34,6 +36,7 @@ def researcher_anonymise(*, actor, researcher: Researcher) -> Researcher:
         researcher.anonymised_at = timezone.now()
         researcher.save()
         researcher.history.all().update(pseudonym=researcher.pseudonym)
+        invitations_withdraw_waiting(actor=actor, researcher=researcher)
         events.record_anonymised(
             actor=actor, researcher=researcher, cleared=[*PERSONAL_FIELDS, "pseudonym"]
         )

@@ -4,6 +4,7 @@ import hashlib
 import json
 import struct
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import transaction
@@ -17,7 +18,11 @@ SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
 
 
 def _check_safetensors(upload: File) -> str:
-    """Return the SHA-256 of an uploaded safetensors file; refuse anything else (pickles)."""
+    """Return the SHA-256 of an uploaded safetensors file; refuse anything else (pickles),
+    and files over WEIGHTS_MAX_UPLOAD_SIZE."""
+    limit = settings.WEIGHTS_MAX_UPLOAD_SIZE
+    if upload.size > limit:
+        raise ValidationError({"weights": f"The weights file is larger than {limit} bytes."})
     upload.seek(0)
     prefix = upload.read(8)
     if len(prefix) != 8:

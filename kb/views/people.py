@@ -133,14 +133,13 @@ def survey_delete(request, pk: int):
 def question_create(request, pk: int):
     survey = get_or_404(selectors.survey_get, pk)
     form = forms.QuestionForm(posted(request))
-    position = max((q.position for q in survey.questions.all()), default=0) + 1
     return save_form_page(
         request,
         form,
         write=lambda: interviews.question_create(
-            actor=request.user, survey=survey, position=position, **form.cleaned_data
+            actor=request.user, survey=survey, **form.cleaned_data
         ),
-        success=f"Question {position} added.",
+        success=lambda question: f"Question {question.position} added.",
         page={"title": f"Add a question to {survey}", "cancel": survey.get_absolute_url()},
     )
 
@@ -163,7 +162,12 @@ def question_update(request, pk: int):
 @require_perm("kb.delete_question")
 def question_delete(request, pk: int):
     question = get_or_404(selectors.question_get, pk)
-    return delete_page(request, question, done=question.survey.get_absolute_url())
+    return delete_page(
+        request,
+        question,
+        done=question.survey.get_absolute_url(),
+        delete=lambda: interviews.question_delete(actor=request.user, question=question),
+    )
 
 
 MOVES = {"up": -1, "down": 1}

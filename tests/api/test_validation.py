@@ -6,6 +6,7 @@ from django.test import override_settings
 from analysis.services import run_cancel
 from kb.models import Outcome
 from kb.services.insights import MEASURED_OUTCOME_IS_FIXED
+from kb.services.interviews import question_create
 from tests.api.conftest import TRANSCRIPT
 from tests.helpers import nothing_written
 
@@ -256,3 +257,27 @@ def test_an_insight_update_that_both_supports_and_contradicts_is_refused(client,
             format="json",
         )  # fmt: skip
     assert_refused(response, {"findings"})
+
+
+def test_deleting_a_question_closes_the_gap_behind_it(api, kb, researcher_user):
+    later = question_create(
+        actor=researcher_user, survey=kb["survey"], position=2, text="Later?", kind="free_text"
+    )
+    extra = question_create(
+        actor=researcher_user, survey=kb["survey"], position=3, text="Last?", kind="free_text"
+    )
+    response = api(researcher_user).delete(f"/api/questions/{later.pk}/")
+    assert response.status_code == 204
+    extra.refresh_from_db()
+    assert extra.position == 2
+
+
+def test_a_question_without_a_position_goes_after_the_last(api, kb, researcher_user):
+    body = {"survey": kb["survey"].pk, "text": "Anything else?", "kind": "free_text"}
+    response = api(researcher_user).post("/api/questions/", body, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["position"] == kb["question"].position + 1
+    taken = {**body, "position": kb["question"].position}
+    with nothing_written():
+        clash = api(researcher_user).post("/api/questions/", taken, format="json")
+    assert clash.status_code == 400

@@ -11,7 +11,8 @@ from django.test import RequestFactory, TestCase
 from django.urls import reverse
 
 from analysis.models import AnalysisRun
-from kb.models import ArchitectureChange, Event
+from kb.models import ArchitectureChange, Event, Researcher, Survey
+from kb.services.invitations import invitation_create
 
 REGISTERED = sorted(
     (model._meta.app_label, model._meta.model_name)
@@ -96,3 +97,14 @@ class AdminPagesTest(TestCase):
         )
         run.refresh_from_db()
         self.assertEqual(run.status, "cancelled")
+
+    def test_invitations_show_their_state_and_never_their_link(self) -> None:
+        survey, researcher = Survey.objects.first(), Researcher.objects.first()
+        invitation, token = invitation_create(actor=None, survey=survey, researcher=researcher)
+        pages = [
+            self.client.get(reverse("admin:kb_surveyinvitation_changelist")),
+            self.client.get(reverse("admin:kb_surveyinvitation_change", args=[invitation.pk])),
+        ]
+        self.assertContains(pages[0], '<td class="field-state">waiting</td>', html=True)
+        for page in pages:
+            self.assertNotContains(page, token)

@@ -9,14 +9,16 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
-from kb.models import Answer, Interview, SurveyInvitation
+from kb.models import Answer, Interview, InvitationState, SurveyInvitation
 from kb.services.invitations import (
     InvitationUnavailable,
     invitation_create,
+    invitation_get_usable,
     invitation_respond,
     invitation_withdraw,
     token_digest,
 )
+from kb.services.people import researcher_anonymise
 from tests.factories import QuestionFactory, ResearcherFactory
 from tests.helpers import nothing_written
 
@@ -187,3 +189,77 @@ def test_withdrawing_is_a_post_and_the_survey_page_offers_it_for_waiting_links(
         assert client.get(url).status_code == 405
     page = client.get(reverse("survey-detail", args=[invitation.survey_id])).content.decode()
     assert f'action="{url}"' in page
+
+
+@pytest.mark.parametrize("valid_days", [0, -1, 91])
+def test_a_link_valid_for_too_few_or_too_many_days_is_refused(researcher_user, valid_days):
+    question, researcher = QuestionFactory(), ResearcherFactory()
+    with nothing_written(), pytest.raises(ValidationError) as refusal:
+        invitation_create(
+            actor=researcher_user, survey=question.survey, researcher=researcher,
+            valid_days=valid_days,
+        )  # fmt: skip
+    assert "1 to 90 days" in str(refusal.value.message_dict["valid_days"])
+
+
+def test_an_anonymised_researcher_is_not_invited(researcher_user):
+    question, researcher = QuestionFactory(), ResearcherFactory()
+    researcher_anonymise(actor=researcher_user, researcher=researcher)
+    with nothing_written(), pytest.raises(ValidationError) as refusal:
+        invitation_create(actor=researcher_user, survey=question.survey, researcher=researcher)
+    assert "anonymised" in str(refusal.value.message_dict["researcher"])
+
+
+def test_the_invitation_form_offers_only_researchers_who_may_be_invited(client, researcher_user):
+    question, kept, erased = QuestionFactory(), ResearcherFactory(), ResearcherFactory()
+    researcher_anonymise(actor=researcher_user, researcher=erased)
+    client.force_login(researcher_user)
+    url = reverse("invitation-create", args=[question.survey.pk])
+    options = client.get(url).context["form"].fields["researcher"].queryset
+    assert list(options) == [kept]
+    with nothing_written():
+        response = client.post(url, {"researcher": erased.pk, "valid_days": 7})
+    assert "researcher" in response.context["form"].errors
+
+
+def test_anonymising_a_researcher_withdraws_their_waiting_links(researcher_user, invited):
+    invitation, token, question = invited
+    answered, answered_token = invitation_create(
+        actor=researcher_user, survey=question.survey, researcher=invitation.researcher
+    )
+    invitation_respond(token=answered_token, answers={question.pk: 3})
+    other, _ = invitation_create(
+        actor=researcher_user, survey=question.survey, researcher=ResearcherFactory()
+    )
+    researcher_anonymise(actor=researcher_user, researcher=invitation.researcher)
+    states = {row.pk: row.state for row in SurveyInvitation.objects.all()}
+    assert states == {
+        invitation.pk: InvitationState.EXPIRED,
+        answered.pk: InvitationState.ANSWERED,
+        other.pk: InvitationState.WAITING,
+    }
+    with pytest.raises(InvitationUnavailable, match="expired"):
+        invitation_get_usable(token=token)
+
+
+def test_links_are_found_by_state(researcher_user, invited):
+    invitation, token, question = invited
+    expired, _ = invitation_create(
+        actor=researcher_user, survey=question.survey, researcher=ResearcherFactory()
+    )
+    invitation_withdraw(actor=researcher_user, invitation=expired)
+    answered, answered_token = invitation_create(
+        actor=researcher_user, survey=question.survey, researcher=ResearcherFactory()
+    )
+    invitation_respond(token=answered_token, answers={question.pk: 5})
+    found = {
+        state: list(SurveyInvitation.objects.in_state(state).values_list("pk", flat=True))
+        for state in InvitationState
+    }
+    assert found == {
+        InvitationState.WAITING: [invitation.pk],
+        InvitationState.EXPIRED: [expired.pk],
+        InvitationState.ANSWERED: [answered.pk],
+    }
+    for state, (pk,) in found.items():
+        assert SurveyInvitation.objects.get(pk=pk).state == state

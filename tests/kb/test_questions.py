@@ -183,3 +183,23 @@ def test_answered_question_is_not_deleted(client_r, researcher_user):
     assert f"{question} cannot be deleted while answers refer to it." in response.content.decode()
     with nothing_written(), pytest.raises(ValidationError):
         question_delete(actor=researcher_user, question=question)
+
+
+def test_deleting_a_question_closes_the_gap_behind_it(client_r, three_questions):
+    first, second, third = three_questions
+    client_r.post(reverse("question-delete", args=[first.pk]))
+    positions = list(first.survey.questions.order_by("position").values_list("text", "position"))
+    assert positions == [("Q2", 1), ("Q3", 2)]
+    moved = Event.objects.filter(action="updated", target_id__in=[second.pk, third.pk])
+    assert moved.count() == 2
+    client_r.post(reverse("question-delete", args=[third.pk]))
+    assert _texts(first.survey) == ["Q2"]
+    assert list(first.survey.questions.values_list("position", flat=True)) == [1]
+
+
+def test_a_refused_delete_moves_nothing(researcher_user, three_questions):
+    first = three_questions[0]
+    _answer(first, text="Yes")
+    with nothing_written(), pytest.raises(ValidationError):
+        question_delete(actor=researcher_user, question=first)
+    assert _texts(first.survey) == ["Q1", "Q2", "Q3"]

@@ -34,9 +34,13 @@ class LimitedJSONParser(JSONParser):
 
 class LimitedMultiPartParser(MultiPartParser):
     """Form fields plus files; Django streams a file over FILE_UPLOAD_MAX_MEMORY_SIZE to a
-    temporary file and bounds the other fields by DATA_UPLOAD_MAX_MEMORY_SIZE itself."""
+    temporary file and bounds the other fields by DATA_UPLOAD_MAX_MEMORY_SIZE itself. Only a
+    create may carry a weights file; any other action gets the JSON limit."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        limit = settings.WEIGHTS_MAX_UPLOAD_SIZE + settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        view = (parser_context or {}).get("view")
+        if getattr(view, "action", None) == "create":
+            limit += settings.WEIGHTS_MAX_UPLOAD_SIZE
         _refuse_declared_length_over(limit, parser_context)
         return super().parse(stream, media_type, parser_context)

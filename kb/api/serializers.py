@@ -26,6 +26,8 @@ from kb.models import (
 )
 from kb.services.invitations import DEFAULT_VALID_DAYS, MAX_VALID_DAYS
 
+MAX_ID = 2**63 - 1  # the largest primary key; bigger ids would overflow the database's integer
+
 
 class KbModelSerializer(serializers.ModelSerializer):
     serializer_field_mapping = {
@@ -89,17 +91,22 @@ class QuestionSerializer(KbModelSerializer):
         model = Question
         fields = ["id", "url", "survey", "survey_url", "position", "text", "kind", "choices",
                   "required"]  # fmt: skip
+
+
+class QuestionMoveSerializer(serializers.Serializer):
+    direction = serializers.ChoiceField(["up", "down"], help_text="Swap with the question "
+                                        "before (up) or after (down) it.")  # fmt: skip
+
+
+class QuestionCreateSerializer(QuestionSerializer):
+    class Meta(QuestionSerializer.Meta):
+        fields = ["survey", "position", "text", "kind", "choices", "required"]
         extra_kwargs = {
             "position": {"required": False, "help_text": "Default: after the last question."}
         }
         # DRF's (survey, position) check would make position required; the service's
         # full_clean() refuses a position already taken all the same.
         validators = []
-
-
-class QuestionMoveSerializer(serializers.Serializer):
-    direction = serializers.ChoiceField(["up", "down"], help_text="Swap with the question "
-                                        "before (up) or after (down) it.")  # fmt: skip
 
 
 class QuestionUpdateSerializer(KbModelSerializer):
@@ -314,6 +321,14 @@ class SubjectModelUpdateSerializer(KbModelSerializer):
         model = SubjectModel
         fields = ["name", "family", "task", "dataset", "architecture_spec", "source"]
 
+    def validate(self, attrs):
+        if "weights" in self.initial_data:
+            raise serializers.ValidationError(
+                {"weights": "Weights are set when a model is registered; register a new model "
+                            "for other weights, so every result keeps the weights it used."}
+            )  # fmt: skip
+        return attrs
+
 
 class FindingSerializer(KbModelSerializer):
     url = LinkField("api:finding-detail")
@@ -418,11 +433,11 @@ class InsightCreateSerializer(KbModelSerializer):
 
 class InsightUnlinkSerializer(serializers.Serializer):
     findings = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), required=False, default=list,
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False, default=list,
         help_text="Ids of linked findings to remove from the evidence.",
     )  # fmt: skip
     highlights = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), required=False, default=list,
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False, default=list,
         help_text="Ids of linked quotes (highlights) to remove from the evidence.",
     )  # fmt: skip
 

@@ -227,10 +227,11 @@ class SurveyViewSet(KbViewSet):
         return survey_create(actor=self.request.user, **data)
 
 
-@documented(s.QuestionSerializer, update=s.QuestionUpdateSerializer)
+@documented(s.QuestionSerializer, s.QuestionCreateSerializer, s.QuestionUpdateSerializer)
 class QuestionViewSet(KbViewSet):
     queryset = Question.objects.all()
     serializer_class = s.QuestionSerializer
+    create_serializer_class = s.QuestionCreateSerializer
     update_serializer_class = s.QuestionUpdateSerializer
     filterset_class = filters.QuestionFilter
     search_fields = ["text"]

@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
@@ -42,7 +43,8 @@ class Question(models.Model):
     CHOICE_KINDS = (Kind.SINGLE_CHOICE, Kind.MULTIPLE_CHOICE)
 
     survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="questions")
-    position = models.PositiveSmallIntegerField()
+    # From 1; question_move parks a question at 0 for a moment while swapping two.
+    position = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
     text = models.TextField()
     kind = models.CharField(max_length=20, choices=Kind.choices)
     choices = models.JSONField(default=list, blank=True)

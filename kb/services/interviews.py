@@ -34,27 +34,38 @@ def question_create(
     required: bool = True,
 ) -> Question:
     """Add a question to a survey, at `position` or, by default, after the last one."""
-    if position is None:
-        last = survey.questions.aggregate(last=Max("position"))["last"]
-        position = (last or 0) + 1
-    question = Question(
-        survey=survey,
-        position=position,
-        text=text,
-        kind=kind,
-        choices=choices or [],
-        required=required,
-    )
-    return record_create(question, actor=actor)
+    with transaction.atomic():
+        _lock_questions_of(survey.pk)
+        if position is None:
+            last = survey.questions.aggregate(last=Max("position"))["last"]
+            position = (last or 0) + 1
+        question = Question(
+            survey=survey,
+            position=position,
+            text=text,
+            kind=kind,
+            choices=choices or [],
+            required=required,
+        )
+        return record_create(question, actor=actor)
+
+
+def _lock_questions_of(survey_id: int) -> None:
+    """Writes that number a survey's questions lock the survey row first, one at a time, so
+    two of them never work from the same positions (nor lock rows in a different order)."""
+    Survey.objects.select_for_update().filter(pk=survey_id).first()
 
 
 def question_update(*, actor, question: Question, data: dict[str, Any]) -> Question:
     """Edit a question. Once it has answers, no edit may invalidate them: its kind stays,
     chosen choices stay offered, and it becomes required only if every answer has a value."""
-    answers = list(question.answers.all())
-    if answers:
-        _require_answers_stay_valid(question, answers, data)
-    return record_update(question, actor=actor, data=data)
+    with transaction.atomic():
+        if "position" in data:
+            _lock_questions_of(question.survey_id)
+        answers = list(question.answers.all())
+        if answers:
+            _require_answers_stay_valid(question, answers, data)
+        return record_update(question, actor=actor, data=data)
 
 
 def _require_answers_stay_valid(question: Question, answers: list[Answer], data: dict) -> None:
@@ -83,10 +94,15 @@ def question_delete(*, actor, question: Question) -> None:
     """Delete a question that has no answers (answers protect it). The questions after it
     move up one place, so a survey's positions stay 1, 2, 3 ... without a gap."""
     with transaction.atomic():
+        _lock_questions_of(question.survey_id)
+        # Its position now, not when it was loaded; gone already means nothing to do.
+        question = Question.objects.filter(pk=question.pk).first()
+        if question is None:
+            return
         later = list(
-            Question.objects.select_for_update()
-            .filter(survey=question.survey_id, position__gt=question.position)
-            .order_by("position")
+            Question.objects.filter(
+                survey=question.survey_id, position__gt=question.position
+            ).order_by("position")
         )
         record_delete(question, actor=actor)
         # In ascending order, each question moves into the place just freed before it.
@@ -98,14 +114,14 @@ def question_move(*, actor, question: Question, offset: int) -> Question:
     """Swap the question with its neighbour `offset` places away (-1: up, +1: down); at
     either end of the survey nothing changes."""
     with transaction.atomic():
-        # Locking the survey's questions keeps two concurrent moves from clashing on a position.
-        siblings = list(Question.objects.select_for_update().filter(survey=question.survey_id))
+        _lock_questions_of(question.survey_id)
+        siblings = list(Question.objects.filter(survey=question.survey_id))
         index = next(i for i, sibling in enumerate(siblings) if sibling.pk == question.pk)
         if not 0 <= index + offset < len(siblings):
-            return question
+            return siblings[index]
         question, other = siblings[index], siblings[index + offset]
         mine, theirs = question.position, other.position
-        # (survey, position) is unique, so one of the two waits at 0 (never a real position).
+        # (survey, position) is unique, so one of the two waits at 0 (positions start at 1).
         Question.objects.filter(pk=question.pk).update(position=0)
         record_update(other, actor=actor, data={"position": mine})
         record_update(question, actor=actor, data={"position": theirs})

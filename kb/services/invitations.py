@@ -40,19 +40,23 @@ def invitation_create(
     (their data was erased on request)."""
     if not 1 <= valid_days <= MAX_VALID_DAYS:
         raise ValidationError({"valid_days": f"A link is valid for 1 to {MAX_VALID_DAYS} days."})
-    if researcher.anonymised_at is not None:
-        raise ValidationError(
-            {"researcher": "This researcher was anonymised; they cannot be invited again."}
+    with transaction.atomic():
+        # Locked (anonymising saves this row), so an anonymisation running alongside either
+        # comes first and is seen here, or comes after and withdraws the new link.
+        researcher = Researcher.objects.select_for_update().get(pk=researcher.pk)
+        if researcher.anonymised_at is not None:
+            raise ValidationError(
+                {"researcher": "This researcher was anonymised; they cannot be invited again."}
+            )
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        invitation = SurveyInvitation(
+            survey=survey,
+            researcher=researcher,
+            token_digest=token_digest(token),
+            expires_at=timezone.now() + datetime.timedelta(days=valid_days),
+            created_by=actor if actor is not None and actor.is_authenticated else None,
         )
-    token = secrets.token_urlsafe(TOKEN_BYTES)
-    invitation = SurveyInvitation(
-        survey=survey,
-        researcher=researcher,
-        token_digest=token_digest(token),
-        expires_at=timezone.now() + datetime.timedelta(days=valid_days),
-        created_by=actor if actor is not None and actor.is_authenticated else None,
-    )
-    return record_create(invitation, actor=actor), token
+        return record_create(invitation, actor=actor), token
 
 
 def invitation_withdraw(*, actor, invitation: SurveyInvitation) -> SurveyInvitation:

@@ -12,6 +12,7 @@ from kb.models import Stance
 from kb.services.codebook import highlight_create, theme_create
 from kb.services.insights import change_create, insight_create, outcome_record_manual
 from kb.services.interviews import interview_create, survey_create
+from kb.services.invitations import invitation_create
 from kb.services.people import researcher_create
 from kb.services.subjects import finding_create, subject_model_create
 from tests.factories import SHAPES_SPEC
@@ -100,9 +101,11 @@ def kb(researcher_user):
     run = experiment_request(
         actor=actor, change=change, config={"seeds": 3, "train": {"epochs": 1}}, dispatch=False
     )
+    invitation, token = invitation_create(actor=actor, survey=survey, researcher=person)
     return {
         "researcher": person, "survey": survey, "question": question, "interview": interview,
         "answer": interview.answers.get(), "theme": theme, "highlight": highlight,
         "model": model, "finding": finding, "insight": insight, "change": change,
-        "outcome": outcome, "run": run, "stance": Stance.SUPPORTS,
+        "outcome": outcome, "run": run, "invitation": invitation,
+        "invitation_token": token, "stance": Stance.SUPPORTS,
     }  # fmt: skip

@@ -115,9 +115,12 @@ def test_weights_cannot_be_replaced_afterwards(api, researcher_user):
     )
     url, digest = created.json()["url"], created.json()["weights_sha256"]
     other = safetensors_bytes().replace(struct.pack("<f", 0.5), struct.pack("<f", 2.0))
-    replaced = api(researcher_user).patch(url, _form(other, name="other.safetensors"),
-                                          format="multipart")  # fmt: skip
-    assert replaced.status_code == 200  # the fields a PATCH takes; weights is not one of them
+    with nothing_written():
+        replaced = api(researcher_user).patch(
+            url, _form(other, name="other.safetensors"), format="multipart"
+        )
+    assert replaced.status_code == 400
+    assert "register a new model" in replaced.json()["weights"][0]
     assert api(researcher_user).get(url).json()["weights_sha256"] == digest
 
 
@@ -128,3 +131,24 @@ def test_a_viewer_cannot_register_a_model(api, viewer_user, _media):
         )
     assert response.status_code == 403
     assert _stored_files(_media) == []
+
+
+def test_only_a_create_may_send_a_body_the_size_of_weights(api, researcher_user, settings):
+    created = api(researcher_user).post(
+        "/api/models/", _form(safetensors_bytes()), format="multipart"
+    )
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    with nothing_written():
+        response = api(researcher_user).patch(
+            created.json()["url"], {"family": "x" * 4096}, format="multipart"
+        )
+    assert response.status_code == 413
+
+
+def test_too_many_form_fields_get_a_json_error(api, researcher_user, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 5
+    form = {**_form(safetensors_bytes()), **{f"extra{i}": "x" for i in range(10)}}
+    with nothing_written():
+        response = api(researcher_user).post("/api/models/", form, format="multipart")
+    assert response.status_code == 400
+    assert "DATA_UPLOAD_MAX_NUMBER_FIELDS" in response.json()["detail"]

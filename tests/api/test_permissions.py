@@ -28,8 +28,11 @@ RESOURCES = {
     "changes": ("change", True),
     "outcomes": ("outcome", True),
     "runs": ("run", True),
+    "invitations": ("invitation", False),
 }
-WRITABLE = [endpoint for endpoint in RESOURCES if endpoint != "runs"]
+# Runs are started by actions and invitations only created and withdrawn: tests/api/
+# test_invitations.py covers those for every role.
+WRITABLE = [endpoint for endpoint in RESOURCES if endpoint not in ("runs", "invitations")]
 
 
 def read_status(role: str, viewer_may: bool) -> int:
@@ -242,7 +245,7 @@ def test_a_viewer_cannot_link_quotes(api, kb, users):
 
 
 PERSONAL_KINDS = {"kb.researcher", "kb.interview", "kb.answer", "kb.highlight",
-                  "kb.insighthighlight"}  # fmt: skip
+                  "kb.insighthighlight", "kb.surveyinvitation"}  # fmt: skip
 
 
 def test_events_about_personal_records_are_absent_for_a_viewer(api, kb, users):

@@ -7,6 +7,7 @@ from django.test.utils import CaptureQueriesContext
 from analysis.models import AnalysisJob, AnalysisRun
 from kb.models import Answer, Highlight, InsightFinding, InsightHighlight, Outcome
 from kb.services.codebook import theme_create
+from kb.services.invitations import invitation_create
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -71,6 +72,12 @@ def _surveys(n: int) -> None:
         factories.QuestionFactory.create_batch(2, survey=survey)
 
 
+def _invitations(n: int) -> None:
+    survey = factories.SurveyFactory()
+    for researcher in factories.ResearcherFactory.create_batch(n):
+        invitation_create(actor=None, survey=survey, researcher=researcher)
+
+
 BUILDERS = {
     "researchers": lambda n: factories.ResearcherFactory.create_batch(n),
     "surveys": _surveys,
@@ -78,6 +85,7 @@ BUILDERS = {
         n, survey=factories.SurveyFactory()
     ),
     "interviews": lambda n: factories.InterviewFactory.create_batch(n),
+    "invitations": _invitations,
     "answers": _answers,
     "themes": lambda n: factories.ThemeFactory.create_batch(n),
     "highlights": _highlights,

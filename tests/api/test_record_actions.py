@@ -85,6 +85,22 @@ def test_moving_past_the_end_changes_nothing(api, kb, researcher_user, questions
     assert response.json()["position"] == 2
 
 
+def test_positions_start_at_one_so_a_move_always_has_room(api, kb, researcher_user, questions):
+    first, second = questions
+    body = {"survey": kb["survey"].pk, "position": 0, "text": "Zero?", "kind": "free_text"}
+    with nothing_written():
+        refused = api(researcher_user).post("/api/questions/", body, format="json")
+        patched = api(researcher_user).patch(
+            f"/api/questions/{first.pk}/", {"position": 0}, format="json"
+        )
+    assert refused.status_code == patched.status_code == 400
+    assert "position" in refused.json() and "position" in patched.json()
+    moved = api(researcher_user).post(
+        f"/api/questions/{second.pk}/move/", {"direction": "up"}, format="json"
+    )
+    assert moved.status_code == 200
+
+
 @pytest.mark.parametrize("body", [{}, {"direction": "sideways"}, {"direction": 1}])
 def test_a_move_without_a_direction_is_refused(api, researcher_user, questions, body):
     with nothing_written():
@@ -140,6 +156,7 @@ def test_unlinking_removes_the_links_and_keeps_the_records(api, kb, researcher_u
         ({"findings": ["x"]}, "findings"),
         ({"findings": [999999]}, "findings"),
         ({"highlights": [999999]}, "highlights"),
+        ({"findings": [10**30]}, "findings"),
     ],
 )
 def test_unlinking_what_is_not_linked_is_refused_and_removes_nothing(

@@ -6,7 +6,12 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from kb.models import Event, Question
-from kb.services.interviews import question_delete, question_move, question_update
+from kb.services.interviews import (
+    question_create,
+    question_delete,
+    question_move,
+    question_update,
+)
 from tests.factories import InterviewFactory, QuestionFactory, SurveyFactory
 from tests.helpers import nothing_written
 
@@ -203,3 +208,24 @@ def test_a_refused_delete_moves_nothing(researcher_user, three_questions):
     with nothing_written(), pytest.raises(ValidationError):
         question_delete(actor=researcher_user, question=first)
     assert _texts(first.survey) == ["Q1", "Q2", "Q3"]
+
+
+def test_a_delete_works_from_the_positions_in_the_database(researcher_user, three_questions):
+    first, second, third = three_questions
+    stale_third = Question.objects.get(pk=third.pk)  # loaded at position 3
+    question_delete(actor=researcher_user, question=second)
+    question_delete(actor=researcher_user, question=stale_third)  # now at 2
+    assert list(first.survey.questions.values_list("text", "position")) == [("Q1", 1)]
+    with nothing_written():  # deleted meanwhile: nothing left to do
+        question_delete(actor=researcher_user, question=stale_third)
+
+
+def test_a_question_goes_after_the_last_unless_placed(researcher_user, three_questions):
+    survey = three_questions[0].survey
+    added = question_create(actor=researcher_user, survey=survey, text="Q4", kind="free_text")
+    assert added.position == 4
+    with nothing_written(), pytest.raises(ValidationError) as refusal:
+        question_create(
+            actor=researcher_user, survey=survey, text="Q0", kind="free_text", position=0
+        )
+    assert "position" in refusal.value.message_dict

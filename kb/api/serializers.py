@@ -24,6 +24,7 @@ from kb.models import (
     SurveyInvitation,
     Theme,
 )
+from kb.services.interviews import QUESTION_MOVES
 from kb.services.invitations import DEFAULT_VALID_DAYS, MAX_VALID_DAYS
 
 MAX_ID = 2**63 - 1  # the largest primary key; bigger ids would overflow the database's integer
@@ -94,8 +95,9 @@ class QuestionSerializer(KbModelSerializer):
 
 
 class QuestionMoveSerializer(serializers.Serializer):
-    direction = serializers.ChoiceField(["up", "down"], help_text="Swap with the question "
-                                        "before (up) or after (down) it.")  # fmt: skip
+    direction = serializers.ChoiceField(
+        list(QUESTION_MOVES), help_text="Swap with the question before (up) or after (down) it."
+    )
 
 
 class QuestionCreateSerializer(QuestionSerializer):

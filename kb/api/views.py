@@ -52,6 +52,7 @@ from kb.services.insights import (
     outcome_record_manual,
 )
 from kb.services.interviews import (
+    QUESTION_MOVES,
     answer_create,
     answer_update,
     interview_create,
@@ -253,7 +254,7 @@ class QuestionViewSet(KbViewSet):
         """Swap the question with its neighbour; at either end of the survey nothing moves."""
         serializer = s.QuestionMoveSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        offset = -1 if serializer.validated_data["direction"] == "up" else 1
+        offset = QUESTION_MOVES[serializer.validated_data["direction"]]
         question = question_move(actor=request.user, question=self.get_object(), offset=offset)
         return Response(self.detail_data(question.pk))
 

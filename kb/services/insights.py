@@ -137,12 +137,12 @@ def insight_unlink(
     id that is not linked to the insight is refused. The findings and highlights stay."""
     with transaction.atomic():
         links = []
-        for field, related, ids in (
-            ("findings", insight.finding_links.select_for_update(), findings),
-            ("highlights", insight.highlight_links.select_for_update(), highlights),
+        for field, related, key, ids in (
+            ("findings", insight.finding_links, "finding_id", findings),
+            ("highlights", insight.highlight_links, "highlight_id", highlights),
         ):
-            key = "finding_id" if field == "findings" else "highlight_id"
-            found = {getattr(link, key): link for link in related.filter(**{f"{key}__in": ids})}
+            chosen = related.select_for_update().filter(**{f"{key}__in": ids})
+            found = {getattr(link, key): link for link in chosen}
             if missing := sorted(set(ids) - set(found)):
                 listed = ", ".join(map(str, missing))
                 raise ValidationError({field: f"Not linked to this insight: {listed}."})

@@ -110,6 +110,10 @@ def question_delete(*, actor, question: Question) -> None:
             record_update(sibling, actor=actor, data={"position": sibling.position - 1})
 
 
+# A move's direction, as the page and the API name it, to the offset question_move takes.
+QUESTION_MOVES = {"up": -1, "down": 1}
+
+
 def question_move(*, actor, question: Question, offset: int) -> Question:
     """Swap the question with its neighbour `offset` places away (-1: up, +1: down); at
     either end of the survey nothing changes."""

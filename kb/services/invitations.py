@@ -69,7 +69,7 @@ def invitation_withdraw(*, actor, invitation: SurveyInvitation) -> SurveyInvitat
             raise ValidationError("This link has been answered already; nothing to withdraw.")
         if invitation.is_expired:
             return invitation
-        return record_update(invitation, actor=actor, data={"expires_at": timezone.now()})
+        return _expire_now(invitation, actor=actor)
 
 
 def invitations_withdraw_waiting(*, actor, researcher: Researcher) -> int:
@@ -82,8 +82,13 @@ def invitations_withdraw_waiting(*, actor, researcher: Researcher) -> int:
             .in_state(InvitationState.WAITING)
         )
         for invitation in waiting:
-            record_update(invitation, actor=actor, data={"expires_at": timezone.now()})
+            _expire_now(invitation, actor=actor)
     return len(waiting)
+
+
+def _expire_now(invitation: SurveyInvitation, *, actor) -> SurveyInvitation:
+    """Withdrawn: the link expires this instant, so its page says it has expired."""
+    return record_update(invitation, actor=actor, data={"expires_at": timezone.now()})
 
 
 def invitation_get_usable(*, token: str) -> SurveyInvitation:

@@ -170,14 +170,11 @@ def question_delete(request, pk: int):
     )
 
 
-MOVES = {"up": -1, "down": 1}
-
-
 @require_POST
 @require_perm("kb.change_question")
 def question_move(request, pk: int):
     question = get_or_404(selectors.question_get, pk)
-    offset = MOVES.get(request.POST.get("direction"))
+    offset = interviews.QUESTION_MOVES.get(request.POST.get("direction"))
     if offset is None:
         return HttpResponseBadRequest("Move a question up or down.")
     interviews.question_move(actor=request.user, question=question, offset=offset)

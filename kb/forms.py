@@ -5,6 +5,7 @@ ModelForms here skip the model's own validation (`_post_clean`) because the serv
 
 import datetime
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -12,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from analysis.configs import DATASET_NAMES, MAX_SEEDS, MIN_SEEDS
+from analysis import configs
 from kb.models import (
     Answer,
     ArchitectureChange,
@@ -29,6 +30,7 @@ from kb.models import (
 )
 from kb.models.surveys import LIKERT_MAX, LIKERT_MIN
 from kb.services.invitations import DEFAULT_VALID_DAYS, MAX_VALID_DAYS
+from kb.statistics import outcome_verdict_reason
 
 MARKDOWN_WIDGET = forms.Textarea(attrs={"rows": 8, "data-markdown": "true"})
 # ChangeError fields -> form fields, per operation (insert_layer's "layer" is the new layer).
@@ -452,9 +454,17 @@ def _typed(text: str) -> Any:
 
 class OutcomeForm(forms.Form):
     """An outcome measured elsewhere, one value per seed for each arm; given `outcome`, the
-    form starts from its values."""
+    form starts from its values. The verdict is computed from the values (None) unless one is
+    chosen, and the service refuses a chosen verdict the values do not give."""
 
-    verdict = forms.ChoiceField(choices=Outcome.Verdict.choices)
+    verdict = forms.TypedChoiceField(
+        choices=[("", "Computed from the values"), *Outcome.Verdict.choices],
+        required=False,
+        empty_value=None,
+        help_text="Computed from the 95% interval of guided change minus baseline, the "
+        "change's expected direction and its smallest effect that matters, as for measured "
+        "outcomes. A verdict chosen here must agree with the values.",
+    )
     metric = forms.CharField(required=False, help_text="Defaults to the change's metric.")
     baseline_values = FloatListField()
     variant_values = FloatListField()
@@ -464,23 +474,73 @@ class OutcomeForm(forms.Form):
     def __init__(self, *args, outcome: Outcome | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         if outcome is not None:
-            self.initial.update({name: getattr(outcome, name) for name in self.fields})
+            # The verdict starts as computed: edited values may give another one.
+            self.initial.update(
+                {name: getattr(outcome, name) for name in self.fields if name != "verdict"}
+            )
+            _, reason = outcome_verdict_reason(outcome)
+            self.fields["verdict"].help_text += f" Now {reason}."
+
+
+def _bounded_integer(setting: str, **kwargs) -> forms.IntegerField:
+    """A whole-number field whose widget shows analysis.configs' bounds for `setting`; the
+    bounds themselves are checked by the config cleaner (RunSettingsForm.clean)."""
+    low, high = configs.BOUNDS[setting]
+    return forms.IntegerField(widget=forms.NumberInput(attrs={"min": low, "max": high}), **kwargs)
+
+
+def _dataset_size_field() -> forms.IntegerField:
+    # One widget serves every dataset, so it spans them all; the chosen dataset's own bounds
+    # are the cleaner's to check, and the help text names them.
+    sizes = {
+        name: configs.DATASET_BOUNDS[name][option]
+        for name, option in configs.DATASET_SIZE_OPTION.items()
+    }
+    ranges = ", ".join(f"{name} {low} to {high}" for name, (low, high) in sizes.items())
+    low, high = min(low for low, _ in sizes.values()), max(high for _, high in sizes.values())
+    return forms.IntegerField(
+        required=False,
+        widget=forms.NumberInput(attrs={"min": low, "max": high}),
+        help_text=f"Examples to generate or load: {ranges}.",
+    )
 
 
 def _dataset_config(name: str, size: int | None) -> dict:
     if size is None:
         return {"name": name}
-    return {"name": name, "n" if name == "shapes" else "limit": size}
+    return {"name": name, configs.DATASET_SIZE_OPTION[name]: size}
 
 
 class RunSettingsForm(forms.Form):
-    """What every engine run trains on."""
+    """What every engine run trains on. The fields only parse; `clean` hands the settings to
+    the run's cleaner in analysis.configs (the one the service, the API and run_analysis use)
+    and shows each of its errors next to the field its key names (`CONFIG_FIELDS`, else the
+    field of the same name)."""
 
-    dataset = forms.ChoiceField(choices=[(name, name) for name in DATASET_NAMES])
-    dataset_size = forms.IntegerField(
-        required=False, min_value=20, max_value=60_000, help_text="Examples to generate or load."
+    CONFIG_FIELDS = {
+        "dataset": "dataset", "dataset.name": "dataset", "dataset.n": "dataset_size",
+        "dataset.limit": "dataset_size", "train": "epochs", "train.epochs": "epochs",
+    }  # fmt: skip
+    config_clean: Callable[[dict], dict]
+
+    dataset = forms.ChoiceField(
+        choices=[(name, name) for name in configs.DATASET_NAMES], initial="shapes"
     )
-    epochs = forms.IntegerField(min_value=1, max_value=100, initial=3)
+    dataset_size = _dataset_size_field()
+    epochs = _bounded_integer("train.epochs", initial=3)
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if not self.errors:
+            try:
+                self.config_clean(self.config())
+            except ValidationError as error:
+                form_add_service_errors(self, error, self.CONFIG_FIELDS)
+        return data
+
+    def config(self) -> dict:
+        """Out: the run's config as the form's fields set it, before the cleaner's checks."""
+        raise NotImplementedError
 
     def base_config(self) -> dict:
         data = self.cleaned_data
@@ -491,10 +551,16 @@ class RunSettingsForm(forms.Form):
 
 
 class ExperimentForm(RunSettingsForm):
-    seeds = forms.IntegerField(
-        min_value=MIN_SEEDS, max_value=MAX_SEEDS, initial=5, help_text="Training runs per arm."
+    config_clean = staticmethod(configs.experiment_config_clean)
+
+    seeds = _bounded_integer(
+        "seeds", initial=configs.DEFAULT_SEEDS, help_text="Training runs per arm."
     )
-    control_seed = forms.IntegerField(min_value=0, initial=0, help_text="Draws the random control.")
+    control_seed = _bounded_integer(
+        "control_seed",
+        initial=configs.DEFAULTS["control_seed"],
+        help_text="Draws the random control.",
+    )
 
     def config(self) -> dict:
         data = self.cleaned_data
@@ -502,15 +568,29 @@ class ExperimentForm(RunSettingsForm):
 
 
 class ProfileForm(RunSettingsForm):
-    concept = forms.CharField(required=False, help_text="A class or attribute, e.g. curvature.")
+    config_clean = staticmethod(configs.profile_config_clean)
+
+    concept = forms.CharField(
+        required=False,
+        widget=forms.TextInput(attrs={"maxlength": configs.BOUNDS["concept"][1]}),
+        help_text="A class or attribute of the dataset, e.g. curvature or circle for shapes.",
+    )
 
     def config(self) -> dict:
         return {**self.base_config(), "concept": self.cleaned_data["concept"]}
 
 
+ABLATION_MODE_LABELS = {"zero": "Zero the units", "mean": "Mean-ablate"}
+
+
 class AblationForm(RunSettingsForm):
-    mode = forms.ChoiceField(choices=[("zero", "Zero the units"), ("mean", "Mean-ablate")])
-    random_sets = forms.IntegerField(min_value=2, max_value=500, initial=20)
+    config_clean = staticmethod(configs.ablation_config_clean)
+
+    mode = forms.ChoiceField(
+        choices=[(mode, ABLATION_MODE_LABELS[mode]) for mode in configs.CHOICES["mode"]],
+        initial=configs.DEFAULTS["mode"],
+    )
+    random_sets = _bounded_integer("random_sets", initial=configs.DEFAULTS["random_sets"])
 
     def config(self) -> dict:
         data = self.cleaned_data

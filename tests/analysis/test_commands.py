@@ -10,6 +10,7 @@ from analysis.models import AnalysisRun
 from kb.models import Finding, Outcome
 from tests.analysis import engine_helpers  # noqa: F401  (one torch thread)
 from tests.factories import BuiltinModelFactory, ChangeFactory
+from tests.helpers import nothing_written
 
 
 @pytest.fixture(autouse=True)
@@ -72,14 +73,72 @@ def test_run_analysis_refuses_missing_records(args, message):
     assert not AnalysisRun.objects.exists()
 
 
+def _refusal(*args: str) -> str:
+    with pytest.raises(CommandError) as excinfo:
+        _run_analysis(*args)
+    return str(excinfo.value)
+
+
 @pytest.mark.django_db
 def test_run_analysis_refuses_too_few_seeds_and_writes_nothing():
     change = ChangeFactory()
-    with pytest.raises(CommandError, match="seeds"):
-        _run_analysis("experiment", "--change", str(change.pk), "--seeds", "2")
-    assert not AnalysisRun.objects.exists()
+    with nothing_written():
+        message = _refusal("experiment", "--change", str(change.pk), "--seeds", "2")
+    assert message == "seeds (--seeds): use 3 to 20 seeds, got 2."
     change.refresh_from_db()
     assert change.status == "proposed"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--seeds", str(10**30)], "seeds (--seeds): use 3 to 20 seeds, got a larger number."),
+        (["--seeds", str(2**63)], f"seeds (--seeds): use 3 to 20 seeds, got {2**63}."),
+        (["--seeds", "1000000"], "seeds (--seeds): use 3 to 20 seeds, got 1000000."),
+        (["--samples", "20"],
+         "dataset.n (--samples): must be a whole number from 40 to 50000 for shapes, got 20."),
+        (["--dataset", "digits", "--samples", "10"],
+         "dataset.limit (--samples): must be a whole number from 20 to 1797 for digits, "
+         "got 10."),
+        (["--epochs", "101"], "train.epochs (--epochs): must be a whole number from 1 to 100, "
+                              "got 101."),
+        (["--concept", "x" * 1_000_000],
+         "concept (--concept): must be a class or attribute name of at most 100 characters."),
+        (["--dataset", "digits"],
+         "dataset.name (--dataset): digits gives inputs [1, 8, 8] and 10 classes; the model "
+         "takes [1, 12, 12] and 4 classes."),
+    ],
+)  # fmt: skip
+def test_run_analysis_names_the_setting_and_flag_it_refuses(args, message):
+    change = ChangeFactory()
+    with nothing_written():
+        assert _refusal("experiment", "--change", str(change.pk), *args) == message
+
+
+@pytest.mark.django_db
+def test_run_analysis_refuses_a_concept_the_dataset_lacks():
+    model = BuiltinModelFactory()
+    with nothing_written():
+        message = _refusal("profile", "--model", str(model.pk), "--concept", "wings")
+    assert message == (
+        "concept (--concept): shapes has no class or attribute 'wings'; use one of line, arc, "
+        "circle, corner, curvature, orientation."
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["profile", "--seeds", "5"], "--seeds applies to experiment runs only."),
+        (["ablation", "--concept", "circle"],
+         "--concept applies to experiment and profile runs only."),
+    ],
+)  # fmt: skip
+def test_run_analysis_refuses_a_flag_its_kind_of_run_does_not_take(args, message):
+    with nothing_written():
+        assert _refusal(*args) == message
 
 
 def test_benchmark_engine_quick_prints_a_table_and_one_json_line():

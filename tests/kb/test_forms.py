@@ -5,11 +5,14 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from analysis import configs
 from analysis.models import AnalysisRun
+from kb.forms import AblationForm, ExperimentForm, ProfileForm
 from kb.models import Answer, ArchitectureChange, Finding, Highlight, Interview, Researcher
 from tests.factories import (
     BuiltinModelFactory,
     ChangeFactory,
+    FindingFactory,
     InsightFactory,
     InterviewFactory,
     QuestionFactory,
@@ -209,19 +212,164 @@ def test_experiment_form_refuses_too_few_seeds_and_writes_nothing(client_r):
             reverse("change-experiment", args=[change.pk]),
             {"dataset": "shapes", "epochs": "1", "seeds": "2", "control_seed": "0"},
         )
-    assert response.context["form"].errors["seeds"] == [
-        "Ensure this value is greater than or equal to 3."
-    ]
+    assert response.context["form"].errors == {"seeds": ["use 3 to 20 seeds, got 2."]}
+
+
+# --- run settings: the forms show analysis.configs' bounds and refuse what it refuses --------
+
+EXPERIMENT_DATA = {"dataset": "shapes", "epochs": "1", "seeds": "3", "control_seed": "0"}
+RUN_FORMS = {
+    "experiment": (ExperimentForm, EXPERIMENT_DATA),
+    "profile": (ProfileForm, {"dataset": "shapes", "epochs": "1", "concept": ""}),
+    "ablation": (AblationForm, {"dataset": "shapes", "epochs": "1", "mode": "zero",
+                                "random_sets": "4"}),
+}  # fmt: skip
+
+
+def _widget_bounds(form, field: str) -> tuple:
+    attrs = form.fields[field].widget.attrs
+    return attrs.get("min"), attrs.get("max")
+
+
+def test_run_form_widgets_show_the_bounds_the_server_checks():
+    experiment, ablation, profile = ExperimentForm(), AblationForm(), ProfileForm()
+    assert _widget_bounds(experiment, "seeds") == configs.BOUNDS["seeds"]
+    assert _widget_bounds(experiment, "control_seed") == configs.BOUNDS["control_seed"]
+    assert _widget_bounds(ablation, "random_sets") == configs.BOUNDS["random_sets"]
+    for form in (experiment, ablation, profile):
+        assert _widget_bounds(form, "epochs") == configs.BOUNDS["train.epochs"]
+        # One widget serves every dataset: it spans all their sizes and names each range.
+        assert _widget_bounds(form, "dataset_size") == (20, 60_000)
+        assert form.fields["dataset_size"].help_text == (
+            "Examples to generate or load: shapes 40 to 50000, digits 20 to 1797, "
+            "fashion-mnist 20 to 60000."
+        )
+        assert [value for value, _ in form.fields["dataset"].choices] == list(configs.DATASET_NAMES)
+    assert profile.fields["concept"].widget.attrs["maxlength"] == configs.BOUNDS["concept"][1]
+    assert [value for value, _ in ablation.fields["mode"].choices] == list(configs.CHOICES["mode"])
+
+
+@pytest.mark.parametrize(
+    ("kind", "changes", "field", "message"),
+    [
+        ("experiment", {"dataset_size": "20"}, "dataset_size",
+         "must be a whole number from 40 to 50000 for shapes, got 20."),
+        ("experiment", {"dataset": "digits", "dataset_size": "1798"}, "dataset_size",
+         "must be a whole number from 20 to 1797 for digits, got 1798."),
+        ("experiment", {"seeds": "21"}, "seeds", "use 3 to 20 seeds, got 21."),
+        ("experiment", {"seeds": "1000000"}, "seeds", "use 3 to 20 seeds, got 1000000."),
+        ("experiment", {"control_seed": str(2**31)}, "control_seed",
+         "must be a whole number from 0 to 2147483647, got 2147483648."),
+        ("experiment", {"control_seed": str(10**30)}, "control_seed",
+         "must be a whole number from 0 to 2147483647, got a larger number."),
+        ("experiment", {"epochs": "101"}, "epochs",
+         "must be a whole number from 1 to 100, got 101."),
+        ("profile", {"epochs": "0"}, "epochs", "must be a whole number from 1 to 100, got 0."),
+        ("profile", {"concept": "wings"}, "concept",
+         "shapes has no class or attribute 'wings'; use one of line, arc, circle, corner, "
+         "curvature, orientation."),
+        ("profile", {"concept": "x" * 1_000_000}, "concept",
+         "must be a class or attribute name of at most 100 characters."),
+        ("ablation", {"random_sets": "501"}, "random_sets",
+         "must be a whole number from 2 to 500, got 501."),
+        ("ablation", {"random_sets": "1"}, "random_sets",
+         "must be a whole number from 2 to 500, got 1."),
+    ],
+)  # fmt: skip
+def test_a_run_form_refuses_what_the_server_refuses_under_the_right_field(
+    kind, changes, field, message
+):
+    form_class, data = RUN_FORMS[kind]
+    form = form_class({**data, **changes})
+    assert not form.is_valid()
+    assert form.errors == {field: [message]}
+
+
+@pytest.mark.parametrize(
+    ("kind", "changes"),
+    [
+        ("experiment", {"dataset": "digits", "dataset_size": "20"}),
+        ("experiment", {"dataset": "fashion-mnist", "dataset_size": "60000"}),
+        ("experiment", {"dataset_size": "50000", "seeds": "20", "epochs": "100"}),
+        ("experiment", {"control_seed": str(2**31 - 1)}),
+        ("profile", {"dataset": "digits", "concept": "7"}),
+        ("profile", {"concept": "curvature"}),
+        ("ablation", {"mode": "mean", "random_sets": "500"}),
+        ("ablation", {"random_sets": "2", "dataset_size": "40"}),
+    ],
+)
+def test_a_run_form_accepts_what_the_server_accepts(kind, changes):
+    form_class, data = RUN_FORMS[kind]
+    form = form_class({**data, **changes})
+    assert form.is_valid(), form.errors
+    assert form_class.config_clean(form.config())
+
+
+def test_experiment_page_refuses_a_dataset_size_of_20_and_writes_nothing(client_r):
+    change = ChangeFactory()
+    with nothing_written():
+        response = client_r.post(
+            reverse("change-experiment", args=[change.pk]),
+            {**EXPERIMENT_DATA, "dataset_size": "20"},
+        )
+    assert response.status_code == 200
+    assert response.context["form"].errors == {
+        "dataset_size": ["must be a whole number from 40 to 50000 for shapes, got 20."]
+    }
+    change.refresh_from_db()
+    assert change.status == "proposed"
+
+
+def test_experiment_page_shows_a_dataset_the_model_cannot_take_next_to_the_dataset(client_r):
+    change = ChangeFactory()
+    with nothing_written():
+        response = client_r.post(
+            reverse("change-experiment", args=[change.pk]), {**EXPERIMENT_DATA, "dataset": "digits"}
+        )
+    assert response.context["form"].errors == {
+        "dataset": [
+            "digits gives inputs [1, 8, 8] and 10 classes; the model takes [1, 12, 12] and "
+            "4 classes."
+        ]
+    }
+
+
+def test_profile_page_refuses_a_concept_the_dataset_lacks_and_writes_nothing(client_r):
+    model = BuiltinModelFactory()
+    with nothing_written():
+        response = client_r.post(
+            reverse("model-profile", args=[model.pk]),
+            {"dataset": "shapes", "epochs": "1", "concept": "wings"},
+        )
+    assert list(response.context["form"].errors) == ["concept"]
+
+
+def test_ablation_page_starts_a_run_with_the_forms_settings(client_r):
+    finding = FindingFactory(subject_model=BuiltinModelFactory(), layer_name="conv2")
+    response = client_r.post(
+        reverse("finding-ablate", args=[finding.pk]),
+        {"dataset": "shapes", "dataset_size": "80", "epochs": "1", "mode": "mean",
+         "random_sets": "4"},
+    )  # fmt: skip
+    run = AnalysisRun.objects.get()
+    assert response.url == run.get_absolute_url()
+    settings = ("dataset", "train", "seed", "mode", "random_sets")
+    assert {key: run.config[key] for key in settings} == {
+        "dataset": {"name": "shapes", "n": 80, "seed": 0, "size": 12},
+        "train": {"epochs": 1}, "seed": 0, "mode": "mean", "random_sets": 4,
+    }  # fmt: skip
 
 
 def test_manual_outcome_form_parses_values(client_r):
     change = ChangeFactory(target_model=BuiltinModelFactory())
     client_r.post(
         reverse("outcome-create", args=[change.pk]),
-        {"verdict": "improved", "baseline_values": "0.8, 0.82", "variant_values": "0.85 0.86"},
+        {"verdict": "", "baseline_values": "0.8, 0.82", "variant_values": "0.85 0.86"},
     )
     outcome = change.outcomes.get()
     assert (outcome.baseline_values, outcome.variant_values) == ([0.8, 0.82], [0.85, 0.86])
+    # Two seeds' interval, [-0.0185, 0.1085], spans 0: the computed verdict
+    assert outcome.verdict == "inconclusive"
 
 
 def test_run_can_be_cancelled_then_retried_from_its_page(client_r, researcher_user):

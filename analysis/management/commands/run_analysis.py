@@ -16,26 +16,39 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from analysis import services
+from analysis.configs import DATASET_NAMES, DATASET_SIZE_OPTION
 from analysis.models import AnalysisRun
 from kb.models import ArchitectureChange, Finding, SubjectModel
 
 BAR_WIDTH = 30
 POLL_SECONDS = 0.5
+# The flag that sets each config key analysis.configs reports errors under, and the record
+# flags the services name; an error under any other key is shown under its key alone.
+FLAGS = {
+    "seeds": "--seeds", "train.epochs": "--epochs", "dataset.n": "--samples",
+    "dataset.limit": "--samples", "dataset.name": "--dataset", "concept": "--concept",
+    "change": "--change", "subject_model": "--model", "finding": "--finding",
+}  # fmt: skip
+# Flags that only some kinds of run take; giving one to another kind is refused, not dropped.
+KIND_FLAGS = {"seeds": ("experiment",), "concept": ("experiment", "profile")}
 
 
 def _config(options: dict) -> dict:
+    """The run config the flags set; analysis.configs checks it (through the service)."""
+    for flag, kinds in KIND_FLAGS.items():
+        if options[flag] is not None and options["kind"] not in kinds:
+            raise CommandError(f"--{flag} applies to {' and '.join(kinds)} runs only.")
     config: dict = {}
-    if options["samples"] is not None:
-        config["dataset"] = {"name": "shapes", "n": options["samples"]}
-    if options["dataset"] is not None:
-        config["dataset"] = {"name": options["dataset"], **config.get("dataset", {})}
-        config["dataset"]["name"] = options["dataset"]
-        if options["dataset"] != "shapes":
-            config["dataset"].pop("n", None)
+    if options["dataset"] is not None or options["samples"] is not None:
+        name = options["dataset"] or "shapes"
+        config["dataset"] = {"name": name}
+        if options["samples"] is not None:
+            config["dataset"][DATASET_SIZE_OPTION[name]] = options["samples"]
     if options["epochs"] is not None:
         config["train"] = {"epochs": options["epochs"]}
-    if options["concept"]:
-        config["concept"] = options["concept"]
+    for key in ("seeds", "concept"):
+        if options[key] is not None:
+            config[key] = options[key]
     return config
 
 
@@ -49,8 +62,8 @@ class Command(BaseCommand):
         parser.add_argument("--finding", type=int, help="finding id (ablation)")
         parser.add_argument("--seeds", type=int, help="number of seeds (experiment, >= 3)")
         parser.add_argument("--epochs", type=int, help="training epochs")
-        parser.add_argument("--samples", type=int, help="shapes dataset size")
-        parser.add_argument("--dataset", choices=["shapes", "digits", "fashion-mnist"])
+        parser.add_argument("--samples", type=int, help="examples to generate or load")
+        parser.add_argument("--dataset", choices=DATASET_NAMES)
         parser.add_argument("--concept", help="class or attribute name, e.g. curvature")
         parser.add_argument("--queue", action="store_true", help="send to the workers")
 
@@ -71,19 +84,15 @@ class Command(BaseCommand):
         config, dispatch = _config(options), options["queue"]
         kind = options["kind"]
         if kind == "experiment":
-            if options["seeds"] is not None:
-                config["seeds"] = options["seeds"]
             change = _get(ArchitectureChange, options["change"], "--change")
             return services.experiment_request(
                 actor=None, change=change, config=config, dispatch=dispatch
             )
-        config.pop("seeds", None)
         if kind == "profile":
             model = _get(SubjectModel, options["model"], "--model")
             return services.profile_request(
                 actor=None, subject_model=model, config=config, dispatch=dispatch
             )
-        config.pop("concept", None)
         finding = _get(Finding, options["finding"], "--finding")
         return services.ablation_request(
             actor=None, finding=finding, config=config, dispatch=dispatch
@@ -154,9 +163,13 @@ def _get(model, pk: int | None, flag: str):
 
 
 def _messages(error: ValidationError) -> list[str]:
-    if hasattr(error, "message_dict"):
-        return [f"{field}: {' '.join(msgs)}" for field, msgs in error.message_dict.items()]
-    return error.messages
+    """One line per field: "seeds (--seeds): use 3 to 20 seeds, got 2." """
+    if not hasattr(error, "error_dict"):
+        return error.messages
+    return [
+        f"{field}{f' ({FLAGS[field]})' if field in FLAGS else ''}: {' '.join(messages)}"
+        for field, messages in error.message_dict.items()
+    ]
 
 
 def _fmt(value: float | None) -> str:

@@ -6,7 +6,14 @@ with the small counts interview studies have.
 
 from collections import defaultdict
 
-from analysis.engine.stats import wilson_interval
+from analysis.engine.specs import DEFAULT_HYPERPARAMETERS
+from analysis.engine.stats import (
+    explain_verdict,
+    interval_range_note,
+    power_warnings,
+    verdict,
+    wilson_interval,
+)
 from kb.models import ArchitectureChange, Highlight, Interview, Outcome, Theme
 
 
@@ -143,3 +150,94 @@ def scoreboard() -> dict:
             for (model_id, name), group in sorted(by_model.items())
         ],
     }
+
+
+# --- one outcome: its verdict's reason, its warnings and the settings it was measured with ---
+
+
+def outcome_verdict_reason(outcome: Outcome) -> tuple[str, str]:
+    """The verdict an outcome's interval gives under its change's rule, and why.
+
+    The rule is analysis.engine.stats.verdict with the change's expected direction and smallest
+    effect that matters, the one measured outcomes get. Out: (verdict, reason), e.g.
+    ("improved", "the values give 'improved': the 95% interval [0.0125, 0.0175] of the
+    difference lies above 0, the expected direction (increase)")."""
+    change = outcome.change
+    rule = {"direction": change.expected_direction, "minimum_effect": change.minimum_effect}
+    n = min(len(outcome.baseline_values), len(outcome.variant_values))
+    return (
+        verdict(outcome.ci_low, outcome.ci_high, **rule),
+        explain_verdict(outcome.ci_low, outcome.ci_high, n=n, **rule),
+    )
+
+
+def outcome_power_warnings(outcome: Outcome) -> list[str]:
+    """What the outcome's seeds can and cannot detect, computed from its stored values by the
+    rule measured runs use (analysis.engine.stats.power_warnings)."""
+    return power_warnings(
+        outcome.variant_values,
+        outcome.baseline_values,
+        metric=outcome.metric,
+        minimum_effect=outcome.change.minimum_effect,
+    )
+
+
+def run_settings(config: dict, *, change: ArchitectureChange) -> dict:
+    """What a change experiment trained on, from its run's frozen config. Out: {"dataset",
+    "dataset_size" (None: the whole dataset), "epochs", "seeds" (list)}; missing keys give
+    None or [].
+
+    Epochs come from the run's training settings, else the frozen baseline arm's
+    hyperparameters, else the frozen model spec's (for runs from before specs were frozen, the
+    change's model's), else the engine's defaults."""
+    config = config or {}
+    dataset = config.get("dataset") or {}
+    spec = (config.get("model") or {}).get("architecture_spec")
+    if spec is None:
+        spec = change.target_model.architecture_spec or {}
+    baseline = (config.get("arms") or {}).get("baseline") or {}
+    hyperparameters = {
+        **DEFAULT_HYPERPARAMETERS,
+        **(spec.get("hyperparameters") or {}),
+        **(baseline.get("hyperparameters") or {}),
+        **(config.get("train") or {}),
+    }
+    return {
+        "dataset": dataset.get("name"),
+        "dataset_size": dataset.get("n", dataset.get("limit")),
+        "epochs": hyperparameters["epochs"],
+        "seeds": _seed_list(config.get("seeds")),
+    }
+
+
+def _seed_list(seeds) -> list[int]:
+    # Requests may give a number of seeds; the frozen config lists them.
+    if isinstance(seeds, int):
+        return list(range(seeds))
+    return list(seeds or [])
+
+
+def outcome_summary(outcome: Outcome) -> dict:
+    """Everything the pages say beside an outcome's numbers. Out: {"verdict" (computed),
+    "reason", "verdict_differs" (the stored verdict is not the computed one: entered by hand
+    before verdicts were computed), "warnings" (power, for manual outcomes; a measured
+    outcome's are in its notes), "range_notes" (intervals past the metric's range),
+    "settings" (run_settings, or None for a manual outcome)}."""
+    computed, reason = outcome_verdict_reason(outcome)
+    manual = outcome.source == Outcome.Source.MANUAL
+    notes = [
+        (label, interval_range_note(low, high, metric=outcome.metric))
+        for label, low, high in (
+            ("against the baseline", outcome.ci_low, outcome.ci_high),
+            ("against the random control", outcome.control_ci_low, outcome.control_ci_high),
+        )
+    ]
+    return {
+        "verdict": computed,
+        "reason": reason,
+        "verdict_differs": computed != outcome.verdict,
+        "warnings": outcome_power_warnings(outcome) if manual else [],
+        "range_notes": [f"{label}: {note}" for label, note in notes if note],
+        "settings": None if manual or outcome.analysis_run is None
+        else run_settings(outcome.analysis_run.config, change=outcome.change),
+    }  # fmt: skip

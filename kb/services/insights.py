@@ -14,9 +14,10 @@ from kb.models import (
     InsightHighlight,
     Outcome,
     Stance,
-    SubjectModel,
 )
+from kb.services.changes import change_set_status
 from kb.services.records import record_create, record_delete, record_update
+from kb.statistics import outcome_verdict_reason
 
 
 def insight_create(
@@ -152,37 +153,6 @@ def insight_unlink(
     return insight
 
 
-def change_create(
-    *,
-    actor,
-    insight: Insight,
-    target_model: SubjectModel,
-    operation: str,
-    parameters: dict | None = None,
-    **fields,
-) -> ArchitectureChange:
-    """Propose an architecture change; its parameters are validated against the model's spec."""
-    change = ArchitectureChange(
-        insight=insight,
-        target_model=target_model,
-        operation=operation,
-        parameters=parameters or {},
-        **fields,
-    )
-    return record_create(change, actor=actor)
-
-
-def change_set_status(*, actor, change: ArchitectureChange, status: str) -> ArchitectureChange:
-    old = change.status
-    if old == status:
-        return change
-    change.status = status
-    change.full_clean()
-    change.save(update_fields=["status", "updated_at"])
-    events.record_status_changed(actor=actor, instance=change, old=old, new=status)
-    return change
-
-
 MEASURED_OUTCOME_IS_FIXED = (
     "This outcome was measured by an analysis run, so it cannot be edited or deleted. "
     "Run the experiment again to record a new outcome beside it."
@@ -198,15 +168,19 @@ def outcome_record_manual(
     *,
     actor,
     change: ArchitectureChange,
-    verdict: str,
     baseline_values: list[float],
     variant_values: list[float],
     control_values: list[float] = (),
+    verdict: str | None = None,
     metric: str | None = None,
     notes: str = "",
 ) -> Outcome:
     """Record an outcome measured elsewhere. The effect is the difference of means; with two
-    or more paired values per arm it gets a 95% confidence interval and a p-value too."""
+    or more values per arm (paired by seed when both arms have as many) it gets a 95%
+    confidence interval and a p-value too. The verdict follows from the interval by the rule
+    measured outcomes use (analysis.engine.stats.verdict, with the change's expected direction
+    and smallest effect that matters): None computes it; a verdict given that the values do
+    not give is refused with a ValidationError on "verdict" that says why."""
     outcome = _manual_outcome(
         change=change,
         verdict=verdict,
@@ -227,15 +201,16 @@ def outcome_update_manual(
     *,
     actor,
     outcome: Outcome,
-    verdict: str,
+    verdict: str | None = None,
     baseline_values: list[float],
     variant_values: list[float],
     control_values: list[float] = (),
     metric: str | None = None,
     notes: str = "",
 ) -> Outcome:
-    """Replace a manual outcome's values, verdict and notes, recompute its statistics as
-    outcome_record_manual does, and log the update. Measured outcomes are refused."""
+    """Replace a manual outcome's values, verdict and notes, recompute its statistics and its
+    verdict as outcome_record_manual does, and log the update. Measured outcomes are
+    refused."""
     _refuse_measured(outcome)
     revised = _manual_outcome(
         change=outcome.change,
@@ -271,18 +246,19 @@ def _refuse_measured(outcome: Outcome) -> None:
 def _manual_outcome(
     *,
     change: ArchitectureChange,
-    verdict: str,
+    verdict: str | None,
     baseline_values: list[float],
     variant_values: list[float],
     control_values: list[float],
     metric: str | None,
     notes: str,
 ) -> Outcome:
-    """An unsaved manual outcome with validated values and its statistics filled in."""
+    """An unsaved manual outcome with validated values, its statistics and its verdict."""
     outcome = Outcome(
         change=change,
         metric=metric or change.expected_metric,
-        verdict=verdict,
+        # A stand-in while the values are checked; _settle_verdict sets the real one.
+        verdict=Outcome.Verdict.INCONCLUSIVE if verdict is None else verdict,
         baseline_values=list(baseline_values),
         variant_values=list(variant_values),
         control_values=list(control_values),
@@ -292,7 +268,18 @@ def _manual_outcome(
     outcome.clean_fields(exclude=["effect"])
     outcome.clean()
     _fill_statistics(outcome)
+    _settle_verdict(outcome, given=verdict)
     return outcome
+
+
+def _settle_verdict(outcome: Outcome, *, given: str | None) -> None:
+    computed, reason = outcome_verdict_reason(outcome)
+    if given is not None and given != computed:
+        raise ValidationError(
+            {"verdict": f"{reason[0].upper()}{reason[1:]}, not '{given}'. Leave the verdict "
+             "to be computed from the values, or correct the values."}
+        )  # fmt: skip
+    outcome.verdict = computed
 
 
 def _fill_statistics(outcome: Outcome) -> None:

@@ -4,6 +4,8 @@ from django import template
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from kb import statistics
+
 register = template.Library()
 
 
@@ -52,6 +54,80 @@ def percent(value: float | None, digits: int = 0) -> str:
 @register.filter
 def signed(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:+.{digits}f}"
+
+
+# Statistics print "undefined" where they are None: a constant difference has no interval and
+# no p-value, and a dash would read as "not entered" or as zero.
+UNDEFINED = "undefined"
+
+
+@register.filter
+def statistic(value: float | None, digits: int = 4) -> str:
+    """0.012345678 -> "0.01235" (significant digits); None -> "undefined"."""
+    return UNDEFINED if value is None else f"{value:.{digits}g}"
+
+
+@register.filter
+def signed_statistic(value: float | None, digits: int = 4) -> str:
+    """0.012345678 -> "+0.01235"; None -> "undefined"."""
+    return UNDEFINED if value is None else f"{value:+.{digits}g}"
+
+
+@register.filter
+def p_value(value: float | None) -> str:
+    """0.01234 -> "0.0123", 0.00001 -> "< 0.001", None -> "undefined"."""
+    if value is None:
+        return UNDEFINED
+    return "< 0.001" if value < 0.001 else f"{value:.3g}"
+
+
+@register.filter
+def values_list(values, digits: int = 4) -> str:
+    """Per-seed values to `digits` significant digits: [0.812345, 0.8] -> "0.8123, 0.8"."""
+    return ", ".join(f"{value:.{digits}g}" for value in values or [])
+
+
+@register.filter
+def share(value: float | None) -> str:
+    """A proportion as a percentage; None (nothing to count) -> "undefined"."""
+    return UNDEFINED if value is None else percent(value)
+
+
+@register.filter
+def share_interval(proportion: dict) -> str:
+    """A proportion's 95% Wilson interval, "12%–40%", or "undefined" when n is 0."""
+    if proportion["ci_low"] is None:
+        return UNDEFINED
+    return f"{percent(proportion['ci_low'])}–{percent(proportion['ci_high'])}"
+
+
+@register.simple_tag
+def outcome_summary(outcome) -> dict:
+    """kb.statistics.outcome_summary: the computed verdict and why, warnings, range notes and
+    the run's settings. Reads only the outcome, its change and its run (no queries when they
+    are loaded)."""
+    return statistics.outcome_summary(outcome)
+
+
+@register.simple_tag
+def outcome_settings(outcome) -> str:
+    """One line saying what a measured outcome trained on, e.g. "shapes (2000 examples),
+    3 epochs, seeds 0, 1, 2"; "entered by hand" for a manual outcome."""
+    if outcome.analysis_run is None:
+        return "entered by hand"
+    return settings_text(
+        statistics.run_settings(outcome.analysis_run.config, change=outcome.change)
+    )
+
+
+@register.filter
+def settings_text(settings: dict) -> str:
+    """run_settings as one line: "shapes (2000 examples), 3 epochs, seeds 0, 1, 2"."""
+    size = settings["dataset_size"]
+    examples = "all examples" if size is None else f"{size} examples"
+    dataset = f"{settings['dataset']} ({examples})" if settings["dataset"] else "dataset unknown"
+    seeds = ", ".join(map(str, settings["seeds"])) or "not recorded"
+    return f"{dataset}, {settings['epochs']} epochs, seeds {seeds}"
 
 
 CHART_WIDTH, LABEL_WIDTH, ROW_HEIGHT = 640, 220, 28

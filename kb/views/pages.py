@@ -7,7 +7,7 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
-from kb import selectors
+from kb import selectors, statistics
 from kb.markup import render_markdown
 from kb.views.base import require_perm
 
@@ -17,7 +17,7 @@ def dashboard(request):
     user = request.user
     context = {
         "counts": selectors.dashboard_counts(user=user),
-        "events": selectors.event_list_recent() if user.has_perm("kb.view_event") else [],
+        "events": selectors.event_list_recent(user=user) if user.has_perm("kb.view_event") else [],
         "runs": selectors.run_list_in_progress()
         if user.has_perm("analysis.view_analysisrun")
         else [],
@@ -49,12 +49,17 @@ def scoreboard(request):
 OUTCOME_COLUMNS = [
     "insight", "change", "model", "metric", "direction", "verdict", "effect", "ci_low",
     "ci_high", "p_value", "effect_vs_control", "control_ci_low", "control_ci_high",
-    "beats_baseline", "beats_control", "source", "seeds", "recorded_at",
+    "beats_baseline", "beats_control", "source", "seeds", "recorded_at", "dataset",
+    "dataset_size", "epochs", "seed_list", "run_url",
 ]  # fmt: skip
 
 
 @require_perm("kb.view_outcome")
 def outcomes_csv(request):
+    """Every outcome with the settings it was measured with, numbers at full precision. An
+    undefined statistic (no interval or p-value for fewer than two values per arm or for a
+    difference that is the same on every seed) is an empty cell, which spreadsheets and
+    pandas read as missing; so are the settings of an outcome entered by hand."""
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="outcomes.csv"'
     writer = csv.writer(response)
@@ -70,9 +75,23 @@ def outcomes_csv(request):
                 selectors.outcome_beats_baseline(outcome),
                 selectors.outcome_beats_control(outcome), outcome.source,
                 len(outcome.variant_values), outcome.recorded_at.isoformat(),
+                *_outcome_settings_cells(request, outcome),
             ]
         )  # fmt: skip
     return response
+
+
+def _outcome_settings_cells(request, outcome) -> list:
+    """dataset, dataset_size, epochs, seed_list (space-separated), run_url; empty for a
+    manual outcome."""
+    run = outcome.analysis_run
+    if run is None:
+        return [None] * 5
+    settings = statistics.run_settings(run.config, change=outcome.change)
+    return [
+        settings["dataset"], settings["dataset_size"], settings["epochs"],
+        " ".join(map(str, settings["seeds"])), request.build_absolute_uri(run.get_absolute_url()),
+    ]  # fmt: skip
 
 
 @require_POST

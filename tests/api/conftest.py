@@ -9,8 +9,9 @@ from rest_framework.test import APIClient
 
 from analysis.services import experiment_request
 from kb.models import Stance
+from kb.services.changes import change_create
 from kb.services.codebook import highlight_create, theme_create
-from kb.services.insights import change_create, insight_create, outcome_record_manual
+from kb.services.insights import insight_create, outcome_record_manual
 from kb.services.interviews import interview_create, survey_create
 from kb.services.invitations import invitation_create
 from kb.services.people import researcher_create
@@ -95,7 +96,7 @@ def kb(researcher_user):
     )  # fmt: skip
     outcome = outcome_record_manual(
         actor=actor, change=change, verdict="improved",
-        baseline_values=[0.8, 0.81, 0.79], variant_values=[0.85, 0.86, 0.84],
+        baseline_values=[0.8, 0.81, 0.79], variant_values=[0.85, 0.87, 0.84],
         control_values=[0.8, 0.8, 0.81],
     )  # fmt: skip
     run = experiment_request(

@@ -124,7 +124,7 @@ CREATE_BODIES = {
     },
     "outcomes": lambda kb: {
         "change": kb["change"].pk,
-        "verdict": "no_effect",
+        "verdict": "inconclusive",
         "baseline_values": [0.5, 0.6],
         "variant_values": [0.55, 0.6],
     },

@@ -79,7 +79,12 @@ def test_outcome_edit_form_starts_from_the_recorded_values(client_r, world):
     page = client_r.get(reverse("outcome-update", args=[world.manual_outcome.pk]))
     form = page.context["form"]
     assert form["baseline_values"].value() == "0.9"
-    assert form["verdict"].value() == "no_effect"
+    # The verdict starts as computed, and the page says what the recorded values give
+    assert form["verdict"].value() is None
+    assert form.fields["verdict"].help_text.endswith(
+        "Now the values give 'inconclusive': with fewer than two values per arm there is no "
+        "confidence interval."
+    )
     assert 'value="0.9"' in page.content.decode()
 
 
@@ -109,7 +114,7 @@ def test_outcome_edit_recomputes_the_statistics_and_logs_the_update(client_r, wo
 
 def test_outcome_edit_to_single_values_clears_the_interval_and_the_control(client_r):
     outcome = outcome_record_manual(
-        actor=None, change=ChangeFactory(), verdict="improved", baseline_values=[0.8, 0.81],
+        actor=None, change=ChangeFactory(), baseline_values=[0.8, 0.81],
         variant_values=[0.85, 0.87], control_values=[0.8, 0.83],
     )  # fmt: skip
     assert outcome.ci_low is not None and outcome.effect_vs_control is not None
@@ -178,12 +183,13 @@ def test_deleting_the_last_outcome_puts_the_change_back_to_proposed(client_r, wo
 def test_deleting_one_of_several_outcomes_keeps_the_change_evaluated(client_r):
     change = ChangeFactory()
     earlier = outcome_record_manual(
-        actor=None, change=change, verdict="improved", baseline_values=[0.8],
-        variant_values=[0.9],
+        actor=None, change=change, verdict="improved", baseline_values=[0.8, 0.81, 0.82],
+        variant_values=[0.9, 0.92, 0.91],
     )  # fmt: skip
     latest = outcome_record_manual(
-        actor=None, change=change, verdict="worse", baseline_values=[0.8], variant_values=[0.7]
-    )
+        actor=None, change=change, verdict="worse", baseline_values=[0.8, 0.81, 0.82],
+        variant_values=[0.7, 0.72, 0.71],
+    )  # fmt: skip
     assert statistics.scoreboard()["overall"]["beat_baseline"]["count"] == 0
     client_r.post(reverse("outcome-delete", args=[latest.pk]))
     change.refresh_from_db()

@@ -14,6 +14,7 @@ JOB_FIELDS = [
     "attempts",
     "heartbeat_at",
     "error",
+    "environment",
     "started_at",
     "finished_at",
 ]
@@ -74,7 +75,18 @@ class AnalysisRunAdmin(SimpleHistoryAdmin):
         "change__target_model",
         "requested_by",
     ]
+    # A run is requested through the pages, API, CLI or the admin actions on changes, models
+    # and findings; what it measures is frozen then, so nothing here edits it.
     readonly_fields = [
+        "kind",
+        "subject_model",
+        "finding",
+        "change",
+        "config",
+        "config_digest",
+        "reproduces",
+        "requested_by",
+        "failure",
         "status",
         "progress_percent",
         "progress_message",
@@ -88,6 +100,9 @@ class AnalysisRunAdmin(SimpleHistoryAdmin):
     ]
     inlines = [AnalysisJobInline]
     actions = [cancel_runs, retry_runs]
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
 
 @admin.register(AnalysisJob)

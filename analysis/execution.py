@@ -6,9 +6,12 @@ run's write-back happens in the same transaction as its one conditional finish.
 """
 
 import functools
+import hashlib
+import json
+import logging
 import platform
+import socket
 import subprocess
-import traceback
 from collections.abc import Callable
 
 import numpy as np
@@ -24,18 +27,24 @@ from analysis.engine.activations import profile_activations
 from analysis.engine.builder import build_model, load_weights, select_device
 from analysis.engine.changes import ChangeError
 from analysis.engine.datasets import DatasetUnavailable, load_dataset
-from analysis.engine.experiments import aggregate_experiment, plan_experiment, run_arm
+from analysis.engine.experiments import aggregate_experiment, run_arm
 from analysis.engine.profiles import cluster_units, localise_concept, top_units
 from analysis.engine.runtime import configure_cpu_runtime
 from analysis.engine.specs import SpecError
 from analysis.engine.training import TrainConfig, evaluate, train_model
+from analysis.frozen import experiment_settings
 from analysis.models import AnalysisJob, AnalysisRun
 
-# Errors of the request itself: retrying cannot help, so the run fails with the message.
-ENGINE_ERRORS = (
-    SpecError, ChangeError, DatasetUnavailable, FileNotFoundError, KeyError, ValueError,
-    RuntimeError,
-)  # fmt: skip
+logger = logging.getLogger(__name__)
+
+
+class WeightsChanged(Exception):
+    """The stored weights file is missing or no longer has the digest the run froze."""
+
+
+# Errors of the request itself: retrying cannot help, so the run fails as a bad request with
+# the message. Anything else is a bug: the run fails as an internal error, traceback logged.
+BAD_REQUEST_ERRORS = (SpecError, ChangeError, DatasetUnavailable, WeightsChanged)
 
 
 def configure_torch() -> None:
@@ -60,21 +69,31 @@ def execute_job(*, run_id: int, key: str) -> str:
         return "cancelled"
     except services.TRANSIENT_ERRORS:
         raise  # the task retries; the lease lets the retry take the job over
-    except ENGINE_ERRORS as error:
-        services.job_fail(job=job, error=f"{type(error).__name__}: {error}")
+    except BAD_REQUEST_ERRORS as error:
+        services.job_fail(
+            job=job,
+            error=f"{type(error).__name__}: {error}",
+            failure=AnalysisRun.Failure.BAD_REQUEST,
+        )
         return "failed"
     except Exception as error:
-        # A bug: fail the run visibly rather than leave it running forever, and let Celery
-        # log the traceback.
-        services.job_fail(job=job, error=f"unexpected {type(error).__name__}: {error}")
-        raise
-    services.job_complete(job=job, result=result)
+        # A bug: fail the run visibly rather than leave it running forever.
+        logger.exception("internal error in run %s job %s", run_id, key)
+        services.job_fail(
+            job=job,
+            error=f"internal error ({type(error).__name__}); the traceback is in the worker log",
+            failure=AnalysisRun.Failure.INTERNAL,
+        )
+        return "failed"
+    services.job_complete(job=job, result=result, environment=environment())
     return "finished" if finish_run_if_complete(run_id) else "done"
 
 
 def fail_job_on_time_limit(*, run_id: int, key: str) -> None:
     job = AnalysisJob.objects.get(run_id=run_id, key=key)
-    services.job_fail(job=job, error="the job ran past its time limit")
+    services.job_fail(
+        job=job, error="the job ran past its time limit", failure=AnalysisRun.Failure.TIME_LIMIT
+    )
 
 
 def _progress_callback(job: AnalysisJob) -> Callable[[float, str], None]:
@@ -103,8 +122,8 @@ def code_revision() -> str:
     return result.stdout.strip()
 
 
-def environment(**extra) -> dict:
-    """What is needed to reproduce a result: versions, device, code revision, inputs."""
+def environment() -> dict:
+    """Where a job ran: versions, device, code revision and host."""
     return {
         "torch": torch.__version__,
         "numpy": np.__version__,
@@ -112,8 +131,18 @@ def environment(**extra) -> dict:
         "device": str(select_device()),
         "threads": torch.get_num_threads(),
         "code_revision": code_revision(),
-        **extra,
+        "host": socket.gethostname(),
     }
+
+
+def run_environment(run: AnalysisRun, **inputs) -> dict:
+    """A finished run's environment: each distinct job environment with the jobs that ran
+    there (jobs of one run may run on several hosts), and the inputs that identify the data."""
+    places: dict[str, dict] = {}
+    for key, job_environment in run.jobs.values_list("key", "environment"):
+        same = json.dumps(job_environment, sort_keys=True)
+        places.setdefault(same, {"environment": job_environment, "jobs": []})["jobs"].append(key)
+    return {"jobs": list(places.values()), **inputs}
 
 
 def _save_figure(run: AnalysisRun, name: str, png: bytes) -> str:
@@ -126,19 +155,35 @@ def _save_figure(run: AnalysisRun, name: str, png: bytes) -> str:
 # --- models on which profiling and ablation work -------------------------------------------
 
 
-def _trained_model(run: AnalysisRun, subject_model, job: AnalysisJob):
-    """The model under study and its held-out split: built from the spec with the stored
-    safetensors weights when the model has them, else trained with the run's seed.
+def _frozen_weights_path(model_snapshot: dict) -> str:
+    """The stored weights file the run froze, after checking it still has the frozen digest."""
+    name, expected = model_snapshot["weights"], model_snapshot["weights_sha256"]
+    if not default_storage.exists(name):
+        raise WeightsChanged(f"the weights file {name} is gone")
+    digest = hashlib.sha256()
+    with default_storage.open(name, "rb") as stored:
+        for chunk in iter(lambda: stored.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != expected:
+        raise WeightsChanged(f"the weights file {name} no longer has the digest the run froze")
+    return default_storage.path(name)
+
+
+def _trained_model(run: AnalysisRun, job: AnalysisJob):
+    """The model under study and its held-out split, from the run's frozen config: built from
+    the frozen spec with the frozen weights when the model had them, else trained with the
+    run's seed.
 
     Out: (model in eval mode, test split, dataset, metrics of the trained or loaded model).
     """
     config = run.config
     dataset = load_dataset(**config["dataset"])
-    spec = subject_model.architecture_spec
+    spec = config["model"]["architecture_spec"]
     train_config = TrainConfig.from_spec(spec, **config["train"])
     _, test = dataset.split(train_config.test_fraction, seed=train_config.split_seed)
-    if subject_model.weights:
-        model = load_weights(build_model(spec).to(select_device()), subject_model.weights.path)
+    if config["model"]["weights"]:
+        path = _frozen_weights_path(config["model"])
+        model = load_weights(build_model(spec).to(select_device()), path)
         model.eval()
         return model, test, dataset, {"source": "stored weights", **evaluate(model, test)}
     trained = train_model(
@@ -154,7 +199,7 @@ def _scaled(job: AnalysisJob, low: float, high: float) -> Callable[[float, str],
 
 def run_profile_job(job: AnalysisJob) -> dict:
     run = job.run
-    model, probe, dataset, metrics = _trained_model(run, run.subject_model, job)
+    model, probe, dataset, metrics = _trained_model(run, job)
     _progress_callback(job)(0.75, "profiling activations")
     profile = profile_activations(model, probe, layers=None)
     concept = run.config["concept"] or profile.class_names[0]
@@ -174,14 +219,14 @@ def run_profile_job(job: AnalysisJob) -> dict:
 
 def run_ablation_job(job: AnalysisJob) -> dict:
     run = job.run
-    finding = run.finding
-    model, test, dataset, metrics = _trained_model(run, finding.subject_model, job)
+    finding = run.config["finding"]
+    model, test, dataset, metrics = _trained_model(run, job)
     _progress_callback(job)(0.8, "ablating units")
     result = measure_ablation(
         model,
         test,
-        layer=finding.layer_name,
-        units=finding.unit_indices,
+        layer=finding["layer_name"],
+        units=finding["unit_indices"],
         mode=run.config["mode"],
         random_sets=run.config["random_sets"],
         seed=run.config["seed"],
@@ -193,43 +238,15 @@ def run_ablation_job(job: AnalysisJob) -> dict:
     }
 
 
-def _experiment_plan(run: AnalysisRun):
-    change = run.change
-    return plan_experiment(
-        change.target_model.architecture_spec,
-        change.operation,
-        change.parameters,
-        _experiment_config(run),
-        control_seed=run.config["control_seed"],
-    )
-
-
-def _experiment_config(run: AnalysisRun) -> dict:
-    change = run.change
-    return {
-        "dataset": run.config["dataset"],
-        "train": run.config["train"],
-        "seeds": run.config["seeds"],
-        "metric": change.expected_metric,
-        "direction": change.expected_direction,
-        "minimum_effect": change.minimum_effect,
-        "concept": run.config["concept"] or None,
-        # The request already enforced the seed count (benchmarks may lower it).
-        "allow_small": True,
-    }
-
-
 def run_experiment_job(job: AnalysisJob) -> dict:
-    run = job.run
+    config = job.run.config
     arm, seed = job.key.split(":")
-    plan = _experiment_plan(run)
-    mechanism = plan.mechanism_for(run.config["concept"]) if arm == "variant" else None
     return run_arm(
-        plan.arms[arm],
-        _experiment_config(run),
+        config["arms"][arm],
+        experiment_settings(config),
         seed=int(seed),
         on_progress=_progress_callback(job),
-        mechanism=mechanism,
+        mechanism=config["mechanism"] if arm == "variant" else None,
     )
 
 
@@ -249,16 +266,19 @@ def finish_run_if_complete(run_id: int) -> bool:
     if not services.run_ready_to_finish(run_id=run_id):
         return False
     run = AnalysisRun.objects.select_related(
-        "change__target_model", "finding", "subject_model"
+        "change__target_model", "finding", "subject_model", "reproduces"
     ).get(pk=run_id)
     jobs = {job.key: job.result for job in run.jobs.all()}
     try:
         result, write_back, env = FINISHERS[run.kind](run, jobs)
-    except ENGINE_ERRORS as error:
+    except Exception as error:
+        logger.exception("internal error aggregating run %s", run_id)
         return services.run_finish(
             run_id=run_id,
             status=AnalysisRun.Status.FAILED,
-            error=f"aggregation: {error}\n{traceback.format_exc(limit=3)}",
+            error=f"aggregation: internal error ({type(error).__name__}); the traceback is "
+            "in the worker log",
+            failure=AnalysisRun.Failure.INTERNAL,
         )
     return services.run_finish(
         run_id=run_id,
@@ -273,13 +293,7 @@ def _finish_profile(run: AnalysisRun, jobs: dict):
     result = dict(jobs["main"])
     png = figures.selectivity_heatmap_png(result["profile"], result["concept"])
     result["figures"] = {"selectivity": _save_figure(run, "selectivity", png)}
-    env = environment(
-        seed=run.config["seed"],
-        dataset=run.config["dataset"],
-        dataset_fingerprint=result["dataset_fingerprint"],
-        weights_sha256=run.subject_model.weights_sha256 or None,
-    )
-
+    env = run_environment(run, dataset_fingerprint=result["dataset_fingerprint"])
     return result, services.finding_propose_from_profile, env
 
 
@@ -287,13 +301,7 @@ def _finish_ablation(run: AnalysisRun, jobs: dict):
     result = dict(jobs["main"])
     png = figures.ablation_effect_png(result["ablation"])
     result["figures"] = {"ablation": _save_figure(run, "ablation", png)}
-    env = environment(
-        seed=run.config["seed"],
-        dataset=run.config["dataset"],
-        dataset_fingerprint=result["dataset_fingerprint"],
-        weights_sha256=run.finding.subject_model.weights_sha256 or None,
-    )
-
+    env = run_environment(run, dataset_fingerprint=result["dataset_fingerprint"])
     return result, services.finding_attach_ablation, env
 
 
@@ -302,23 +310,51 @@ def _finish_experiment(run: AnalysisRun, jobs: dict):
     for seed in run.config["seeds"]:
         for arm in arm_results:
             arm_results[arm].append(jobs[f"{arm}:{seed}"])
-    aggregate = aggregate_experiment(arm_results, _experiment_config(run))
-    plan = _experiment_plan(run)
-    result = {"plan": plan.to_dict(), "aggregate": aggregate, "arms": arm_results}
+    aggregate = aggregate_experiment(arm_results, experiment_settings(run.config))
+    plan = {**run.config["plan"], "arms": run.config["arms"]}
+    result = {"plan": plan, "aggregate": aggregate, "arms": arm_results}
+    if run.reproduces_id is not None:
+        result["reproduction"] = compare_reproduction(run.reproduces, arm_results)
     result["figures"] = {
         "training_curves": _save_figure(
             run, "training_curves", figures.training_curves_png(arm_results)
         ),
         "metric_by_arm": _save_figure(run, "metric_by_arm", figures.metric_by_arm_png(aggregate)),
     }
-    env = environment(
-        seeds=run.config["seeds"],
-        control_seed=run.config["control_seed"],
-        dataset=run.config["dataset"],
-        dataset_fingerprint=arm_results["baseline"][0].get("dataset_fingerprint"),
+    env = run_environment(
+        run, dataset_fingerprint=arm_results["baseline"][0].get("dataset_fingerprint")
     )
-
     return result, services.outcome_record_from_run, env
+
+
+def compare_reproduction(earlier: AnalysisRun, arm_results: dict[str, list[dict]]) -> dict:
+    """Whether every per-seed metric of this experiment equals the earlier run's bit for bit.
+
+    Out: {"of_run", "compared" (values compared), "matched" (bool), "mismatches" (rows of
+    arm, seed, metric, earlier, now; at most 20)}.
+    """
+    before = {
+        (arm, result["seed"]): result["metrics"]
+        for arm, results in earlier.result["arms"].items()
+        for result in results
+    }
+    compared, mismatches = 0, []
+    for arm, results in arm_results.items():
+        for result in results:
+            earlier_metrics = before.get((arm, result["seed"]), {})
+            for metric, value in result["metrics"].items():
+                compared += 1
+                if earlier_metrics.get(metric) != value:
+                    mismatches.append(
+                        {"arm": arm, "seed": result["seed"], "metric": metric,
+                         "earlier": earlier_metrics.get(metric), "now": value}
+                    )  # fmt: skip
+    return {
+        "of_run": earlier.pk,
+        "compared": compared,
+        "matched": not mismatches,
+        "mismatches": mismatches[:20],
+    }
 
 
 FINISHERS = {

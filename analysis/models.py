@@ -19,6 +19,12 @@ class AnalysisRun(models.Model):
         ABLATION = "ablation", "Ablation"
         CHANGE_EXPERIMENT = "change_experiment", "Change experiment"
 
+    class Failure(models.TextChoices):
+        NONE = "", "None"
+        BAD_REQUEST = "bad_request", "The request cannot run"
+        INTERNAL = "internal", "Internal error"
+        TIME_LIMIT = "time_limit", "Ran past its time limit"
+
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
@@ -42,12 +48,30 @@ class AnalysisRun(models.Model):
         null=True,
         blank=True,
     )
-    config = models.JSONField(default=dict, blank=True)
+    config = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Everything the run measures, resolved and frozen when it was requested.",
+    )
+    config_digest = models.CharField(
+        max_length=64, blank=True, help_text="SHA-256 of the frozen config, to find reruns."
+    )
+    reproduces = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        related_name="reproductions",
+        null=True,
+        blank=True,
+        help_text="An earlier succeeded run with the same frozen config that this one repeats.",
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     progress_percent = models.PositiveSmallIntegerField(default=0)
     progress_message = models.CharField(max_length=200, blank=True)
     result = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
+    failure = models.CharField(
+        max_length=16, choices=Failure.choices, default=Failure.NONE, blank=True
+    )
     environment = models.JSONField(default=dict, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     requested_by = models.ForeignKey(
@@ -64,6 +88,7 @@ class AnalysisRun(models.Model):
         indexes = [
             models.Index(fields=["status"], name="run_status_idx"),
             models.Index(fields=["kind", "status"], name="run_kind_status_idx"),
+            models.Index(fields=["config_digest"], name="run_config_digest_idx"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -113,6 +138,11 @@ class AnalysisJob(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     result = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
+    environment = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Where this job ran: torch and numpy versions, device, code revision, host.",
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

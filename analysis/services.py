@@ -15,16 +15,23 @@ from kombu.exceptions import OperationalError as BrokerOperationalError
 from analysis.configs import (
     MIN_SEEDS,
     ablation_config_clean,
+    dataset_concepts,
     dataset_fit_model,
     experiment_config_clean,
     profile_config_clean,
 )
-from analysis.engine.changes import ChangeError, random_control_change
+from analysis.engine.changes import ChangeError
 from analysis.engine.specs import SpecError
+from analysis.frozen import (
+    ablation_config_freeze,
+    config_digest,
+    experiment_config_freeze,
+    profile_config_freeze,
+)
 from analysis.models import AnalysisJob, AnalysisRun
 from kb import events
 from kb.models import ArchitectureChange, Finding, Outcome, SubjectModel
-from kb.services.insights import change_set_status
+from kb.services.changes import change_set_status
 from kb.services.records import record_create
 from kb.services.subjects import finding_attach_evidence, finding_create
 
@@ -58,7 +65,24 @@ def _job_keys(run: AnalysisRun) -> list[str]:
 
 
 def _run_create(*, actor, kind: str, config: dict, dispatch: bool, **target) -> AnalysisRun:
-    run = AnalysisRun(kind=kind, config=config, requested_by=_user_or_none(actor), **target)
+    """Save a run with its frozen config; a run whose config equals an earlier succeeded
+    run's is recorded as a reproduction of it."""
+    digest = config_digest(config)
+    earlier = (
+        AnalysisRun.objects.filter(
+            kind=kind, config_digest=digest, status=AnalysisRun.Status.SUCCEEDED
+        )
+        .order_by("finished_at", "pk")
+        .first()
+    )
+    run = AnalysisRun(
+        kind=kind,
+        config=config,
+        config_digest=digest,
+        reproduces=earlier,
+        requested_by=_user_or_none(actor),
+        **target,
+    )
     with transaction.atomic():
         run.full_clean()
         run.save()
@@ -86,7 +110,40 @@ def experiment_request(
     dispatch: bool = True,
     min_seeds: int = MIN_SEEDS,
 ) -> AnalysisRun:
-    """Queue a change experiment: baseline, guided variant and random control over N seeds."""
+    """Queue a change experiment: baseline, guided variant and random control over N seeds.
+    The change, the model and the arms are frozen into the run as they are now."""
+    with transaction.atomic():
+        # Locked so that the change cannot be edited between freezing it and the run's save.
+        change = (
+            ArchitectureChange.objects.select_for_update(of=("self",))
+            .select_related("target_model", "insight")
+            .get(pk=change.pk)
+        )
+        _require_runnable(change)
+        cleaned = experiment_config_clean(config, min_seeds=min_seeds)
+        cleaned["dataset"] = dataset_fit_model(
+            cleaned["dataset"], change.target_model.architecture_spec
+        )
+        if not cleaned["concept"]:
+            cleaned["concept"] = _motivating_concept(change, cleaned["dataset"]["name"])
+        try:
+            # Refused now, not in a worker, when no random control of the same size exists:
+            # without it the experiment cannot say whether understanding helped.
+            frozen = experiment_config_freeze(change, cleaned)
+        except (ChangeError, SpecError) as error:
+            raise ValidationError({"change": str(error)}) from None
+        run = _run_create(
+            actor=actor,
+            kind=AnalysisRun.Kind.CHANGE_EXPERIMENT,
+            config=frozen,
+            change=change,
+            dispatch=dispatch,
+        )
+        change_set_status(actor=actor, change=change, status=ArchitectureChange.Status.RUNNING)
+    return run
+
+
+def _require_runnable(change: ArchitectureChange) -> None:
     _require_builtin(change.target_model, "change")
     if change.operation == ArchitectureChange.Operation.MANUAL:
         raise ValidationError({"change": "A manual change cannot be run; record its outcome."})
@@ -97,50 +154,21 @@ def experiment_request(
         raise ValidationError(
             {"change": f"Run {in_progress.pk} of this change is still in progress."}
         )
-    cleaned = experiment_config_clean(config, min_seeds=min_seeds)
-    cleaned["dataset"] = dataset_fit_model(
-        cleaned["dataset"], change.target_model.architecture_spec
-    )
-    _require_budget_matched_control(change, cleaned["control_seed"])
-    if not cleaned["concept"]:
-        cleaned["concept"] = _motivating_concept(change)
-    with transaction.atomic():
-        run = _run_create(
-            actor=actor,
-            kind=AnalysisRun.Kind.CHANGE_EXPERIMENT,
-            config=cleaned,
-            change=change,
-            dispatch=dispatch,
-        )
-        change_set_status(actor=actor, change=change, status=ArchitectureChange.Status.RUNNING)
-    return run
-
-
-def _require_budget_matched_control(change: ArchitectureChange, control_seed: int) -> None:
-    """Refuse now, not in a worker, a change for which no random control of the same size
-    exists: without it the experiment cannot say whether understanding helped."""
-    try:
-        random_control_change(
-            change.target_model.architecture_spec,
-            change.operation,
-            change.parameters,
-            seed=control_seed,
-        )
-    except (ChangeError, SpecError) as error:
-        raise ValidationError({"change": str(error)}) from None
 
 
 def _fitted(config: dict, model: SubjectModel) -> dict:
     return {**config, "dataset": dataset_fit_model(config["dataset"], model.architecture_spec)}
 
 
-def _motivating_concept(change: ArchitectureChange) -> str:
-    """The concept of the first supporting finding on the changed model, if any."""
+def _motivating_concept(change: ArchitectureChange, dataset: str) -> str:
+    """The concept of the first supporting finding on the changed model that the dataset
+    can measure (a class or attribute of it), if any."""
     finding = (
         change.insight.findings.filter(
-            subject_model=change.target_model, insight_links__stance="supports"
+            subject_model=change.target_model,
+            insight_links__stance="supports",
+            concept__in=dataset_concepts(dataset),
         )
-        .exclude(concept="")
         .order_by("pk")
         .first()
     )
@@ -150,31 +178,44 @@ def _motivating_concept(change: ArchitectureChange) -> str:
 def profile_request(
     *, actor, subject_model: SubjectModel, config: dict | None = None, dispatch: bool = True
 ) -> AnalysisRun:
-    """Queue activation profiling of a built-in model over a probe set."""
-    _require_builtin(subject_model, "subject_model")
-    return _run_create(
-        actor=actor,
-        kind=AnalysisRun.Kind.PROFILE,
-        config=_fitted(profile_config_clean(config), subject_model),
-        subject_model=subject_model,
-        dispatch=dispatch,
-    )
+    """Queue activation profiling of a built-in model over a probe set; the model's spec
+    and weights are frozen into the run as they are now."""
+    with transaction.atomic():
+        # Locked so that the model cannot be edited between freezing it and the run's save.
+        subject_model = SubjectModel.objects.select_for_update().get(pk=subject_model.pk)
+        _require_builtin(subject_model, "subject_model")
+        cleaned = _fitted(profile_config_clean(config), subject_model)
+        return _run_create(
+            actor=actor,
+            kind=AnalysisRun.Kind.PROFILE,
+            config=profile_config_freeze(subject_model, cleaned),
+            subject_model=subject_model,
+            dispatch=dispatch,
+        )
 
 
 def ablation_request(
     *, actor, finding: Finding, config: dict | None = None, dispatch: bool = True
 ) -> AnalysisRun:
-    """Queue an ablation of a finding's units next to random unit sets of the same size."""
-    _require_builtin(finding.subject_model, "finding")
-    if not finding.unit_indices:
-        raise ValidationError({"finding": "The finding names no units to ablate."})
-    return _run_create(
-        actor=actor,
-        kind=AnalysisRun.Kind.ABLATION,
-        config=_fitted(ablation_config_clean(config), finding.subject_model),
-        finding=finding,
-        dispatch=dispatch,
-    )
+    """Queue an ablation of a finding's units next to random unit sets of the same size; the
+    finding's units and its model are frozen into the run as they are now."""
+    with transaction.atomic():
+        finding = (
+            Finding.objects.select_for_update(of=("self", "subject_model"))
+            .select_related("subject_model")
+            .get(pk=finding.pk)
+        )
+        _require_builtin(finding.subject_model, "finding")
+        if not finding.unit_indices:
+            raise ValidationError({"finding": "The finding names no units to ablate."})
+        cleaned = _fitted(ablation_config_clean(config), finding.subject_model)
+        return _run_create(
+            actor=actor,
+            kind=AnalysisRun.Kind.ABLATION,
+            config=ablation_config_freeze(finding, cleaned),
+            finding=finding,
+            dispatch=dispatch,
+        )
 
 
 # --- claiming and progress (called from worker tasks) ---------------------------------------
@@ -192,21 +233,32 @@ def job_claim(*, run_id: int, key: str) -> AnalysisJob | None:
     )
     live_run = Q(run__status__in=[AnalysisRun.Status.QUEUED, AnalysisRun.Status.RUNNING])
     jobs = AnalysisJob.objects.filter(claimable & live_run, run_id=run_id, key=key)
-    if (
-        jobs.update(
-            status=AnalysisJob.Status.RUNNING,
-            heartbeat_at=now,
-            started_at=now,
-            progress=0.0,
-            attempts=F("attempts") + 1,
+    with transaction.atomic():
+        if (
+            jobs.update(
+                status=AnalysisJob.Status.RUNNING,
+                heartbeat_at=now,
+                started_at=now,
+                progress=0.0,
+                attempts=F("attempts") + 1,
+            )
+            != 1
+        ):
+            return None
+        started = AnalysisRun.objects.filter(pk=run_id, status=AnalysisRun.Status.QUEUED).update(
+            status=AnalysisRun.Status.RUNNING, started_at=now
         )
-        != 1
-    ):
-        return None
-    AnalysisRun.objects.filter(pk=run_id, status=AnalysisRun.Status.QUEUED).update(
-        status=AnalysisRun.Status.RUNNING, started_at=now
-    )
-    return AnalysisJob.objects.select_related("run").get(run_id=run_id, key=key)
+        job = AnalysisJob.objects.select_related("run").get(run_id=run_id, key=key)
+        if started:
+            events.record_status_changed(
+                actor=None,
+                instance=job.run,
+                old=AnalysisRun.Status.QUEUED,
+                new=AnalysisRun.Status.RUNNING,
+            )
+        if job.attempts > 1:
+            events.record_job_claimed_again(run=job.run, key=key, attempt=job.attempts)
+    return job
 
 
 def job_is_live(*, job: AnalysisJob) -> str:
@@ -239,8 +291,9 @@ def _roll_up_progress(run_id: int, message: str) -> None:
     )
 
 
-def job_complete(*, job: AnalysisJob, result: dict) -> bool:
-    """Store a job's result once; a second completion of the same job writes nothing."""
+def job_complete(*, job: AnalysisJob, result: dict, environment: dict | None = None) -> bool:
+    """Store a job's result and the environment it ran in once; a second completion of the
+    same job writes nothing."""
     now = timezone.now()
     stored = (
         AnalysisJob.objects.filter(pk=job.pk)
@@ -248,6 +301,7 @@ def job_complete(*, job: AnalysisJob, result: dict) -> bool:
         .update(
             status=AnalysisJob.Status.DONE,
             result=result,
+            environment=environment or {},
             progress=1.0,
             finished_at=now,
             heartbeat_at=now,
@@ -258,13 +312,20 @@ def job_complete(*, job: AnalysisJob, result: dict) -> bool:
     return stored == 1
 
 
-def job_fail(*, job: AnalysisJob, error: str) -> None:
-    """Mark a job and its run failed, keeping the error for the run page."""
+def job_fail(*, job: AnalysisJob, error: str, failure: str) -> None:
+    """Mark a job and its run failed, keeping the error for the run page. `failure` says
+    whether the request cannot run (bad_request), the code failed (internal) or the job ran
+    out of time (time_limit)."""
     now = timezone.now()
     AnalysisJob.objects.filter(pk=job.pk).exclude(status=AnalysisJob.Status.DONE).update(
         status=AnalysisJob.Status.FAILED, error=error[:5000], finished_at=now
     )
-    run_finish(run_id=job.run_id, status=AnalysisRun.Status.FAILED, error=f"{job.key}: {error}")
+    run_finish(
+        run_id=job.run_id,
+        status=AnalysisRun.Status.FAILED,
+        error=f"{job.key}: {error}",
+        failure=failure,
+    )
 
 
 def run_ready_to_finish(*, run_id: int) -> bool:
@@ -284,12 +345,18 @@ def run_finish(
     status: str,
     result: dict | None = None,
     error: str = "",
+    failure: str = AnalysisRun.Failure.NONE,
     environment: dict | None = None,
     write_back: Callable[[AnalysisRun], None] | None = None,
 ) -> bool:
     """Move a running run to a final status once, with its result and write-back in one
     transaction. Returns False when the run had already finished (or was cancelled)."""
-    fields = {"status": status, "finished_at": timezone.now(), "error": error[:5000]}
+    fields = {
+        "status": status,
+        "finished_at": timezone.now(),
+        "error": error[:5000],
+        "failure": failure,
+    }
     if status == AnalysisRun.Status.SUCCEEDED:
         fields.update(progress_percent=100, progress_message="done")
     if result is not None:
@@ -336,11 +403,15 @@ def run_retry(*, actor, run: AnalysisRun) -> AnalysisRun:
         ).update(
             status=AnalysisRun.Status.QUEUED,
             error="",
+            failure=AnalysisRun.Failure.NONE,
             finished_at=None,
             progress_message="queued again",
         )
         if reopened != 1:
             raise ValidationError({"status": f"A {run.status} run cannot be retried."})
+        events.record_status_changed(
+            actor=actor, instance=run, old=run.status, new=AnalysisRun.Status.QUEUED
+        )
         run.jobs.exclude(status=AnalysisJob.Status.DONE).update(
             status=AnalysisJob.Status.PENDING, error="", progress=0.0, heartbeat_at=None
         )
@@ -382,7 +453,7 @@ def outcome_record_from_run(run: AnalysisRun) -> Outcome:
         verdict=aggregate["verdict"],
         source=Outcome.Source.ANALYSIS_RUN,
         analysis_run=run,
-        notes=_outcome_notes(aggregate),
+        notes=_outcome_notes(aggregate, run.result.get("reproduction")),
     )
     record_create(outcome, actor=None)
     events.record_outcome_recorded(actor=None, outcome=outcome)
@@ -390,12 +461,28 @@ def outcome_record_from_run(run: AnalysisRun) -> Outcome:
     return outcome
 
 
-def _outcome_notes(aggregate: dict) -> str:
+def _outcome_notes(aggregate: dict, reproduction: dict | None = None) -> str:
     lines = [f"- {warning}" for warning in aggregate.get("warnings", [])]
+    if reproduction:
+        lines.append(f"- {reproduction_summary(reproduction)}.")
     mechanism = aggregate.get("mechanism")
     if mechanism and mechanism.get("interpretation"):
         lines.append(f"- Mechanism check: {mechanism['interpretation']}.")
     return "\n".join(lines)
+
+
+def reproduction_summary(reproduction: dict) -> str:
+    """One sentence on whether a rerun reproduced its earlier run bit for bit."""
+    earlier = reproduction["of_run"]
+    if reproduction["matched"]:
+        return (
+            f"Reproduces run {earlier}: all {reproduction['compared']} per-seed values are "
+            "identical bit for bit"
+        )
+    return (
+        f"Repeats run {earlier} with the same config, but {len(reproduction['mismatches'])} of "
+        f"{reproduction['compared']} per-seed values differ"
+    )
 
 
 def finding_propose_from_profile(run: AnalysisRun) -> Finding:

@@ -4,6 +4,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count
+from django.urls import reverse
+from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from analysis import services as analysis_services
@@ -26,6 +28,8 @@ from kb.models import (
     Theme,
 )
 from kb.services import interviews
+from kb.services.changes import change_edit_refusal
+from kb.services.subjects import MEASURED_MODEL_FIELDS, subject_model_used_by_run
 
 
 class QuestionInline(admin.TabularInline):
@@ -72,7 +76,12 @@ class ChangeInline(admin.StackedInline):
         "minimum_effect",
         "status",
     ]
+    # Shown, not edited here: a change's edits follow its state (see ArchitectureChangeAdmin).
+    readonly_fields = fields
     show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
 
 
 class OutcomeInline(admin.StackedInline):
@@ -270,6 +279,27 @@ class SubjectModelAdmin(SimpleHistoryAdmin):
     readonly_fields = ["weights_sha256", "created_at", "finding_count", "layer_widths"]
     actions = [start_profile]
 
+    def get_readonly_fields(self, request, obj=None):
+        fixed = list(super().get_readonly_fields(request, obj))
+        if obj is not None:
+            # Weights are set when a model is registered (their digest must match the file),
+            # and are served only through the permission-checked download.
+            fixed.append("weights_download")
+            if subject_model_used_by_run(obj) is not None:
+                # A run froze this model's spec; a new model is the way to change it.
+                fixed += [name for name in MEASURED_MODEL_FIELDS if name != "weights"]
+        return fixed
+
+    def get_exclude(self, request, obj=None):
+        return ["weights"] if obj is not None else []
+
+    @admin.display(description="Weights")
+    def weights_download(self, model: SubjectModel) -> str:
+        if not model.weights:
+            return "-"
+        url = reverse("model-weights", args=[model.pk])
+        return format_html('<a href="{}">Download (safetensors)</a>', url)
+
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_finding_count=Count("findings"))
 
@@ -364,8 +394,14 @@ class ArchitectureChangeAdmin(SimpleHistoryAdmin):
     date_hierarchy = "created_at"
     list_select_related = ["insight", "target_model"]
     inlines = [OutcomeInline]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["status", "created_at", "updated_at"]
     actions = [start_experiment]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and change_edit_refusal(obj):
+            # Run or evaluated: the change is fixed; "copy as a new change" on its page.
+            return [field.name for field in obj._meta.fields if field.name != "id"]
+        return super().get_readonly_fields(request, obj)
 
 
 @admin.register(Outcome)

@@ -26,8 +26,9 @@ from kb.models import (
     Theme,
 )
 from kb.roles import RESEARCHER, VIEWER, roles_ensure
+from kb.services.changes import change_create
 from kb.services.codebook import highlight_create, theme_create
-from kb.services.insights import change_create, insight_create, outcome_record_manual
+from kb.services.insights import insight_create, outcome_record_manual
 from kb.services.interviews import interview_create, survey_create
 from kb.services.people import researcher_create
 from kb.services.subjects import finding_create, subject_model_create

@@ -76,7 +76,17 @@ def record_run_requested(*, actor, run: models.Model) -> Event:
 
 
 def record_run_finished(*, run: models.Model) -> Event:
-    return _append(Event.Action.RUN_FINISHED, run, None, {"status": run.status})
+    changes = {"status": run.status}
+    if run.failure:
+        changes["failure"] = run.failure
+    return _append(Event.Action.RUN_FINISHED, run, None, changes)
+
+
+def record_job_claimed_again(*, run: models.Model, key: str, attempt: int) -> Event:
+    """A worker took over a job whose previous worker stopped renewing its lease."""
+    return _append(
+        Event.Action.STATUS_CHANGED, run, None, {"job": key, "attempt": attempt, "reclaimed": True}
+    )
 
 
 def record_outcome_recorded(*, actor, outcome: models.Model) -> Event:

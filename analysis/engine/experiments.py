@@ -1,6 +1,7 @@
 """Change experiments: baseline vs guided variant vs budget-matched random control.
 
-Designed to fan out as one job per (arm, seed): plan_experiment() once, run_arm() per job
+Designed to fan out as one job per (arm, seed): plan_experiment() (analysis/engine/plans.py,
+torch-free) once when the run is requested, run_arm() per job
 (JSON-able in and out), aggregate_experiment() once all jobs are done.
 """
 
@@ -17,22 +18,24 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from analysis.engine.activations import profile_activations
-from analysis.engine.changes import ChangeResult, RandomControl, apply_change, random_control_change
 from analysis.engine.datasets import ArrayDataset, load_dataset
+from analysis.engine.plans import plan_experiment
 from analysis.engine.profiles import concept_kind, concept_scores
-from analysis.engine.specs import DEFAULT_HYPERPARAMETERS, copy_spec, count_parameters
+from analysis.engine.specs import DEFAULT_HYPERPARAMETERS, count_parameters
 from analysis.engine.stats import (
+    METRIC_RANGES,
     compare_arms,
     mean_confidence_interval,
-    minimum_detectable_effect,
+    power_warnings,
     verdict,
 )
 from analysis.engine.training import TrainConfig, train_model
 
 ARMS = ("baseline", "variant", "control")
-METRICS = ("test_accuracy", "test_loss", "train_loss")
+# The metrics' ranges live beside the statistics (stats.METRIC_RANGES), which the web process
+# imports without torch; this module imports torch.
+METRICS = tuple(METRIC_RANGES)
 MIN_SEEDS = 3
-DETECTION_POWER = 0.8
 
 
 @dataclass
@@ -84,68 +87,6 @@ class ExperimentConfig:
         return asdict(self)
 
 
-@dataclass
-class ExperimentPlan:
-    """The three arm specs and the changes that produced them."""
-
-    operation: str
-    parameters: dict[str, Any]
-    arms: dict[str, dict]
-    variant: ChangeResult
-    control: RandomControl
-
-    def to_dict(self) -> dict[str, Any]:
-        """Out: JSON-able dict; `arms` maps arm name to its spec."""
-        return {
-            "operation": self.operation,
-            "parameters": self.parameters,
-            "arms": self.arms,
-            "variant": self.variant.to_dict(),
-            "control": self.control.to_dict(),
-        }
-
-    def mechanism_for(self, concept: str | None) -> dict[str, Any] | None:
-        """Out: the mechanism argument for run_arm on the variant arm, or None if not checkable."""
-        if not concept or not self.variant.added_units:
-            return None
-        return {
-            "layer": self.variant.touched_layer,
-            "added_units": list(self.variant.added_units),
-            "concept": concept,
-        }
-
-
-def _baseline_spec(spec: dict, config: ExperimentConfig) -> dict:
-    baseline = copy_spec(spec)
-    overrides = {
-        key: value for key, value in config.train.items() if key in DEFAULT_HYPERPARAMETERS
-    }
-    if overrides:
-        baseline["hyperparameters"] = {**baseline.get("hyperparameters", {}), **overrides}
-    return baseline
-
-
-def plan_experiment(
-    spec: dict,
-    operation: str,
-    parameters: dict[str, Any],
-    config: ExperimentConfig | dict[str, Any],
-    *,
-    control_seed: int,
-) -> ExperimentPlan:
-    """Build the baseline, variant and random-control specs.
-
-    In: the model spec, the guided change, config, seed for drawing the control location.
-    Out: ExperimentPlan. Raises ChangeError when the change or its control is impossible.
-    """
-    config = ExperimentConfig.coerce(config)
-    baseline = _baseline_spec(spec, config)
-    variant = apply_change(baseline, operation, parameters)
-    control = random_control_change(baseline, operation, parameters, seed=control_seed)
-    arms = {"baseline": baseline, "variant": variant.spec, "control": control.result.spec}
-    return ExperimentPlan(operation, dict(parameters), arms, variant, control)
-
-
 @functools.lru_cache(maxsize=4)
 def _cached_dataset(key: str) -> ArrayDataset:
     options = json.loads(key)
@@ -167,7 +108,8 @@ def mechanism_check(model, test: ArrayDataset, mechanism: dict[str, Any]) -> dic
 
     In: trained model, probe set, {"layer", "added_units", "concept"}. Out: JSON-able dict with
     per-unit scores (class selectivity, or |Pearson r| for an attribute) of added vs original
-    units of the layer, their means, and a two-sided Mann-Whitney U test.
+    units of the layer, their means, and a two-sided Mann-Whitney U test within this one
+    model (descriptive: its units share the model; summarise_mechanism tests across seeds).
     """
     layer, concept = mechanism["layer"], mechanism["concept"]
     profile = profile_activations(model, test, layers=[layer])
@@ -264,22 +206,14 @@ def _comparison(table, variant: str, reference: str, config: ExperimentConfig) -
     return result
 
 
-def _power_warnings(comparison: dict | None, config: ExperimentConfig) -> list[str]:
-    if comparison is None:
-        return ["fewer than 2 seeds finished in both arms; no comparison possible"]
-    n, sd = comparison["n"], comparison["sd_difference"] or 0.0
-    detectable = minimum_detectable_effect(n, sd, power=DETECTION_POWER)
-    if detectable > config.minimum_effect:
-        return [
-            f"N={n} seeds can detect a difference of {detectable:.4g} in {config.metric} with "
-            f"{DETECTION_POWER:.0%} power; the expected effect of {config.minimum_effect:.4g} "
-            "is smaller, so a null result is weak evidence"
-        ]
-    return []
-
-
-def _warnings(arm_results, table, comparison, config) -> list[str]:
-    warnings = _power_warnings(comparison, config)
+def _warnings(arm_results, table, config: ExperimentConfig) -> list[str]:
+    paired = [row for row in table.values() if "variant" in row and "baseline" in row]
+    warnings = power_warnings(
+        [row["variant"] for row in paired],
+        [row["baseline"] for row in paired],
+        metric=config.metric,
+        minimum_effect=config.minimum_effect,
+    )
     if len(table) < MIN_SEEDS:
         warnings.append(f"only {len(table)} seeds; at least {MIN_SEEDS} are recommended")
     incomplete = [seed for seed, row in table.items() if len(row) < len(arm_results)]
@@ -291,43 +225,87 @@ def _warnings(arm_results, table, comparison, config) -> list[str]:
     return warnings
 
 
-def summarise_mechanism(variant_results: list[dict]) -> dict[str, Any] | None:
-    """Pool the per-seed mechanism checks of the variant arm.
+MECHANISM_TEST = "paired t-test over seeds (each seed: added-unit mean minus original-unit mean)"
 
-    Out: None when there were none; else {"seeds", "added_mean", "original_mean",
-    "mann_whitney_u", "p_value" (pooled two-sided test), "seeds_added_at_least_original",
-    "interpretation", "errors"}.
+
+def summarise_mechanism(variant_results: list[dict]) -> dict[str, Any] | None:
+    """Test the variant arm's per-seed mechanism checks across seeds.
+
+    Units of one seed share a model, so they are not independent observations, and pooling
+    units over seeds would count each model many times. Each seed gives one number instead,
+    the mean score of its added units minus the mean score of its original units; a paired
+    t-test over seeds (a one-sample t-test of those differences against 0) asks whether the
+    difference is consistently non-zero. A t-test rather than Wilcoxon's signed-rank test:
+    with 3-5 seeds the signed-rank test cannot reach p < 0.05 at all (its smallest two-sided
+    p is 0.25 for 3 seeds, 0.0625 for 5).
+
+    Out: None when there were none; else {"layer", "concept", "score_kind", "seeds" (count),
+    "per_seed": [{"seed", "added_mean", "original_mean", "difference"}], "added_mean",
+    "original_mean" (means over seeds), "test", "difference" (mean over seeds), "ci_low",
+    "ci_high" (95%), "statistic" (t), "df", "p_value", "seeds_added_at_least_original",
+    "interpretation", "errors"}. Test numbers are None when undefined: fewer than 2 seeds, or
+    the same difference on every seed.
     """
     checks = [r["mechanism"] for r in variant_results if r.get("mechanism")]
     if not checks:
         return None
-    valid = [check for check in checks if "error" not in check]
+    valid = [(r["seed"], r["mechanism"]) for r in variant_results
+             if r.get("mechanism") and "error" not in r["mechanism"]]  # fmt: skip
     errors = [check["error"] for check in checks if "error" in check]
     if not valid:
         return {"seeds": 0, "errors": errors, "interpretation": "mechanism check failed"}
-    added = np.concatenate([check["added_scores"] for check in valid])
-    original = np.concatenate([check["original_scores"] for check in valid])
-    pooled = scipy_stats.mannwhitneyu(added, original, alternative="two-sided")
+    added = [check["added_mean"] for _, check in valid]
+    original = [check["original_mean"] for _, check in valid]
+    test = _mechanism_test(added, original)
+    first = valid[0][1]
     return {
-        "layer": valid[0]["layer"],
-        "concept": valid[0]["concept"],
-        "score_kind": valid[0]["score_kind"],
+        "layer": first["layer"],
+        "concept": first["concept"],
+        "score_kind": first["score_kind"],
         "seeds": len(valid),
-        "added_mean": float(added.mean()),
-        "original_mean": float(original.mean()),
-        "mann_whitney_u": float(pooled.statistic),
-        "p_value": float(pooled.pvalue),
-        "seeds_added_at_least_original": sum(c["added_mean"] >= c["original_mean"] for c in valid),
-        "interpretation": _interpret_mechanism(added.mean(), original.mean(), pooled.pvalue),
+        "per_seed": [
+            {"seed": seed, "added_mean": a, "original_mean": o, "difference": a - o}
+            for (seed, _), a, o in zip(valid, added, original, strict=True)
+        ],
+        "added_mean": float(np.mean(added)),
+        "original_mean": float(np.mean(original)),
+        **test,
+        "seeds_added_at_least_original": sum(a >= o for a, o in zip(added, original, strict=True)),
+        "interpretation": _interpret_mechanism(test, len(valid)),
         "errors": errors,
     }
 
 
-def _interpret_mechanism(added_mean: float, original_mean: float, p_value: float) -> str:
+def _mechanism_test(added: list[float], original: list[float]) -> dict[str, Any]:
+    difference = float(np.mean(added) - np.mean(original))
+    undefined = {"ci_low": None, "ci_high": None, "statistic": None, "df": None, "p_value": None}
+    if len(added) < 2:
+        return {"test": MECHANISM_TEST, "difference": difference, **undefined}
+    result = compare_arms(added, original, paired=True)
+    keys = ("difference", "ci_low", "ci_high", "statistic", "df", "p_value")
+    return {"test": MECHANISM_TEST, **{key: result[key] for key in keys}}
+
+
+def _interpret_mechanism(test: dict[str, Any], seeds: int) -> str:
+    difference, p_value = test["difference"], test["p_value"]
+    if seeds < 2:
+        return (
+            f"on its one checked seed the added units' mean score minus the original units' "
+            f"was {difference:+.3g}; one seed allows no test across seeds"
+        )
+    if p_value is None:
+        return (
+            f"the added units differed from the original units by {difference:+.3g} on every "
+            f"one of {seeds} seeds alike, so the test across seeds is undefined"
+        )
+    summary = (
+        f"mean per-seed difference {difference:+.3g}, 95% CI [{test['ci_low']:.3g}, "
+        f"{test['ci_high']:.3g}], paired t-test over {seeds} seeds p={p_value:.3g}"
+    )
     if p_value >= 0.05:
-        return f"added units are about as selective as the original units (p={p_value:.3g})"
-    relation = "more" if added_mean > original_mean else "less"
-    return f"added units are {relation} selective than the original units (p={p_value:.3g})"
+        return f"added units are about as selective as the original units ({summary})"
+    relation = "more" if difference > 0 else "less"
+    return f"added units are {relation} selective than the original units ({summary})"
 
 
 def aggregate_experiment(
@@ -359,7 +337,7 @@ def aggregate_experiment(
         "variant_vs_baseline": versus_baseline,
         "variant_vs_control": versus_control,
         "verdict": versus_baseline["verdict"] if versus_baseline else "inconclusive",
-        "warnings": _warnings(arm_results, table, versus_baseline, config),
+        "warnings": _warnings(arm_results, table, config),
         "mechanism": summarise_mechanism(arm_results.get("variant", [])),
     }
 
@@ -377,7 +355,7 @@ def run_experiment_locally(
     Out: JSON-able {"plan", "config", "arm_results", "aggregate"}.
     """
     config = ExperimentConfig.coerce(config)
-    plan = plan_experiment(spec, operation, parameters, config, control_seed=control_seed)
+    plan = plan_experiment(spec, operation, parameters, config.train, control_seed=control_seed)
     mechanism = plan.mechanism_for(config.concept)
     jobs = [(arm, seed) for arm in ARMS for seed in config.seeds]
     arm_results: dict[str, list[dict]] = {arm: [] for arm in ARMS}

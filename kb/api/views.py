@@ -37,6 +37,7 @@ from kb.models import (
     SurveyInvitation,
     Theme,
 )
+from kb.services.changes import change_create
 from kb.services.codebook import (
     highlight_create,
     highlight_update,
@@ -44,7 +45,6 @@ from kb.services.codebook import (
     theme_delete,
 )
 from kb.services.insights import (
-    change_create,
     insight_create,
     insight_unlink,
     insight_update,

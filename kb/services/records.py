@@ -59,7 +59,7 @@ def record_update(instance: models.Model, *, actor, data: dict[str, Any]) -> mod
     """
     unknown = set(data) - set(_concrete_field_names(instance))
     if unknown:
-        raise ValidationError(f"Unknown or read-only fields: {', '.join(sorted(unknown))}.")
+        raise ValidationError({name: "Unknown or read-only field." for name in sorted(unknown)})
     before = _field_values(instance, data)
     for name, value in data.items():
         setattr(instance, name, value)

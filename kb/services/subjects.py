@@ -8,10 +8,14 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import transaction
+from django.db.models import Q
 
 from kb import events
 from kb.models import Finding, SubjectModel
-from kb.services.records import record_create
+from kb.services.records import record_create, record_update
+
+# What a run measures about a model: frozen into every run, so fixed once a run used it.
+MEASURED_MODEL_FIELDS = ("architecture_spec", "weights", "kind")
 
 # A safetensors file starts with an 8-byte little-endian header length, then a JSON header.
 SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
@@ -63,6 +67,42 @@ def subject_model_create(
     return record_create(model, actor=actor)
 
 
+def subject_model_used_by_run(model: SubjectModel) -> int | None:
+    """The first run that measured this model (profiled it, ablated one of its findings or
+    tested a change to it), or None."""
+    from analysis.models import AnalysisRun  # analysis builds on kb; imported late
+
+    return (
+        AnalysisRun.objects.filter(
+            Q(subject_model=model) | Q(finding__subject_model=model) | Q(change__target_model=model)
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
+def subject_model_update(*, actor, model: SubjectModel, data: dict) -> SubjectModel:
+    """Edit a model's description; its spec, kind and weights only until a run used it."""
+    with transaction.atomic():
+        SubjectModel.objects.select_for_update().get(pk=model.pk)
+        measured = [
+            name
+            for name in MEASURED_MODEL_FIELDS
+            if name in data and data[name] != getattr(model, name)
+        ]
+        if measured and (run := subject_model_used_by_run(model)) is not None:
+            raise ValidationError(
+                {
+                    name: f"Run {run} measured this model as it is, so its "
+                    f"{name.replace('_', ' ')} can no longer change. Register a new model "
+                    "to try another one."
+                    for name in measured
+                }
+            )
+        return record_update(model, actor=actor, data=data)
+
+
 def finding_create(
     *,
     actor,
@@ -86,6 +126,16 @@ def finding_create(
         if evidence_runs:
             finding_attach_evidence(actor=actor, finding=finding, runs=list(evidence_runs))
     return finding
+
+
+def finding_update(*, actor, finding: Finding, data: dict) -> Finding:
+    """Edit a finding; its model stays (a finding about another model is a new finding), and
+    layer and units are checked against the model's spec. Runs froze the units they measured."""
+    if "subject_model" in data and data["subject_model"] != finding.subject_model:
+        raise ValidationError(
+            {"subject_model": "A finding stays with its model; record a new finding instead."}
+        )
+    return record_update(finding, actor=actor, data=data)
 
 
 def finding_attach_evidence(*, actor, finding: Finding, runs: list) -> Finding:

@@ -6,10 +6,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from analysis import services as analysis_services
-from analysis.configs import MAX_SEEDS
+from analysis.configs import BOUNDS, DEFAULT_SEEDS
 from kb import forms, selectors
 from kb.models import Outcome, Stance
-from kb.services import insights, records
+from kb.services import changes, insights
 from kb.views.base import (
     delete_page,
     get_or_404,
@@ -111,7 +111,8 @@ def change_list(request):
 @require_perm("kb.view_architecturechange")
 def change_detail(request, pk: int):
     change = get_or_404(selectors.change_get, pk)
-    return render(request, "kb/change_detail.html", {"change": change})
+    context = {"change": change, "edit_refusal": changes.change_edit_refusal(change)}
+    return render(request, "kb/change_detail.html", context)
 
 
 @require_perm("kb.add_architecturechange")
@@ -121,7 +122,7 @@ def change_create(request):
     return save_form_page(
         request,
         form,
-        write=lambda: insights.change_create(actor=request.user, **form.record_fields()),
+        write=lambda: changes.change_create(actor=request.user, **form.record_fields()),
         aliases=form.error_aliases() if form.is_bound and form.is_valid() else None,
         success="Change proposed. Start its experiment when ready.",
         page={"title": "Propose an architecture change", "cancel": reverse("change-list")},
@@ -131,24 +132,35 @@ def change_create(request):
 @require_perm("kb.change_architecturechange")
 def change_update(request, pk: int):
     change = get_or_404(selectors.change_get, pk)
+    if refusal := changes.change_edit_refusal(change):
+        messages.error(request, refusal)
+        return redirect(change)
     form = forms.ChangeForm(posted(request), instance=change)
     return save_form_page(
         request,
         form,
-        write=lambda: records.record_update(change, actor=request.user, data=form.record_fields()),
+        write=lambda: changes.change_update(
+            actor=request.user, change=change, data=form.record_fields()
+        ),
         aliases=form.error_aliases() if form.is_bound and form.is_valid() else None,
         success="Change saved.",
         page={"title": f"Edit {change}", "cancel": change.get_absolute_url()},
     )
 
 
+@require_POST
+@require_perm("kb.add_architecturechange")
+def change_copy(request, pk: int):
+    change = get_or_404(selectors.change_get, pk)
+    copy = changes.change_copy(actor=request.user, change=change)
+    messages.success(request, f"Copied change {change.pk} as a new proposed change: edit it here.")
+    return redirect("change-update", copy.pk)
+
+
 @require_perm("kb.delete_architecturechange")
 def change_delete(request, pk: int):
     change = get_or_404(selectors.change_get, pk)
     return delete_page(request, change, done=change.insight.get_absolute_url())
-
-
-EXPERIMENT_DEFAULTS = {"dataset": "shapes", "epochs": 3}
 
 
 def _experiment_page(change) -> tuple[dict, dict]:
@@ -162,7 +174,7 @@ def _experiment_page(change) -> tuple[dict, dict]:
             "Trains the baseline, the guided change and a random change of the same size "
             "once per seed, then records the outcome on this change."
         )
-        return EXPERIMENT_DEFAULTS, page
+        return {}, page
     seeds = len(latest.variant_values)
     page["title"] = f"Run the experiment for {change} again"
     page["intro"] = (
@@ -171,7 +183,7 @@ def _experiment_page(change) -> tuple[dict, dict]:
         "seeds below and records a new outcome beside it; earlier outcomes are kept, and the "
         "scoreboard counts the latest."
     )
-    return {**EXPERIMENT_DEFAULTS, "seeds": min(MAX_SEEDS, max(2 * seeds, 5))}, page
+    return {"seeds": min(BOUNDS["seeds"][1], max(2 * seeds, DEFAULT_SEEDS))}, page
 
 
 @require_perm("kb.view_architecturechange", "analysis.add_analysisrun")
@@ -185,7 +197,7 @@ def change_experiment(request, pk: int):
         start=lambda config: analysis_services.experiment_request(
             actor=request.user, change=change, config=config
         ),
-        aliases={"change": None, "dataset": "dataset_size", "train": "epochs"},
+        aliases=forms.ExperimentForm.CONFIG_FIELDS,
         page=page,
         queued="Experiment queued.",
     )
@@ -201,9 +213,13 @@ def outcome_create(request, pk: int):
         write=lambda: insights.outcome_record_manual(
             actor=request.user, change=change, **form.cleaned_data
         ),
-        success="Outcome recorded.",
+        success=lambda outcome: f"Outcome recorded: {_verdict_said(outcome)}.",
         page={"title": f"Record an outcome of {change}", "cancel": change.get_absolute_url()},
     )
+
+
+def _verdict_said(outcome) -> str:
+    return f"the values give “{outcome.get_verdict_display().lower()}”"
 
 
 def _measured_outcome_refused(request, outcome):
@@ -232,7 +248,9 @@ def outcome_update(request, pk: int):
         write=lambda: insights.outcome_update_manual(
             actor=request.user, outcome=outcome, **form.cleaned_data
         ),
-        success="Outcome saved; its statistics were computed again.",
+        success=lambda outcome: (
+            f"Outcome saved; its statistics were computed again: {_verdict_said(outcome)}."
+        ),
         page={
             "title": f"Edit the outcome of {outcome.change}",
             "cancel": outcome.get_absolute_url(),

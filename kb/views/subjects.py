@@ -9,7 +9,6 @@ from kb.models import SubjectModel
 from kb.services import subjects
 from kb.views.base import (
     delete_page,
-    edit_form_page,
     get_or_404,
     paginate,
     posted,
@@ -34,12 +33,7 @@ def subject_model_detail(request, pk: int):
     widths = model.known_layer_widths()
     layers = [(name, width, findings_by_layer.pop(name, [])) for name, width in widths.items()]
     layers += [(name, None, items) for name, items in findings_by_layer.items()]
-    context = {
-        "model": model,
-        "layers": layers,
-        "profile_form": forms.ProfileForm(initial={"dataset": "shapes", "epochs": 3}),
-    }
-    return render(request, "kb/model_detail.html", context)
+    return render(request, "kb/model_detail.html", {"model": model, "layers": layers})
 
 
 @require_perm("kb.add_subjectmodel")
@@ -65,7 +59,22 @@ def subject_model_update(request, pk: int):
     form = forms.SubjectModelForm(posted(request), instance=model)
     # Weights are replaced only through a new model, so their hash always matches the file.
     del form.fields["weights"]
-    return edit_form_page(request, form, success="Model saved.")
+    if (run := subjects.subject_model_used_by_run(model)) is not None:
+        for name in set(subjects.MEASURED_MODEL_FIELDS) & set(form.fields):
+            form.fields[name].disabled = True
+            form.fields[name].help_text = (
+                f"Fixed: run {run} measured this model as it is. Register a new model to try "
+                "another one."
+            )
+    return save_form_page(
+        request,
+        form,
+        write=lambda: subjects.subject_model_update(
+            actor=request.user, model=model, data=form.cleaned_data
+        ),
+        success="Model saved.",
+        page={"title": f"Edit {model}", "cancel": model.get_absolute_url()},
+    )
 
 
 @require_perm("kb.delete_subjectmodel")
@@ -79,11 +88,11 @@ def subject_model_profile(request, pk: int):
     model = get_or_404(selectors.subject_model_get, pk)
     return run_form_page(
         request,
-        forms.ProfileForm(posted(request), initial={"dataset": "shapes", "epochs": 3}),
+        forms.ProfileForm(posted(request)),
         start=lambda config: analysis_services.profile_request(
             actor=request.user, subject_model=model, config=config
         ),
-        aliases={"subject_model": None, "dataset": "dataset_size", "train": "epochs"},
+        aliases=forms.ProfileForm.CONFIG_FIELDS,
         page={"title": f"Profile {model}", "cancel": model.get_absolute_url(),
               "submit": "Start profiling"},
         queued="Profiling queued.",
@@ -99,11 +108,7 @@ def finding_list(request):
 @require_perm("kb.view_finding")
 def finding_detail(request, pk: int):
     finding = get_or_404(selectors.finding_get, pk)
-    context = {
-        "finding": finding,
-        "ablation_form": forms.AblationForm(initial={"dataset": "shapes", "epochs": 3}),
-    }
-    return render(request, "kb/finding_detail.html", context)
+    return render(request, "kb/finding_detail.html", {"finding": finding})
 
 
 @require_perm("kb.add_finding")
@@ -131,7 +136,15 @@ def _layer_hints() -> list[tuple[str, dict]]:
 def finding_update(request, pk: int):
     finding = get_or_404(selectors.finding_get, pk)
     form = forms.FindingForm(posted(request), instance=finding)
-    return edit_form_page(request, form, success="Finding saved.")
+    return save_form_page(
+        request,
+        form,
+        write=lambda: subjects.finding_update(
+            actor=request.user, finding=finding, data=form.cleaned_data
+        ),
+        success="Finding saved.",
+        page={"title": f"Edit {finding}", "cancel": finding.get_absolute_url()},
+    )
 
 
 @require_perm("kb.delete_finding")
@@ -145,11 +158,11 @@ def finding_ablate(request, pk: int):
     finding = get_or_404(selectors.finding_get, pk)
     return run_form_page(
         request,
-        forms.AblationForm(posted(request), initial={"dataset": "shapes", "epochs": 3}),
+        forms.AblationForm(posted(request)),
         start=lambda config: analysis_services.ablation_request(
             actor=request.user, finding=finding, config=config
         ),
-        aliases={"dataset": "dataset_size", "train": "epochs"},
+        aliases=forms.AblationForm.CONFIG_FIELDS,
         page={"title": f"Ablate {finding}", "cancel": finding.get_absolute_url(),
               "submit": "Start the ablation"},
         queued="Ablation queued.",

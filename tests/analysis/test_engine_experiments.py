@@ -5,14 +5,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
-from analysis.engine.changes import ChangeError
 from analysis.engine.experiments import (
+    MECHANISM_TEST,
     ExperimentConfig,
     aggregate_experiment,
-    plan_experiment,
     run_experiment_locally,
+    summarise_mechanism,
 )
 from tests.analysis.engine_helpers import TINY_CNN
 
@@ -66,30 +68,12 @@ def test_run_experiment_locally_returns_a_complete_aggregate():
     first = outcome["arm_results"]["variant"][0]["mechanism"]
     assert (len(first["added_scores"]), len(first["original_scores"])) == (2, 6)
     assert 0.0 <= mechanism["p_value"] <= 1.0
+    assert [row["seed"] for row in mechanism["per_seed"]] == [0, 1, 2]
     # And the control widened a different layer by a matching budget
     plan = outcome["plan"]
     assert plan["control"]["parameters"]["layer"] != "conv2"
     added = plan["variant"]["params_added"]
     assert abs(plan["control"]["result"]["params_added"] - added) <= 0.05 * added
-
-
-def test_plan_writes_train_overrides_into_the_baseline_but_the_change_wins():
-    config = ExperimentConfig(**{**QUICK, "train": {"epochs": 1, "learning_rate": 0.05}})
-    plan = plan_experiment(
-        TINY_CNN, "set_hyperparameter", {"name": "learning_rate", "value": 0.002}, config,
-        control_seed=0,
-    )  # fmt: skip
-    assert plan.arms["baseline"]["hyperparameters"]["learning_rate"] == 0.05
-    assert plan.arms["variant"]["hyperparameters"]["learning_rate"] == 0.002
-    assert plan.arms["control"]["hyperparameters"]["learning_rate"] == 0.05
-    assert plan.mechanism_for("curvature") is None
-
-
-def test_plan_without_a_possible_control_raises():
-    with pytest.raises(ChangeError, match="no budget-matched control"):
-        plan_experiment(
-            TINY_CNN, "widen_layer", {"layer": "conv1", "units": 1}, QUICK, control_seed=0
-        )
 
 
 @pytest.mark.parametrize(
@@ -133,6 +117,123 @@ def test_aggregate_warns_about_missing_seeds():
     aggregate = aggregate_experiment(results, QUICK)
     assert "seeds missing in some arm: [2]" in aggregate["warnings"]
     assert aggregate["variant_vs_baseline"]["n"] == 2
+
+
+def test_aggregate_of_a_constant_difference_claims_nothing():
+    # Given a variant exactly 0.02 better than the baseline on every seed
+    results = _fake_results({"baseline": [0.70, 0.72, 0.71], "variant": [0.72, 0.74, 0.73]})
+    aggregate = aggregate_experiment(results, QUICK)
+    # Then there is no p-value, no interval and no effect size, and the verdict is inconclusive
+    comparison = aggregate["variant_vs_baseline"]
+    assert comparison["difference"] == pytest.approx(0.02)
+    assert [comparison[key] for key in ("p_value", "ci_low", "ci_high", "effect_size")] == [
+        None, None, None, None,
+    ]  # fmt: skip
+    assert (comparison["verdict"], aggregate["verdict"]) == ("inconclusive", "inconclusive")
+    assert aggregate["warnings"] == [
+        "the difference in test_accuracy is the same on all 3 seeds, so its spread, and with "
+        "it the power to detect the expected effect, cannot be estimated"
+    ]
+
+
+def _check(added_scores, original_scores):
+    return {
+        "layer": "conv2", "concept": "curvature", "score_kind": "abs_correlation",
+        "added_units": [6, 7], "added_scores": added_scores,
+        "original_scores": original_scores, "added_mean": float(np.mean(added_scores)),
+        "original_mean": float(np.mean(original_scores)),
+    }  # fmt: skip
+
+
+def _variant_results(checks):
+    return [{"seed": seed, "mechanism": check} for seed, check in checks]
+
+
+MECHANISM_SCORES = [  # per seed: scores of the two added units, of the six original units
+    (0, [0.30, 0.50], [0.10, 0.20, 0.15, 0.30, 0.05, 0.20]),
+    (1, [0.20, 0.25], [0.20, 0.25, 0.10, 0.15, 0.30, 0.20]),
+    (2, [0.60, 0.40], [0.30, 0.20, 0.25, 0.35, 0.10, 0.20]),
+    (3, [0.15, 0.35], [0.20, 0.10, 0.30, 0.25, 0.15, 0.20]),
+]
+
+
+def test_mechanism_is_tested_across_seeds_with_one_difference_per_seed():
+    # Given four seeds' checks of two added units against six original units
+    results = _variant_results(
+        [(seed, _check(added, original)) for seed, added, original in MECHANISM_SCORES]
+    )
+    added_means = [np.mean(added) for _, added, _ in MECHANISM_SCORES]
+    original_means = [np.mean(original) for _, _, original in MECHANISM_SCORES]
+    differences = np.subtract(added_means, original_means)
+    # When they are summarised
+    summary = summarise_mechanism(results)
+    # Then the test is a paired t-test over the four per-seed differences, as scipy computes it
+    expected = scipy_stats.ttest_rel(added_means, original_means)
+    assert expected.pvalue == pytest.approx(scipy_stats.ttest_1samp(differences, 0).pvalue)
+    interval = expected.confidence_interval(0.95)
+    assert summary["test"] == MECHANISM_TEST
+    assert summary["seeds"] == 4
+    assert [row["seed"] for row in summary["per_seed"]] == [0, 1, 2, 3]
+    assert [row["difference"] for row in summary["per_seed"]] == pytest.approx(differences)
+    assert summary["difference"] == pytest.approx(differences.mean())
+    assert summary["statistic"] == pytest.approx(expected.statistic)
+    assert (summary["df"], summary["p_value"]) == (3, pytest.approx(expected.pvalue))
+    assert (summary["ci_low"], summary["ci_high"]) == pytest.approx((interval.low, interval.high))
+    assert summary["seeds_added_at_least_original"] == 4
+    # And the verdict is the per-seed test's: pooling the 8 added units as if independent
+    # would have called them more selective (Mann-Whitney p < 0.05)
+    pooled = scipy_stats.mannwhitneyu(
+        sum((added for _, added, _ in MECHANISM_SCORES), []),
+        sum((original for _, _, original in MECHANISM_SCORES), []),
+    )
+    assert pooled.pvalue < 0.05 < summary["p_value"]
+    assert "mann_whitney_u" not in summary
+    assert summary["interpretation"] == (
+        f"added units are about as selective as the original units (mean per-seed difference "
+        f"{differences.mean():+.3g}, 95% CI [{interval.low:.3g}, {interval.high:.3g}], paired "
+        f"t-test over 4 seeds p={expected.pvalue:.3g})"
+    )
+
+
+def test_mechanism_that_is_consistent_across_seeds_is_called_more_selective():
+    results = _variant_results(
+        [(seed, _check([0.4 + 0.01 * seed, 0.5], [0.2, 0.25])) for seed in range(3)]
+    )
+    summary = summarise_mechanism(results)
+    assert summary["p_value"] < 0.05
+    assert summary["interpretation"].startswith(
+        "added units are more selective than the original units (mean per-seed difference"
+    )
+
+
+def test_mechanism_with_one_seed_or_a_constant_difference_has_no_test():
+    one = summarise_mechanism(_variant_results([(5, _check([0.4, 0.6], [0.2, 0.2]))]))
+    assert (one["seeds"], one["difference"]) == (1, pytest.approx(0.3))
+    assert [one[key] for key in ("statistic", "p_value", "ci_low", "ci_high")] == [None] * 4
+    assert one["interpretation"] == (
+        "on its one checked seed the added units' mean score minus the original units' was "
+        "+0.3; one seed allows no test across seeds"
+    )
+    constant = summarise_mechanism(
+        _variant_results([(0, _check([0.5], [0.25])), (1, _check([0.75], [0.5]))])
+    )
+    assert [constant[key] for key in ("statistic", "p_value", "ci_low", "ci_high")] == [None] * 4
+    assert constant["interpretation"] == (
+        "the added units differed from the original units by +0.25 on every one of 2 seeds "
+        "alike, so the test across seeds is undefined"
+    )
+
+
+def test_mechanism_errors_are_reported_beside_the_valid_seeds():
+    results = _variant_results(
+        [(seed, _check(added, original)) for seed, added, original in MECHANISM_SCORES[:3]]
+    ) + [{"seed": 3, "mechanism": {"error": "no such concept"}}]
+    summary = summarise_mechanism(results)
+    assert (summary["seeds"], summary["errors"]) == (3, ["no such concept"])
+    assert summarise_mechanism([{"seed": 0, "mechanism": {"error": "x"}}]) == {
+        "seeds": 0, "errors": ["x"], "interpretation": "mechanism check failed",
+    }  # fmt: skip
+    assert summarise_mechanism([{"seed": 0, "mechanism": None}]) is None
 
 
 def test_torch_free_modules_do_not_import_torch():

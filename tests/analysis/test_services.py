@@ -54,13 +54,20 @@ def test_request_dispatches_only_after_commit(researcher_user, django_capture_on
     [
         ({"seeds": 2}, "seeds", "use 3 to 20 seeds, got 2."),
         ({"seeds": [1, 1, 2]}, "seeds", "seeds must be distinct."),
-        ({"train": {"epochs": 0}}, "train", "epochs: must be an integer >= 1"),
-        ({"train": {"epochs": 1000}}, "train", "epochs: at most 100, got 1000"),
-        ({"train": {"momentum": 0.9}}, "train", "unknown setting(s): momentum."),
-        ({"dataset": {"name": "imagenet"}}, "dataset", "name must be one of"),
-        ({"dataset": {"name": "shapes", "n": 5}}, "dataset", "n must be from 40 to 50000"),
-        ({"dataset": {"name": "digits"}}, "dataset", "digits gives inputs [1, 8, 8]"),
-        ({"dataset": {"name": "shapes", "size": 20}}, "dataset", "the model takes [1, 12, 12]"),
+        ({"train": {"epochs": 0}}, "train.epochs", "must be a whole number from 1 to 100, got 0."),
+        ({"train": {"epochs": 1000}}, "train.epochs", "from 1 to 100, got 1000."),
+        ({"train": {"momentum": 0.9}}, "train.momentum", "unknown setting."),
+        ({"dataset": {"name": "imagenet"}}, "dataset.name", "must be one of"),
+        ({"dataset": {"name": "shapes", "n": 5}}, "dataset.n", "from 40 to 50000 for shapes"),
+        ({"dataset": {"name": "digits"}}, "dataset.name", "digits gives inputs [1, 8, 8]"),
+        (
+            {"dataset": {"name": "shapes", "size": 20}},
+            "dataset.size",
+            "the model takes [1, 12, 12]",
+        ),
+        ({"seeds": 10**30}, "seeds", "use 3 to 20 seeds, got a larger number."),
+        ({"seeds": [0, 1, 2**63]}, "seeds", "each seed must be a whole number from 0 to"),
+        ({"concept": "x" * 10**6}, "concept", "at most 100 characters."),
         ({"colour": "red"}, "colour", "unknown setting."),
     ],
 )
@@ -192,7 +199,7 @@ def test_a_failed_run_keeps_its_error_and_can_be_retried(
     done = services.job_claim(run_id=run.pk, key="baseline:0")
     services.job_complete(job=done, result={"seed": 0})
     failing = services.job_claim(run_id=run.pk, key="variant:0")
-    services.job_fail(job=failing, error="ValueError: boom")
+    services.job_fail(job=failing, error="ValueError: boom", failure="internal")
     run.refresh_from_db()
     assert run.status == "failed"
     assert run.error == "variant:0: ValueError: boom"

@@ -76,8 +76,11 @@ def test_worker_runs_an_experiment_and_writes_one_outcome(
     assert sorted(run.jobs.values_list("attempts", flat=True)) == [1] * 9
     for path in run.result["figures"].values():
         assert default_storage.open(path).read(8) == b"\x89PNG\r\n\x1a\n"
-    assert run.environment["torch"].startswith("2.13.0")
-    assert run.environment["seeds"] == [0, 1, 2]
+    (place,) = run.environment["jobs"]  # one worker: one environment for every job
+    assert place["environment"]["torch"].startswith("2.13.0")
+    assert place["environment"]["host"]
+    assert sorted(place["jobs"]) == sorted(run.jobs.values_list("key", flat=True))
+    assert run.config["seeds"] == [0, 1, 2]
     assert Event.objects.filter(action="run_finished", target_id=run.pk).count() == 1
 
 

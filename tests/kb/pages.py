@@ -81,6 +81,7 @@ class World:
     finding_link: InsightFinding
     quote_link: InsightHighlight
     manual_outcome: Outcome
+    proposed_change: ArchitectureChange  # no run yet, so it can still be edited
 
 
 def world_build(index: int = 0) -> World:
@@ -141,7 +142,8 @@ def world_build(index: int = 0) -> World:
         verdict="no_effect",
         source=Outcome.Source.MANUAL,
     )
+    proposed_change = ChangeFactory(insight=insight, target_model=model)
     return World(
         researcher, survey, interview, theme, highlight, model, finding, insight, change,
-        outcome, run, question, finding_link, quote_link, manual_outcome,
+        outcome, run, question, finding_link, quote_link, manual_outcome, proposed_change,
     )  # fmt: skip

@@ -59,8 +59,7 @@ def _interview_with_answer_and_highlight():
 
 def _manual_outcome():
     return outcome_record_manual(
-        actor=None, change=ChangeFactory(), verdict="improved", baseline_values=[0.9],
-        variant_values=[0.92],
+        actor=None, change=ChangeFactory(), baseline_values=[0.9], variant_values=[0.92],
     )  # fmt: skip
 
 
@@ -127,9 +126,9 @@ PROTECTED = [
     ("survey-delete", "survey", [("answer", 1), ("interview", 1)]),
     ("interview-delete", "interview", [("insight highlight", 1)]),
     ("highlight-delete", "highlight", [("insight highlight", 1)]),
-    ("model-delete", "model", [("architecture changes", 2), ("finding", 1)]),
+    ("model-delete", "model", [("architecture changes", 3), ("finding", 1)]),
     ("finding-delete", "finding", [("insight finding", 1)]),
-    ("insight-delete", "insight", [("architecture changes", 2)]),
+    ("insight-delete", "insight", [("architecture changes", 3)]),
     ("change-delete", "change", [("analysis run", 1), ("outcome", 1)]),
     ("question-delete", "question", [("answer", 1)]),
 ]

@@ -28,7 +28,7 @@ DETAIL_PAGES = [
     ("change-detail", "change"), ("run-detail", "run"), ("run-live", "run"),
     ("theme-detail", "theme"), ("survey-detail", "survey"), ("researcher-detail", "researcher"),
     ("interview-detail", "interview"), ("insight-update", "insight"),
-    ("change-update", "change"), ("finding-create", None), ("interview-create", None),
+    ("change-update", "proposed_change"), ("finding-create", None), ("interview-create", None),
     ("interview-update", "interview"), ("question-update", "question"),
     ("survey-delete", "survey"), ("insight-delete", "insight"), ("theme-delete", "theme"),
     ("model-delete", "model"), ("researcher-delete", "researcher"),

@@ -62,7 +62,7 @@ PAGES = [
     ("insight-create", None, RESEARCHERS),
     ("insight-update", "insight", RESEARCHERS),
     ("change-create", None, RESEARCHERS),
-    ("change-update", "change", RESEARCHERS),
+    ("change-update", "proposed_change", RESEARCHERS),
     ("change-experiment", "change", RESEARCHERS),
     ("outcome-create", "change", RESEARCHERS),
     ("question-update", "question", RESEARCHERS),

@@ -19,7 +19,8 @@ from django.core.management.base import BaseCommand
 
 from analysis import services
 from analysis.models import AnalysisRun
-from kb.services.insights import change_create, insight_create
+from kb.services.changes import change_create
+from kb.services.insights import insight_create
 from kb.services.subjects import subject_model_create
 
 BENCH_SPEC = {

@@ -3,8 +3,12 @@ fixed number of queries whatever the number of rows."""
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 from django.contrib.admin.utils import NestedObjects
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ObjectDoesNotExist
+from django.core.files.storage import default_storage
 from django.db import connection, models, router
 from django.db.models import Count, Prefetch, Q, QuerySet, Value
 from django.db.models.functions import Concat
@@ -49,8 +53,24 @@ def dashboard_counts(*, user) -> dict[str, int]:
     return counts
 
 
-def event_list_recent(*, limit: int = 15) -> QuerySet[Event]:
-    return Event.objects.select_related("actor", "target_type")[:limit]
+def event_list_visible(*, user) -> QuerySet[Event]:
+    """Events about kinds of record the user may view; a viewer never sees events about
+    researchers, interviews, answers or highlights, even with their redacted labels. The
+    dashboard and the API's event list both read the log through this one rule."""
+    events = Event.objects.all()
+    if user.is_superuser:
+        return events
+    visible = [
+        content_type.pk
+        for content_type in ContentType.objects.filter(app_label__in=["kb", "analysis"])
+        if user.has_perm(f"{content_type.app_label}.view_{content_type.model}")
+    ]
+    return events.filter(target_type_id__in=visible)
+
+
+def event_list_recent(*, user, limit: int = 15) -> QuerySet[Event]:
+    """The newest `limit` events the user may see (event_list_visible), with who and what."""
+    return event_list_visible(user=user).select_related("actor", "target_type")[:limit]
 
 
 def run_list_in_progress() -> QuerySet[AnalysisRun]:
@@ -295,6 +315,56 @@ def run_get(pk: int) -> AnalysisRun:
         .prefetch_related("evidence_for")
         .get(pk=pk)
     )
+
+
+# --- stored files: found from the record's own fields, never from a path in the request ---
+
+# Only these are shown in the browser; anything else is sent as a download, so a stored file
+# can never be rendered as a page of this site (HTML, SVG with scripts, ...).
+INLINE_CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+
+
+class StoredFileMissing(ObjectDoesNotExist):
+    """The record names no such file, or storage no longer holds it."""
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file in default storage and how to send it."""
+
+    path: str
+    content_type: str
+    as_attachment: bool
+
+    @property
+    def filename(self) -> str:
+        return PurePosixPath(self.path).name
+
+
+def _stored_file(path: object, *, inline: bool) -> StoredFile:
+    if not isinstance(path, str) or not path or not default_storage.exists(path):
+        raise StoredFileMissing
+    content_type = INLINE_CONTENT_TYPES.get(PurePosixPath(path).suffix.lower()) if inline else None
+    return StoredFile(
+        path=path,
+        content_type=content_type or "application/octet-stream",
+        as_attachment=content_type is None,
+    )
+
+
+def run_figure_file(pk: int, *, name: str) -> StoredFile:
+    """The figure that run `pk`'s result lists under `name` (e.g. "selectivity"). Raises
+    ObjectDoesNotExist for an unknown run or name, or a file missing from storage."""
+    result = AnalysisRun.objects.values_list("result", flat=True).get(pk=pk)
+    figures = result.get("figures") if isinstance(result, dict) else None
+    return _stored_file(figures.get(name) if isinstance(figures, dict) else None, inline=True)
+
+
+def subject_model_weights_file(pk: int) -> StoredFile:
+    """The weights file of model `pk`, always sent as a download. Raises ObjectDoesNotExist
+    for an unknown model, a model without weights, or a file missing from storage."""
+    path = SubjectModel.objects.values_list("weights", flat=True).get(pk=pk)
+    return _stored_file(path, inline=False)
 
 
 def outcome_get(pk: int) -> Outcome:

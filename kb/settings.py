@@ -73,6 +73,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    # Swagger UI's and Redoc's files, served from our own static files instead of a CDN.
+    "drf_spectacular_sidecar",
     "kb",
     "analysis",
 ]
@@ -140,6 +142,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Uploaded weights and analysis figures are private: nothing serves MEDIA_URL. They are
+# streamed by kb/views/files.py to users who may see the run or model they belong to.
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
 STORAGES = {
@@ -231,6 +235,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/",
+    # The docs page loads nothing from another site (drf-spectacular-sidecar's copies).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "ResearcherRoleEnum": "kb.models.people.Researcher.Role",
         "InsightStatusEnum": "kb.models.insights.Insight.Status",

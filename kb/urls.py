@@ -1,12 +1,10 @@
 """The root URLconf: the site's pages, the admin and the API."""
 
-from django.conf import settings
-from django.conf.urls.static import static
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from kb.views import codebook, insights, pages, people, runs, subjects
+from kb.views import codebook, files, insights, pages, people, runs, subjects
 
 
 def crud(prefix: str, name: str, module, view_prefix: str | None = None) -> list:
@@ -64,6 +62,7 @@ urlpatterns = [
     path("themes/by-researcher.csv", codebook.theme_researcher_csv, name="theme-researcher-csv"),
     *crud("models", "model", subjects, "subject_model"),
     path("models/<int:pk>/profile/", subjects.subject_model_profile, name="model-profile"),
+    path("models/<int:pk>/weights/", files.subject_model_weights, name="model-weights"),
     *crud("findings", "finding", subjects),
     path("findings/<int:pk>/ablate/", subjects.finding_ablate, name="finding-ablate"),
     *crud("insights", "insight", insights),
@@ -78,6 +77,7 @@ urlpatterns = [
         name="insight-unlink-quote",
     ),
     *crud("changes", "change", insights),
+    path("changes/<int:pk>/copy/", insights.change_copy, name="change-copy"),
     path("changes/<int:pk>/experiment/", insights.change_experiment, name="change-experiment"),
     path("changes/<int:pk>/outcomes/new/", insights.outcome_create, name="outcome-create"),
     path("outcomes/<int:pk>/edit/", insights.outcome_update, name="outcome-update"),
@@ -87,10 +87,7 @@ urlpatterns = [
     path("runs/<int:pk>/live/", runs.run_live, name="run-live"),
     path("runs/<int:pk>/cancel/", runs.run_cancel, name="run-cancel"),
     path("runs/<int:pk>/retry/", runs.run_retry, name="run-retry"),
-    path("runs/<int:pk>/figures/<slug:name>/", runs.run_figure, name="run-figure"),
+    # Stored files are private: no route serves MEDIA_ROOT, not even in development; each
+    # file is streamed by kb/views/files.py to users who may see its run or model.
+    path("runs/<int:pk>/figures/<slug:name>/", files.run_figure, name="run-figure"),
 ]
-
-if settings.DEBUG:
-    # Only uploaded model weights live here in development; analysis figures are private and
-    # are served by run-figure with a permission check.
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

@@ -4,15 +4,15 @@ needs, each fetched with one query for the whole page (never one per row)."""
 from collections import defaultdict
 
 from django.contrib.contenttypes.models import ContentType
-from django.core.files.storage import default_storage
 from django.db.models import QuerySet
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from analysis.models import AnalysisJob, AnalysisRun
+from kb import selectors
 from kb.api.rows import url_template
 from kb.models import (
     ArchitectureChange,
-    Event,
     InsightFinding,
     InsightHighlight,
     Outcome,
@@ -20,19 +20,8 @@ from kb.models import (
     invitation_state,
 )
 
-
-def event_list_visible(*, user) -> QuerySet[Event]:
-    """Events about kinds of record the user may view; a viewer never sees events about
-    researchers, interviews, answers or highlights, even with their redacted labels."""
-    events = Event.objects.all()
-    if user.is_superuser:
-        return events
-    visible = [
-        content_type.pk
-        for content_type in ContentType.objects.filter(app_label__in=["kb", "analysis"])
-        if user.has_perm(f"{content_type.app_label}.view_{content_type.model}")
-    ]
-    return events.filter(target_type_id__in=visible)
+# The API's event list and the dashboard read the log through the same rule.
+event_list_visible = selectors.event_list_visible
 
 
 def can_see_quotes(user) -> bool:
@@ -161,12 +150,24 @@ def run_attach_details(rows: list[dict], *, request) -> None:
     for row in rows:
         row["jobs"] = jobs.get(row["id"], [])
         row["outcome"] = outcomes.get(row["id"])
-        figures = (row["result"] or {}).get("figures") or {}
-        row["figures"] = {
-            name: request.build_absolute_uri(default_storage.url(path))
-            for name, path in figures.items()
-            if isinstance(path, str)
-        }
+        row["figures"] = _figure_urls(request, row["id"], row["result"])
+
+
+def _figure_urls(request, run_id: int, result) -> dict[str, str]:
+    """Each figure's URL on the permission-checked figure view (nothing in storage is
+    public); a name that view could not serve is left out rather than linked to a 404."""
+    figures = result.get("figures") if isinstance(result, dict) else None
+    if not isinstance(figures, dict):
+        return {}
+    urls = {}
+    for name, path in figures.items():
+        if not isinstance(path, str):
+            continue
+        try:
+            urls[name] = request.build_absolute_uri(reverse("run-figure", args=[run_id, name]))
+        except NoReverseMatch:
+            continue
+    return urls
 
 
 def event_attach_target_type(rows: list[dict]) -> None:

@@ -1,11 +1,8 @@
-"""Analysis runs: the live page (progress polled without reloading), cancel, retry, figures."""
-
-import mimetypes
+"""Analysis runs: the live page (progress polled without reloading), cancel and retry.
+Figures and other stored files are served by kb/views/files.py."""
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -61,16 +58,3 @@ def run_cancel(request, pk: int):
 @require_perm("analysis.change_analysisrun")
 def run_retry(request, pk: int):
     return _run_action(request, pk, analysis_services.run_retry, "Run queued again.")
-
-
-@require_perm("analysis.view_analysisrun")
-def run_figure(request, pk: int, name: str):
-    """Stream one of the run's figures from storage; only names the run lists are served."""
-    run = get_or_404(selectors.run_get, pk)
-    path = (run.result.get("figures") or {}).get(name)
-    if not path or not default_storage.exists(path):
-        raise Http404
-    content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    response = FileResponse(default_storage.open(path, "rb"), content_type=content_type)
-    response["Cache-Control"] = "private, max-age=3600"
-    return response

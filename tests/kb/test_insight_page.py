@@ -59,7 +59,7 @@ def test_viewer_dashboard_never_shows_a_linked_quote(client, viewer_user, resear
     )
     client.force_login(viewer_user)
     body = client.get(reverse("dashboard")).content.decode()
-    assert "insight highlight #" in body
+    assert "insight highlight #" not in body  # viewers see no event about quote links
     assert world.highlight.quote not in body
 
 
@@ -78,7 +78,9 @@ def test_change_without_outcome_offers_its_first_experiment(client_r):
 
 def test_evaluated_change_is_offered_a_rerun_with_more_seeds(client_r, world):
     body = client_r.get(world.insight.get_absolute_url()).content.decode()
-    assert "Start the change experiment" not in body
+    # only the world's proposed change, which has never run, offers a first experiment
+    assert body.count("Start the change experiment") == 1
+    assert reverse("change-experiment", args=[world.proposed_change.pk]) in body
     assert "Run again with more seeds" in body
     assert "The latest outcome, improved over 3 seeds, stays; a new run adds another" in body
     page = client_r.get(reverse("change-experiment", args=[world.change.pk]))

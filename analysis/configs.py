@@ -1,334 +1,99 @@
-"""The one place that checks run settings: the pages' forms, the API (through
-analysis.services), the run_analysis command and the service itself all call the
-`*_config_clean` functions here, and the forms build their widgets from the bounds below.
-Torch-free, so the web process refuses bad input before a run row exists.
+"""Run settings for the web process: the pages' forms, the API (through analysis.services), the
+run_analysis command and the services call the `*_config_clean` functions here, and the forms
+build their widgets from the bounds below.
 
-Each `*_config_clean` returns a complete, normalised config or raises one ValidationError
-holding every problem found, as {key: [messages]}. The key names the setting:
-
-- a top-level setting by its name: "seeds", "seed", "control_seed", "top_k", "random_sets",
-  "mode", "concept"; an unknown one by its own name;
-- a nested setting by its dotted path: "dataset.name", "dataset.n", "dataset.limit",
-  "dataset.seed", "dataset.size", "train.epochs", "train.learning_rate", ... (an unknown
-  option too: "dataset.colour", "train.momentum");
-- "dataset" or "train" only when that setting is not an object at all, and "config" when the
-  whole config is not one.
-
-Callers map keys to their own fields (a form field, a command-line flag) by exact match and
-never take a message apart. All bounds are inclusive.
+The rules themselves live in analysis.engine.run_settings, which the engine checks its own
+configs with too; this module only turns its SettingsError into Django's ValidationError with
+the same {key: [messages]} (the key convention is in that module's docstring). Callers map
+keys to their own fields by exact match and never take a message apart. Torch-free, so the
+web process refuses bad input before a run row exists.
 """
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.core.exceptions import ValidationError
 
-from analysis.engine.specs import DEFAULT_HYPERPARAMETERS, OPTIMIZERS
+from analysis.engine import run_settings
+from analysis.engine.run_settings import (
+    BOUNDS,
+    CHOICES,
+    DATASET_BOUNDS,
+    DATASET_CONCEPTS,
+    DATASET_NAMES,
+    DATASET_SHAPES,
+    DATASET_SIZE_OPTION,
+    DEFAULT_DATASET,
+    DEFAULT_SEEDS,
+    DEFAULTS,
+    MAX_SEED,
+    MAX_SEEDS,
+    MIN_SEEDS,
+    SHAPES_CLASSES,
+    TRAIN_FIELDS,
+    Errors,
+    SettingsError,
+    dataset_concepts,
+)
 
-MAX_SEED = 2**31 - 1
-MIN_SEEDS = 3
-MAX_SEEDS = 20
-DEFAULT_SEEDS = 5
-
-# Setting -> (lowest, highest) allowed value: a whole number when both bounds are ints, any
-# number when they are floats. "seeds" counts seeds (a list's seeds lie within "seed");
-# "concept" counts characters. A run holds a worker for its whole length: these caps keep one
-# request from holding it for days.
-BOUNDS: dict[str, tuple[int | float, int | float]] = {
-    "seeds": (MIN_SEEDS, MAX_SEEDS),
-    "seed": (0, MAX_SEED),
-    "control_seed": (0, MAX_SEED),
-    "top_k": (1, 256),
-    "random_sets": (2, 500),
-    "concept": (0, 100),
-    "train.epochs": (1, 100),
-    "train.batch_size": (1, 8192),
-    "train.learning_rate": (1e-6, 10.0),
-    "train.weight_decay": (0.0, 1.0),
-}
-CHOICES: dict[str, tuple[str, ...]] = {
-    "dataset.name": ("shapes", "digits", "fashion-mnist"),
-    "mode": ("zero", "mean"),
-    "train.optimizer": tuple(OPTIMIZERS),
-}
-DATASET_NAMES = CHOICES["dataset.name"]
-# What a left-out top-level setting becomes.
-DEFAULTS: dict[str, Any] = {"seed": 0, "control_seed": 0, "top_k": 5, "random_sets": 20,
-                            "mode": "zero"}  # fmt: skip
-# Dataset -> option -> (lowest, highest); every option is a whole number.
-DATASET_BOUNDS: dict[str, dict[str, tuple[int, int]]] = {
-    "shapes": {"n": (40, 50_000), "seed": (0, MAX_SEED), "size": (8, 64)},
-    "digits": {"limit": (20, 1797)},
-    "fashion-mnist": {"limit": (20, 60_000)},
-}
-# The option that sets how many examples a dataset gives (a form's "dataset size").
-DATASET_SIZE_OPTION = {"shapes": "n", "digits": "limit", "fashion-mnist": "limit"}
-DEFAULT_DATASET = {"name": "shapes", "n": 2000, "seed": 0}
-# The class and attribute names each dataset carries, which a concept must be one of. They
-# mirror analysis.engine.datasets, which needs torch; tests/analysis/test_configs.py holds
-# the two together.
-DATASET_CONCEPTS: dict[str, tuple[str, ...]] = {
-    "shapes": ("line", "arc", "circle", "corner", "curvature", "orientation"),
-    "digits": tuple(str(digit) for digit in range(10)),
-    "fashion-mnist": ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal",
-                      "shirt", "sneaker", "bag", "ankle boot"),
-}  # fmt: skip
-# What each dataset feeds a model: (input shape, number of classes); shapes follows the model.
-DATASET_SHAPES = {"digits": ([1, 8, 8], 10), "fashion-mnist": ([1, 28, 28], 10)}
-SHAPES_CLASSES = 4
-TRAIN_FIELDS = tuple(DEFAULT_HYPERPARAMETERS)
-
-Errors = dict[str, list[str]]
+__all__ = [
+    "BOUNDS",
+    "CHOICES",
+    "DATASET_BOUNDS",
+    "DATASET_CONCEPTS",
+    "DATASET_NAMES",
+    "DATASET_SHAPES",
+    "DATASET_SIZE_OPTION",
+    "DEFAULTS",
+    "DEFAULT_DATASET",
+    "DEFAULT_SEEDS",
+    "MAX_SEED",
+    "MAX_SEEDS",
+    "MIN_SEEDS",
+    "SHAPES_CLASSES",
+    "TRAIN_FIELDS",
+    "Errors",
+    "ablation_config_clean",
+    "dataset_concepts",
+    "dataset_fit_model",
+    "experiment_config_clean",
+    "profile_config_clean",
+]
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _shown(value: Any) -> str:
-    # Never echo a huge number or text back: its digits alone could fill the page.
-    if _is_int(value) and value.bit_length() > 64:
-        return "a larger number"
-    text = repr(value)
-    return text if len(text) <= 40 else f"{text[:37]}..."
-
-
-def _whole_number(value: Any, low: int, high: int, suffix: str = "") -> int:
-    if not _is_int(value) or not low <= value <= high:
-        raise ValueError(
-            f"must be a whole number from {low} to {high}{suffix}, got {_shown(value)}."
-        )
-    return value
-
-
-def _number(value: Any, low: float, high: float) -> float:
-    # NaN and infinities fail the comparison, so no separate check is needed.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise ValueError(f"must be a number from {low} to {high}, got {_shown(value)}.")
-    return value
-
-
-def _choice(value: Any, key: str) -> str:
-    if not isinstance(value, str) or value not in CHOICES[key]:
-        raise ValueError(f"must be one of {', '.join(CHOICES[key])}, got {_shown(value)}.")
-    return value
-
-
-def _setting(key: str, value: Any) -> Any:
-    """Check one bounded or chosen setting by its key (as in BOUNDS and CHOICES)."""
-    if key in CHOICES:
-        return _choice(value, key)
-    low, high = BOUNDS[key]
-    if isinstance(low, int) and isinstance(high, int):
-        return _whole_number(value, low, high)
-    return _number(value, low, high)
-
-
-def _gather(errors: Errors, key: str, clean: Callable[..., Any], *args: Any) -> Any:
-    """`clean(*args)`, or None with its problem recorded: a ValueError under `key`, a
-    ValidationError under the keys it names."""
+@contextmanager
+def _as_validation_error() -> Iterator[None]:
     try:
-        return clean(*args)
-    except ValueError as problem:
-        errors.setdefault(key, []).append(str(problem))
-    except ValidationError as problem:
-        for field, messages in problem.message_dict.items():
-            errors.setdefault(field, []).extend(messages)
-    return None
-
-
-def _unknown(errors: Errors, raw: dict, allowed, prefix: str = "") -> None:
-    for key in sorted(set(raw) - set(allowed), key=str):
-        errors[f"{prefix}{key}"] = [f"unknown setting. Expected one of {', '.join(allowed)}."]
-
-
-def _clean_dataset(raw: Any) -> dict:
-    if raw is None:
-        return dict(DEFAULT_DATASET)
-    if not isinstance(raw, dict):
-        raise ValidationError({"dataset": 'must be an object such as {"name": "shapes"}.'})
-    errors: Errors = {}
-    name = _gather(errors, "dataset.name", _choice, raw.get("name"), "dataset.name")
-    if name is None:
-        raise ValidationError(errors)
-    options = DATASET_BOUNDS[name]
-    _unknown(errors, raw, ("name", *options), prefix="dataset.")
-    cleaned = dict(DEFAULT_DATASET) if name == "shapes" else {"name": name}
-    for option, (low, high) in options.items():
-        if option in raw:
-            key, suffix = f"dataset.{option}", f" for {name}"
-            cleaned[option] = _gather(errors, key, _whole_number, raw[option], low, high, suffix)
-    if errors:
-        raise ValidationError(errors)
-    return cleaned
-
-
-def _clean_train(raw: Any) -> dict:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ValidationError({"train": "must be an object of training settings."})
-    errors: Errors = {}
-    _unknown(errors, raw, TRAIN_FIELDS, prefix="train.")
-    cleaned = {}
-    for name in TRAIN_FIELDS:
-        if name in raw:
-            key = f"train.{name}"
-            cleaned[name] = _gather(errors, key, _setting, key, raw[name])
-    if errors:
-        raise ValidationError(errors)
-    return cleaned
-
-
-def _clean_seeds(raw: Any, minimum: int) -> list[int]:
-    """A count becomes seeds 0..count-1; a list is taken as given. The count is checked
-    before any list is built."""
-    if raw is None:
-        return list(range(DEFAULT_SEEDS))
-    high = BOUNDS["seeds"][1]
-    if _is_int(raw):
-        if not minimum <= raw <= high:
-            raise ValueError(f"use {minimum} to {high} seeds, got {_shown(raw)}.")
-        return list(range(raw))
-    if not isinstance(raw, list):
-        raise ValueError("give a number of seeds or a list of seeds.")
-    if not minimum <= len(raw) <= high:
-        raise ValueError(f"use {minimum} to {high} seeds, got {len(raw)}.")
-    low_seed, high_seed = BOUNDS["seed"]
-    for seed in raw:
-        if not _is_int(seed) or not low_seed <= seed <= high_seed:
-            raise ValueError(
-                f"each seed must be a whole number from {low_seed} to {high_seed}, "
-                f"got {_shown(seed)}."
-            )
-    if len(set(raw)) != len(raw):
-        raise ValueError("seeds must be distinct.")
-    return raw
-
-
-def _dataset_name(raw: Any) -> str | None:
-    """The dataset a raw config names, or None when it names none that exists."""
-    if raw is None:
-        return DEFAULT_DATASET["name"]
-    name = raw.get("name") if isinstance(raw, dict) else None
-    return name if isinstance(name, str) and name in DATASET_NAMES else None
-
-
-def _clean_concept(raw: Any, dataset: Any) -> str:
-    """Blank, or a class or attribute name of the raw `dataset` (checked only when that names
-    a dataset; its own error is reported otherwise)."""
-    if raw is None or raw == "":
-        return ""
-    low, high = BOUNDS["concept"]
-    if not isinstance(raw, str) or not low <= len(raw) <= high:
-        raise ValueError(f"must be a class or attribute name of at most {high} characters.")
-    name = _dataset_name(dataset)
-    if name is not None and raw not in DATASET_CONCEPTS[name]:
-        known = ", ".join(DATASET_CONCEPTS[name])
-        raise ValueError(f"{name} has no class or attribute {raw!r}; use one of {known}.")
-    return raw
-
-
-def dataset_concepts(name: str) -> tuple[str, ...]:
-    """Out: the class and attribute names a concept may take on dataset `name`."""
-    return DATASET_CONCEPTS[name]
-
-
-def _clean_common(raw: Any, allowed: tuple[str, ...]) -> tuple[dict, Errors, dict]:
-    """The shared part of every config: the object itself, unknown keys, dataset and train.
-    Out: (raw as a dict, errors so far, cleaned {"dataset", "train"})."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ValidationError({"config": "must be an object of run settings."})
-    errors: Errors = {}
-    _unknown(errors, raw, allowed)
-    cleaned = {
-        "dataset": _gather(errors, "dataset", _clean_dataset, raw.get("dataset")),
-        "train": _gather(errors, "train", _clean_train, raw.get("train")),
-    }
-    return raw, errors, cleaned
-
-
-def _optional(errors: Errors, raw: dict, key: str) -> Any:
-    """The top-level setting `key` (as in BOUNDS and CHOICES), its default when left out."""
-    return _gather(errors, key, _setting, key, raw.get(key, DEFAULTS[key]))
-
-
-def _done(errors: Errors, cleaned: dict) -> dict:
-    if errors:
-        raise ValidationError(errors)
-    return cleaned
+        yield
+    except SettingsError as error:
+        raise ValidationError(error.field_errors) from None
 
 
 def experiment_config_clean(raw: dict | None, *, min_seeds: int = MIN_SEEDS) -> dict:
     """In: {"dataset", "train", "seeds", "control_seed", "concept"}, all optional.
     `min_seeds` is lowered only by benchmarks; people always get at least MIN_SEEDS.
-    Out: the complete config; raises ValidationError keyed as the module docstring says."""
-    allowed = ("dataset", "train", "seeds", "control_seed", "concept")
-    raw, errors, cleaned = _clean_common(raw, allowed)
-    cleaned["seeds"] = _gather(errors, "seeds", _clean_seeds, raw.get("seeds"), min_seeds)
-    cleaned["control_seed"] = _optional(errors, raw, "control_seed")
-    cleaned["concept"] = _gather(
-        errors, "concept", _clean_concept, raw.get("concept"), raw.get("dataset")
-    )
-    return _done(errors, cleaned)
+    Out: the complete config; raises ValidationError keyed by setting."""
+    with _as_validation_error():
+        return run_settings.experiment_config_clean(raw, min_seeds=min_seeds)
 
 
 def profile_config_clean(raw: dict | None) -> dict:
-    """In: {"dataset", "train", "seed", "concept", "top_k"}, all optional; trains first when
-    the model has no weights. Out: the complete config; raises ValidationError."""
-    raw, errors, cleaned = _clean_common(raw, ("dataset", "train", "seed", "concept", "top_k"))
-    cleaned["seed"] = _optional(errors, raw, "seed")
-    cleaned["concept"] = _gather(
-        errors, "concept", _clean_concept, raw.get("concept"), raw.get("dataset")
-    )
-    cleaned["top_k"] = _optional(errors, raw, "top_k")
-    return _done(errors, cleaned)
+    """In: {"dataset", "train", "seed", "concept", "top_k"}, all optional.
+    Out: the complete config; raises ValidationError keyed by setting."""
+    with _as_validation_error():
+        return run_settings.profile_config_clean(raw)
 
 
 def ablation_config_clean(raw: dict | None) -> dict:
     """In: {"dataset", "train", "seed", "mode", "random_sets"}, all optional.
-    Out: the complete config; raises ValidationError."""
-    allowed = ("dataset", "train", "seed", "mode", "random_sets")
-    raw, errors, cleaned = _clean_common(raw, allowed)
-    cleaned["seed"] = _optional(errors, raw, "seed")
-    cleaned["mode"] = _optional(errors, raw, "mode")
-    cleaned["random_sets"] = _optional(errors, raw, "random_sets")
-    return _done(errors, cleaned)
+    Out: the complete config; raises ValidationError keyed by setting."""
+    with _as_validation_error():
+        return run_settings.ablation_config_clean(raw)
 
 
 def dataset_fit_model(dataset: dict, spec: dict) -> dict:
-    """Check a cleaned dataset config against a model spec; shapes images take the model's
-    input size unless one is given. Raises ValidationError under "dataset.name" when the
-    dataset cannot feed the model, under "dataset.size" when the given size does not fit."""
-    input_shape, classes = list(spec.get("input_shape", [])), spec.get("num_classes")
-    name = dataset["name"]
-    if name == "shapes":
-        if len(input_shape) != 3 or input_shape[0] != 1 or input_shape[1] != input_shape[2]:
-            raise ValidationError(
-                {
-                    "dataset.name": "shapes images are square and grey: the model "
-                    f"must take [1, N, N], not {input_shape}."
-                }
-            )
-        if "size" in dataset and dataset["size"] != input_shape[1]:
-            raise ValidationError(
-                {
-                    "dataset.size": f"shapes images of size {dataset['size']} give inputs "
-                    f"[1, {dataset['size']}, {dataset['size']}]; the model takes {input_shape}."
-                }
-            )
-        dataset = {**dataset, "size": input_shape[1]}
-        expected = ([1, dataset["size"], dataset["size"]], SHAPES_CLASSES)
-    else:
-        expected = DATASET_SHAPES[name]
-    if input_shape != expected[0] or classes != expected[1]:
-        raise ValidationError(
-            {
-                "dataset.name": f"{name} gives inputs {expected[0]} and {expected[1]} "
-                f"classes; the model takes {input_shape} and "
-                f"{classes} classes."
-            }
-        )
-    return dataset
+    """In: a cleaned dataset config and a model spec. Out: the dataset config, shapes images
+    sized to the model. Raises ValidationError under "dataset.name" when the dataset cannot
+    feed the model, under "dataset.size" when the given size does not fit."""
+    with _as_validation_error():
+        return run_settings.dataset_fit_model(dataset, spec)

@@ -12,21 +12,12 @@ from typing import Any
 import numpy as np
 import torch
 
-SHAPE_CLASSES = ["line", "arc", "circle", "corner"]
-FASHION_MNIST_CLASSES = [
-    "t-shirt/top",
-    "trouser",
-    "pullover",
-    "dress",
-    "coat",
-    "sandal",
-    "shirt",
-    "sneaker",
-    "bag",
-    "ankle boot",
-]
+from analysis.engine.run_settings import DATASET_CLASSES, DATASET_NAMES
+
+# The names live with the run settings' rules (torch-free), which check concepts against them.
+SHAPE_CLASSES = list(DATASET_CLASSES["shapes"])
+FASHION_MNIST_CLASSES = list(DATASET_CLASSES["fashion-mnist"])
 DEFAULT_FASHION_MNIST_PATH = "/usr/share/datasets/fashion-mnist"
-DATASET_NAMES = ("shapes", "digits", "fashion-mnist")
 
 
 class DatasetUnavailable(FileNotFoundError):
@@ -223,7 +214,7 @@ def load_digits_dataset(limit: int | None = None) -> ArrayDataset:
     return ArrayDataset(
         inputs=images,
         labels=labels,
-        class_names=[str(digit) for digit in range(10)],
+        class_names=list(DATASET_CLASSES["digits"]),
         name="digits" if limit is None else f"digits(limit={limit})",
     )
 

@@ -21,6 +21,14 @@ from analysis.engine.activations import profile_activations
 from analysis.engine.datasets import ArrayDataset, load_dataset
 from analysis.engine.plans import plan_experiment
 from analysis.engine.profiles import concept_kind, concept_scores
+from analysis.engine.run_settings import (
+    DEFAULT_DATASET,
+    DEFAULT_SEEDS,
+    MIN_COMPARABLE_SEEDS,
+    MIN_SEEDS,
+    SettingsError,
+    experiment_config_clean,
+)
 from analysis.engine.specs import DEFAULT_HYPERPARAMETERS, count_parameters
 from analysis.engine.stats import (
     METRIC_RANGES,
@@ -35,23 +43,25 @@ ARMS = ("baseline", "variant", "control")
 # The metrics' ranges live beside the statistics (stats.METRIC_RANGES), which the web process
 # imports without torch; this module imports torch.
 METRICS = tuple(METRIC_RANGES)
-MIN_SEEDS = 3
+DIRECTIONS = ("increase", "decrease")
 
 
 @dataclass
 class ExperimentConfig:
     """What to train on, how, with which seeds, and what result counts as success.
 
-    train: TrainConfig fields; hyperparameter fields (epochs, learning_rate, ...) are written
-    into the baseline spec before the change is applied, so a set_hyperparameter change still
-    wins in the variant arm. minimum_effect: the smallest metric difference that matters.
+    dataset, train, seeds, concept: checked and normalised by run_settings'
+    experiment_config_clean, the rules the web process checks a request with (a seed count
+    becomes seeds 0..count-1); allow_small lowers the seed minimum from MIN_SEEDS to
+    MIN_COMPARABLE_SEEDS for benchmarks and quick checks. train: training settings
+    (epochs, learning_rate, ...), written into the baseline spec before the change is applied,
+    so a set_hyperparameter change still wins in the variant arm. minimum_effect: the smallest
+    metric difference that matters. Raises SettingsError (a ValueError) keyed by field.
     """
 
-    dataset: dict[str, Any] = field(
-        default_factory=lambda: {"name": "shapes", "n": 2000, "seed": 0}
-    )
+    dataset: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_DATASET))
     train: dict[str, Any] = field(default_factory=dict)
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    seeds: list[int] = field(default_factory=lambda: list(range(DEFAULT_SEEDS)))
     metric: str = "test_accuracy"
     direction: str = "increase"
     minimum_effect: float = 0.01
@@ -59,23 +69,34 @@ class ExperimentConfig:
     allow_small: bool = False
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.train) - set(TrainConfig.field_names()))
-        if unknown:
-            raise ValueError(f"train: unknown field(s) {', '.join(unknown)}")
-        if len(set(self.seeds)) != len(self.seeds) or not all(
-            isinstance(s, int) for s in self.seeds
-        ):
-            raise ValueError("seeds must be distinct integers")
-        if len(self.seeds) < MIN_SEEDS and not self.allow_small:
-            raise ValueError(f"need at least {MIN_SEEDS} seeds (set allow_small for quick tests)")
-        if len(self.seeds) < 2:
-            raise ValueError("need at least 2 seeds to compare arms")
-        if self.metric not in METRICS:
-            raise ValueError(f"metric must be one of {', '.join(METRICS)}")
-        if self.direction not in ("increase", "decrease"):
-            raise ValueError("direction must be 'increase' or 'decrease'")
-        if not self.minimum_effect >= 0:
-            raise ValueError("minimum_effect must be >= 0")
+        raw = {"dataset": self.dataset, "train": self.train, "seeds": self.seeds,
+               "concept": self.concept}  # fmt: skip
+        minimum = MIN_COMPARABLE_SEEDS if self.allow_small else MIN_SEEDS
+        errors = self._outcome_errors()
+        try:
+            cleaned = experiment_config_clean(raw, min_seeds=minimum)
+        except SettingsError as error:
+            raise SettingsError({**error.field_errors, **errors}) from None
+        if errors:
+            raise SettingsError(errors)
+        self.dataset = cleaned["dataset"]
+        self.train = cleaned["train"]
+        self.seeds = cleaned["seeds"]
+        self.concept = cleaned["concept"] or None
+
+    def _outcome_errors(self) -> dict[str, list[str]]:
+        """Problems with what counts as success (set by the change, not by the request)."""
+        errors = {}
+        if not isinstance(self.metric, str) or self.metric not in METRICS:
+            errors["metric"] = [f"must be one of {', '.join(METRICS)}, got {self.metric!r}."]
+        if not isinstance(self.direction, str) or self.direction not in DIRECTIONS:
+            errors["direction"] = [
+                f"must be one of {', '.join(DIRECTIONS)}, got {self.direction!r}."
+            ]
+        effect = self.minimum_effect
+        if isinstance(effect, bool) or not isinstance(effect, int | float) or not effect >= 0:
+            errors["minimum_effect"] = [f"must be a number >= 0, got {effect!r}."]
+        return errors
 
     @classmethod
     def coerce(cls, config: ExperimentConfig | dict[str, Any]) -> ExperimentConfig:

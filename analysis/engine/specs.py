@@ -30,6 +30,15 @@ UNIT_TYPES = ("conv2d", "linear")
 WIDTH_INHERITING_TYPES = (*ACTIVATION_TYPES, *POOL_TYPES, "batchnorm", "dropout")
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+# Numeric hyperparameter -> (lowest, highest), inclusive; whole numbers when the bounds are
+# ints. Runs hold a worker for their whole length: these caps keep one model or request from
+# holding it for days. The run settings (run_settings.BOUNDS["train.*"]) use the same numbers.
+HYPERPARAMETER_BOUNDS: dict[str, tuple[int | float, int | float]] = {
+    "learning_rate": (1e-6, 10.0),
+    "weight_decay": (0.0, 1.0),
+    "epochs": (1, 100),
+    "batch_size": (1, 8192),
+}
 DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
     "learning_rate": 0.01,
     "optimizer": "adam",
@@ -259,16 +268,19 @@ def validate_hyperparameters(hyperparameters: Any) -> dict[str, Any]:
 
 
 def hyperparameter_problem(name: str, value: Any) -> str | None:
-    """Return why `value` is not acceptable for hyperparameter `name`, or None if it is."""
+    """Return why `value` is not acceptable for hyperparameter `name`, or None if it is.
+    The bounds are the run settings' (HYPERPARAMETER_BOUNDS), so a model's own spec cannot
+    ask for more than a run may."""
     if name == "optimizer":
         return None if value in OPTIMIZERS else f"must be one of {', '.join(OPTIMIZERS)}"
-    if name == "learning_rate":
-        return None if _is_number(value) and value > 0 else "must be a number > 0"
-    if name == "weight_decay":
-        return None if _is_number(value) and value >= 0 else "must be a number >= 0"
-    if name in ("epochs", "batch_size"):
-        return None if _is_int(value) and value >= 1 else "must be an integer >= 1"
-    return f"unknown hyperparameter; expected one of {', '.join(DEFAULT_HYPERPARAMETERS)}"
+    if name not in HYPERPARAMETER_BOUNDS:
+        return f"unknown hyperparameter; expected one of {', '.join(DEFAULT_HYPERPARAMETERS)}"
+    low, high = HYPERPARAMETER_BOUNDS[name]
+    if isinstance(low, int):
+        ok = _is_int(value) and low <= value <= high
+        return None if ok else f"must be a whole number from {low} to {high}"
+    ok = _is_number(value) and low <= value <= high
+    return None if ok else f"must be a number from {low:g} to {high:g}"
 
 
 def hyperparameters_of(spec: dict) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""analysis.configs, the one place run settings are checked: every setting's bounds, huge and
-wrongly typed values, and each error under the key of the setting it is about."""
+"""analysis.configs, the web process's door to the one set of run-settings rules
+(analysis.engine.run_settings): every setting's bounds, huge and wrongly typed values, and each
+error under the key of the setting it is about, as Django's ValidationError."""
 
 import subprocess
 import sys
@@ -9,20 +10,20 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ValidationError
 
+from analysis import configs
 from analysis.configs import (
     BOUNDS,
     CHOICES,
     DATASET_BOUNDS,
-    DATASET_CONCEPTS,
     DATASET_NAMES,
     DATASET_SIZE_OPTION,
-    MIN_SEEDS,
     TRAIN_FIELDS,
     ablation_config_clean,
     dataset_fit_model,
     experiment_config_clean,
     profile_config_clean,
 )
+from analysis.engine import run_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLEANERS = {
@@ -389,17 +390,39 @@ def test_a_shapes_size_the_model_cannot_take_is_refused_under_the_size():
     }
 
 
-def test_the_concepts_and_names_match_the_engines_datasets():
-    """configs.py stays torch-free, so it keeps its own copy of what the engine's datasets
-    carry; this holds the two together."""
-    from analysis.engine import datasets, experiments
+def test_a_shapes_model_with_images_outside_the_size_bounds_is_refused_under_the_name():
+    # The size would otherwise be taken from the model unchecked, and the engine would refuse
+    # the run in a worker.
+    with pytest.raises(ValidationError) as excinfo:
+        dataset_fit_model({"name": "shapes", "n": 80, "seed": 0}, {"input_shape": [1, 96, 96]})
+    assert excinfo.value.message_dict == {
+        "dataset.name": ["shapes images are 8 to 64 pixels wide; the model takes [1, 96, 96]."]
+    }
 
-    shapes = datasets.make_shapes_dataset(4, seed=0, size=8)
-    assert DATASET_CONCEPTS["shapes"] == (*shapes.class_names, *shapes.attributes)
-    assert DATASET_CONCEPTS["digits"] == tuple(datasets.load_digits_dataset(limit=20).class_names)
-    assert DATASET_CONCEPTS["fashion-mnist"] == tuple(datasets.FASHION_MNIST_CLASSES)
-    assert DATASET_NAMES == datasets.DATASET_NAMES
-    assert MIN_SEEDS == experiments.MIN_SEEDS
+
+@pytest.mark.parametrize(
+    ("kind", "raw"),
+    [
+        ("experiment", {"dataset": {"name": "shapes", "n": 20, "size": 100},
+                        "train": {"epochs": 0}, "seeds": 2, "concept": "wings"}),
+        ("profile", {"dataset": {"name": "digits", "n": 80}, "top_k": 0, "concept": "arc"}),
+        ("ablation", {"mode": "max", "random_sets": 1, "colour": "red"}),
+        ("ablation", "not an object"),
+    ],
+)  # fmt: skip
+def test_the_errors_are_the_engine_rules_errors_under_the_same_keys(kind, raw):
+    """configs.py only adapts: Django's errors are the engine's, key for key, word for word."""
+    engine_clean = getattr(run_settings, CLEANERS[kind].__name__)
+    with pytest.raises(run_settings.SettingsError) as excinfo:
+        engine_clean(raw)
+    assert refusal(kind, raw) == excinfo.value.field_errors
+
+
+def test_the_public_names_are_the_engine_rules_own():
+    for name in ("BOUNDS", "CHOICES", "DATASET_BOUNDS", "DATASET_CONCEPTS", "DATASET_NAMES",
+                 "DATASET_SIZE_OPTION", "DEFAULTS", "MIN_SEEDS", "TRAIN_FIELDS"):  # fmt: skip
+        assert getattr(configs, name) is getattr(run_settings, name)
+    assert configs.dataset_concepts("digits") == tuple("0123456789")
 
 
 def test_configs_do_not_import_torch():

@@ -13,6 +13,7 @@ import tests.analysis.engine_helpers  # noqa: F401  (one torch thread)
 from analysis.engine.datasets import (
     DATASET_NAMES,
     DEFAULT_FASHION_MNIST_PATH,
+    FASHION_MNIST_CLASSES,
     SHAPE_CLASSES,
     DatasetUnavailable,
     load_dataset,
@@ -20,6 +21,7 @@ from analysis.engine.datasets import (
     load_idx_dataset,
     make_shapes_dataset,
 )
+from analysis.engine.run_settings import DATASET_CONCEPTS
 
 
 def _write_idx(path: Path, array: np.ndarray, gzipped: bool) -> None:
@@ -115,3 +117,12 @@ def test_registry_loads_by_name_and_rejects_unknown_options():
         load_dataset("shapes", colour="red")
     with pytest.raises(ValueError, match="unknown dataset"):
         load_dataset("imagenet")
+
+
+def test_each_dataset_carries_the_concepts_the_run_settings_accept():
+    # Concepts are checked before a run exists, against run_settings' names; a name the data
+    # lacked would surface in a worker as a KeyError.
+    shapes = make_shapes_dataset(4, seed=0, size=8)
+    assert (*shapes.class_names, *shapes.attributes) == DATASET_CONCEPTS["shapes"]
+    assert tuple(load_digits_dataset(limit=20).class_names) == DATASET_CONCEPTS["digits"]
+    assert tuple(FASHION_MNIST_CLASSES) == DATASET_CONCEPTS["fashion-mnist"]

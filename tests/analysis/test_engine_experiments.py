@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from django.core.exceptions import ValidationError
 from scipy import stats as scipy_stats
 
+from analysis import configs
 from analysis.engine.experiments import (
     MECHANISM_TEST,
     ExperimentConfig,
@@ -16,6 +18,7 @@ from analysis.engine.experiments import (
     run_experiment_locally,
     summarise_mechanism,
 )
+from analysis.engine.run_settings import SettingsError
 from tests.analysis.engine_helpers import TINY_CNN
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -76,23 +79,101 @@ def test_run_experiment_locally_returns_a_complete_aggregate():
     assert abs(plan["control"]["result"]["params_added"] - added) <= 0.05 * added
 
 
-@pytest.mark.parametrize(
-    ("changes", "message"),
-    [
-        ({"seeds": [0, 1]}, "at least 3 seeds"),
-        ({"seeds": [0, 0, 1]}, "distinct"),
-        ({"metric": "f1"}, "metric"),
-        ({"direction": "up"}, "direction"),
-        ({"train": {"momentum": 0.9}}, "unknown field"),
-    ],
-)
-def test_config_validation(changes, message):
-    with pytest.raises(ValueError, match=message):
-        ExperimentConfig(**{**QUICK, **changes})
+# Run settings as a request or a frozen run hands them over; what configs.py refuses for the
+# web process, the engine must refuse too, under the same keys with the same messages.
+SETTINGS_CASES = [
+    {},
+    {"seeds": 20},
+    {"seeds": 2},
+    {"seeds": 21},
+    {"seeds": 10**30},
+    {"seeds": list(range(21))},
+    {"seeds": [0, 1, True]},
+    {"seeds": [0, 1, -1]},
+    {"seeds": [0, 1, 2**31]},
+    {"seeds": [0, 0, 1]},
+    {"seeds": "five"},
+    {"train": {"test_fraction": 0.99}},
+    {"train": {"threads": 64}},
+    {"train": {"split_seed": 1}},
+    {"train": {"epochs": 101}},
+    {"train": {"learning_rate": float("nan")}},
+    {"train": {"optimizer": "lion"}},
+    {"train": "fast"},
+    {"dataset": "shapes"},
+    {"dataset": {"name": "imagenet"}},
+    {"dataset": {"name": "shapes", "n": 10}},
+    {"dataset": {"name": "shapes", "noise": 0.5}},
+    {"dataset": {"name": "fashion-mnist", "path": "/etc"}},
+    {"concept": "wings"},
+    {"concept": "x" * 101},
+    {"dataset": {"name": "digits"}, "concept": "curvature"},
+    {"dataset": {"name": "digits", "limit": 50}, "train": {"epochs": 1, "optimizer": "sgd"},
+     "seeds": [4, 5, 6], "concept": "7"},
+    {"dataset": {"name": "shapes", "n": 20, "size": 100}, "train": {"epochs": 0},
+     "seeds": [0, 1, 1], "concept": "wings"},
+]  # fmt: skip
 
 
-def test_small_seed_counts_are_allowed_when_asked():
+def _web_outcome(settings: dict) -> tuple[str, dict]:
+    try:
+        cleaned = configs.experiment_config_clean(settings)
+    except ValidationError as error:
+        return "refused", error.message_dict
+    return "accepted", {key: cleaned[key] for key in ("dataset", "train", "seeds", "concept")}
+
+
+def _engine_outcome(settings: dict) -> tuple[str, dict]:
+    try:
+        config = ExperimentConfig(**settings)
+    except SettingsError as error:
+        return "refused", error.field_errors
+    return "accepted", {"dataset": config.dataset, "train": config.train,
+                        "seeds": config.seeds, "concept": config.concept or ""}  # fmt: skip
+
+
+@pytest.mark.parametrize("settings", SETTINGS_CASES)
+def test_the_engine_refuses_exactly_what_the_web_process_refuses(settings):
+    web, engine = _web_outcome(settings), _engine_outcome(settings)
+    assert engine == web
+
+
+def test_every_case_of_the_comparison_is_told_apart():
+    outcomes = [_web_outcome(settings)[0] for settings in SETTINGS_CASES]
+    assert (outcomes.count("accepted"), outcomes.count("refused")) == (3, 25)
+
+
+def test_a_refused_config_is_still_a_value_error_naming_its_field():
+    with pytest.raises(ValueError, match=r"^seeds: use 3 to 20 seeds, got 2\.$"):
+        ExperimentConfig(**{**QUICK, "seeds": [0, 1]})
+
+
+def test_what_counts_as_success_is_refused_under_its_own_field():
+    with pytest.raises(SettingsError) as excinfo:
+        ExperimentConfig(**{**QUICK, "seeds": [0], "metric": "f1", "direction": "up",
+                            "minimum_effect": -0.1})  # fmt: skip
+    assert excinfo.value.field_errors == {
+        "seeds": ["use 3 to 20 seeds, got 1."],
+        "metric": ["must be one of test_accuracy, test_loss, train_loss, got 'f1'."],
+        "direction": ["must be one of increase, decrease, got 'up'."],
+        "minimum_effect": ["must be a number >= 0, got -0.1."],
+    }
+
+
+def test_small_seed_counts_are_allowed_when_asked_but_never_below_two_or_above_the_cap():
     assert ExperimentConfig(**{**QUICK, "seeds": [0, 1], "allow_small": True}).seeds == [0, 1]
+    for seeds, count in (([0], 1), (list(range(21)), 21)):
+        with pytest.raises(SettingsError) as excinfo:
+            ExperimentConfig(**{**QUICK, "seeds": seeds, "allow_small": True})
+        assert excinfo.value.field_errors == {"seeds": [f"use 2 to 20 seeds, got {count}."]}
+
+
+def test_a_config_is_normalised_and_survives_its_dict_form():
+    config = ExperimentConfig(dataset={"name": "shapes", "n": 300, "size": 12}, seeds=3)
+    assert (config.dataset, config.seeds, config.concept) == (
+        {"name": "shapes", "n": 300, "seed": 0, "size": 12}, [0, 1, 2], None,
+    )  # fmt: skip
+    assert ExperimentConfig.coerce(config.to_dict()) == config
 
 
 def test_aggregate_verdict_and_comparisons_from_known_numbers():

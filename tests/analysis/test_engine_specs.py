@@ -130,10 +130,13 @@ def test_conv_on_flat_input_is_refused():
     ("hyperparameters", "message"),
     [
         ({"optimizer": "rmsprop"}, "hyperparameter 'optimizer': must be one of sgd, adam, adamw"),
-        ({"learning_rate": 0}, "hyperparameter 'learning_rate': must be a number > 0"),
-        ({"epochs": 1.5}, "hyperparameter 'epochs': must be an integer >= 1"),
-        ({"batch_size": 0}, "hyperparameter 'batch_size': must be an integer >= 1"),
-        ({"weight_decay": -1}, "hyperparameter 'weight_decay': must be a number >= 0"),
+        ({"learning_rate": 0}, "hyperparameter 'learning_rate': must be a number from 1e-06 to 10"),
+        ({"epochs": 1.5}, "hyperparameter 'epochs': must be a whole number from 1 to 100"),
+        ({"batch_size": 0}, "hyperparameter 'batch_size': must be a whole number from 1 to 8192"),
+        ({"weight_decay": -1}, "hyperparameter 'weight_decay': must be a number from 0 to 1"),
+        # a model's own spec is held to the run settings' caps
+        ({"epochs": 1000}, "hyperparameter 'epochs': must be a whole number from 1 to 100"),
+        ({"learning_rate": 11.0}, "hyperparameter 'learning_rate': must be a number from 1e-06"),
         ({"momentum": 0.9}, "hyperparameters: unknown field(s) momentum"),
     ],
 )

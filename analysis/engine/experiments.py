@@ -29,7 +29,7 @@ from analysis.engine.run_settings import (
     SettingsError,
     experiment_config_clean,
 )
-from analysis.engine.specs import DEFAULT_HYPERPARAMETERS, count_parameters
+from analysis.engine.specs import count_parameters
 from analysis.engine.stats import (
     METRIC_RANGES,
     compare_arms,
@@ -119,11 +119,6 @@ def dataset_for(config: ExperimentConfig | dict[str, Any]) -> ArrayDataset:
     return _cached_dataset(json.dumps(ExperimentConfig.coerce(config).dataset, sort_keys=True))
 
 
-def _train_config(arm_spec: dict, config: ExperimentConfig) -> TrainConfig:
-    settings = {k: v for k, v in config.train.items() if k not in DEFAULT_HYPERPARAMETERS}
-    return TrainConfig.from_spec(arm_spec, **settings)
-
-
 def mechanism_check(model, test: ArrayDataset, mechanism: dict[str, Any]) -> dict[str, Any]:
     """Did the added units become selective for the concept?
 
@@ -171,7 +166,8 @@ def run_arm(
     """
     config = ExperimentConfig.coerce(config)
     dataset = dataset_for(config)
-    train_config = _train_config(arm_spec, config)
+    # Every training setting of a run is a hyperparameter, already written into the arm's spec.
+    train_config = TrainConfig.from_spec(arm_spec)
     result = train_model(arm_spec, dataset, train_config, seed=seed, on_progress=on_progress)
     mechanism_result = None
     if mechanism:

@@ -182,19 +182,19 @@ def outcome_power_warnings(outcome: Outcome) -> list[str]:
     )
 
 
-def run_settings(config: dict, *, change: ArchitectureChange) -> dict:
+def run_settings(config: dict, *, fallback_spec: dict | None = None) -> dict:
     """What a change experiment trained on, from its run's frozen config. Out: {"dataset",
     "dataset_size" (None: the whole dataset), "epochs", "seeds" (list)}; missing keys give
     None or [].
 
     Epochs come from the run's training settings, else the frozen baseline arm's
-    hyperparameters, else the frozen model spec's (for runs from before specs were frozen, the
-    change's model's), else the engine's defaults."""
+    hyperparameters, else the frozen model spec's (for runs from before specs were frozen,
+    `fallback_spec`: the change's model's), else the engine's defaults."""
     config = config or {}
     dataset = config.get("dataset") or {}
     spec = (config.get("model") or {}).get("architecture_spec")
     if spec is None:
-        spec = change.target_model.architecture_spec or {}
+        spec = fallback_spec or {}
     baseline = (config.get("arms") or {}).get("baseline") or {}
     hyperparameters = {
         **DEFAULT_HYPERPARAMETERS,
@@ -239,5 +239,8 @@ def outcome_summary(outcome: Outcome) -> dict:
         "warnings": outcome_power_warnings(outcome) if manual else [],
         "range_notes": [f"{label}: {note}" for label, note in notes if note],
         "settings": None if manual or outcome.analysis_run is None
-        else run_settings(outcome.analysis_run.config, change=outcome.change),
+        else run_settings(
+            outcome.analysis_run.config,
+            fallback_spec=outcome.change.target_model.architecture_spec,
+        ),
     }  # fmt: skip

@@ -6,6 +6,7 @@ import json
 from collections import defaultdict
 
 from django.http import StreamingHttpResponse
+from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -246,8 +247,13 @@ OUTCOME_COLUMNS = [
 ]  # fmt: skip
 
 
+# What a measured outcome trained on (statistics.run_settings); empty for a manual outcome.
+OUTCOME_SETTINGS_COLUMNS = ["dataset", "dataset_size", "epochs", "seed_list", "run_url"]
+
+
 class OutcomesCSVView(ThrottleFirstMixin, APIView):
-    """Every outcome, one row each, as CSV."""
+    """Every outcome, one row each, as CSV, with the settings it was measured with. An
+    undefined statistic is an empty cell."""
 
     permission_classes = [permissions_required("kb.view_outcome")]
     renderer_classes = [JSONRenderer, CSVRenderer]
@@ -256,12 +262,32 @@ class OutcomesCSVView(ThrottleFirstMixin, APIView):
     def get(self, request):
         rows = (
             Outcome.objects.order_by("pk")
-            .values_list(*OUTCOME_COLUMNS)
+            .values_list(
+                *OUTCOME_COLUMNS,
+                "analysis_run_id",
+                "analysis_run__config",
+                "change__target_model__architecture_spec",
+            )
             .iterator(chunk_size=EXPORT_CHUNK)
         )
+        run_url = request.build_absolute_uri(reverse("api:analysisrun-detail", args=[0]))
         header = [column.replace("change__target_model__name", "model").replace("__", "_")
-                  for column in OUTCOME_COLUMNS]  # fmt: skip
-        return _csv_response(header, rows, "outcomes.csv")
+                  for column in OUTCOME_COLUMNS] + OUTCOME_SETTINGS_COLUMNS  # fmt: skip
+        return _csv_response(header, _with_settings(rows, run_url), "outcomes.csv")
+
+
+def _with_settings(rows, run_url: str):
+    """Each row with the settings columns in place of the run's id, config and model spec.
+    `run_url` is the URL of run 0, a template for the others."""
+    for *columns, run_id, config, spec in rows:
+        if run_id is None:
+            yield [*columns, *[None] * len(OUTCOME_SETTINGS_COLUMNS)]
+            continue
+        settings = statistics.run_settings(config, fallback_spec=spec)
+        seeds = " ".join(map(str, settings["seeds"]))
+        url = run_url.replace("/0/", f"/{run_id}/")
+        yield [*columns, settings["dataset"], settings["dataset_size"], settings["epochs"],
+               seeds, url]  # fmt: skip
 
 
 class ThemeByResearcherCSVView(ThrottleFirstMixin, APIView):

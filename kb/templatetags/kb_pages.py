@@ -116,7 +116,10 @@ def outcome_settings(outcome) -> str:
     if outcome.analysis_run is None:
         return "entered by hand"
     return settings_text(
-        statistics.run_settings(outcome.analysis_run.config, change=outcome.change)
+        statistics.run_settings(
+            outcome.analysis_run.config,
+            fallback_spec=outcome.change.target_model.architecture_spec,
+        )
     )
 
 
@@ -202,3 +205,21 @@ def without(mapping: dict, key: str) -> dict:
 @register.filter
 def get_item(mapping: dict, key: str):
     return (mapping or {}).get(key)
+
+
+@register.filter
+def environment_text(environment: dict) -> str:
+    """Where a run's jobs ran, one clause per distinct environment, e.g. "worker-1 (cpu; torch
+    2.13.0, numpy 2.4.6, Python 3.11.2; code 1a2b3c4d): 9 jobs"; "" before any job finished."""
+    places = []
+    for place in (environment or {}).get("jobs", []):
+        env = place.get("environment") or {}
+        revision = str(env.get("code_revision") or "unknown")[:8]
+        jobs = len(place.get("jobs", []))
+        places.append(
+            f"{env.get('host') or 'unknown host'} ({env.get('device') or '?'}; "
+            f"torch {env.get('torch') or '?'}, numpy {env.get('numpy') or '?'}, "
+            f"Python {env.get('python') or '?'}; code {revision}): "
+            f"{jobs} job{'' if jobs == 1 else 's'}"
+        )
+    return "; ".join(places)

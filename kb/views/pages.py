@@ -87,7 +87,9 @@ def _outcome_settings_cells(request, outcome) -> list:
     run = outcome.analysis_run
     if run is None:
         return [None] * 5
-    settings = statistics.run_settings(run.config, change=outcome.change)
+    settings = statistics.run_settings(
+        run.config, fallback_spec=outcome.change.target_model.architecture_spec
+    )
     return [
         settings["dataset"], settings["dataset_size"], settings["epochs"],
         " ".join(map(str, settings["seeds"])), request.build_absolute_uri(run.get_absolute_url()),

@@ -229,6 +229,11 @@ def test_rerunning_the_same_config_is_recorded_as_a_bit_for_bit_reproduction(
     )
     host = second.jobs.first().environment["host"]
     assert f'<th scope="row">{host}</th>' in page
+    # the outcome shows where its jobs ran, next to the settings
+    change_page = client.get(reverse("change-detail", args=[change.pk])).content.decode()
+    torch_version = second.jobs.first().environment["torch"]
+    assert f"<dt>Ran on</dt><dd>{host} (cpu; torch {torch_version}" in change_page
+    assert "): 9 jobs</dd>" in change_page
 
     other = services.experiment_request(
         actor=researcher_user, change=change, config={**settings, "seeds": 4}, dispatch=False

@@ -240,4 +240,4 @@ def test_an_interval_past_the_metrics_range_is_said_plainly(researcher_user):
 def test_run_settings_read_the_frozen_config(config, spec, expected):
     change = ChangeFactory.build()
     change.target_model.architecture_spec = spec
-    assert run_settings(config, change=change) == expected
+    assert run_settings(config, fallback_spec=change.target_model.architecture_spec) == expected

@@ -57,10 +57,10 @@ def form_add_service_errors(form: forms.Form, error: ValidationError, aliases=No
 
 
 def _error_target(field: str, message: str, aliases: dict) -> tuple[str | None, str]:
-    # A change's parameter errors arrive as {"parameters": ["units: must be ..."]}.
-    prefix, _, rest = message.partition(": ")
-    if field == "parameters" and rest and prefix in aliases:
-        return aliases[prefix], rest
+    # A change's parameter errors arrive keyed by parameter: {"parameters.units": [...]}.
+    _, dot, parameter = field.partition("parameters.")
+    if dot and parameter in aliases:
+        return aliases[parameter], message
     return aliases.get(field, field), message
 
 

@@ -104,7 +104,9 @@ def _existing_layer(spec: dict, name: Any, field_name: str) -> tuple[int, dict]:
     try:
         return find_layer(spec, name)
     except SpecError as error:
-        raise ChangeError(str(error), {field_name: f"no layer named {name!r}"}) from error
+        layers = ", ".join(layer["name"] for layer in spec.get("layers", []))
+        message = f"no layer named {name!r}; the model's layers are {layers}"
+        raise ChangeError(str(error), {field_name: message}) from error
 
 
 def _is_positive_int(value: Any) -> bool:

@@ -183,15 +183,22 @@ class ArchitectureChange(models.Model):
         try:
             validate_change_parameters(self.operation, self.parameters, spec)
         except ChangeError as error:
+            # Keyed by the parameter, dotted like the run settings' nested errors
+            # ("parameters.units"), so forms and the API place each one without parsing.
             raise ValidationError(
                 {
-                    "parameters": [
-                        f"{field}: {message}" for field, message in error.field_errors.items()
-                    ]
+                    _parameter_error_key(field): message
+                    for field, message in error.field_errors.items()
                 }
             ) from None
         except SpecError as error:
             raise ValidationError({"parameters": str(error)}) from None
+
+
+def _parameter_error_key(field: str) -> str:
+    if field == "operation":
+        return "operation"
+    return "parameters" if field == "__all__" else f"parameters.{field}"
 
 
 class Outcome(models.Model):

@@ -181,7 +181,10 @@ def test_change_form_errors_sit_next_to_the_parameter_fields(client_r):
             reverse("change-create"), _change_data(insight, model, layer="conv9", units="2")
         )
     assert missing.context["form"].errors["units"] == ["This operation needs this field."]
-    assert unknown.context["form"].errors["layer"] == ["no layer named 'conv9'"]
+    assert unknown.context["form"].errors["layer"] == [
+        "no layer named 'conv9'; the model's layers are conv1, relu1, pool1, conv2, relu2, "
+        "pool2, flatten, fc1, relu3, fc_out"
+    ]
 
 
 def test_experiment_form_accepts_a_small_configuration(client_r):

@@ -428,6 +428,8 @@ class ChangeForm(ServiceModelForm):
         fields = CHANGE_PARAMETER_FIELDS.get(operation, {})
         parameters = {}
         for source, field in fields.items():
+            if field in self.errors:
+                continue  # its own error (e.g. units -3) says what is wrong; one is enough
             value = data.get(field)
             if value in (None, ""):
                 self.add_error(field, "This operation needs this field.")

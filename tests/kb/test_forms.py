@@ -180,7 +180,13 @@ def test_change_form_errors_sit_next_to_the_parameter_fields(client_r):
         unknown = client_r.post(
             reverse("change-create"), _change_data(insight, model, layer="conv9", units="2")
         )
+        negative = client_r.post(
+            reverse("change-create"), _change_data(insight, model, layer="conv2", units="-3")
+        )
     assert missing.context["form"].errors["units"] == ["This operation needs this field."]
+    assert negative.context["form"].errors["units"] == [
+        "Ensure this value is greater than or equal to 1."
+    ]
     assert unknown.context["form"].errors["layer"] == [
         "no layer named 'conv9'; the model's layers are conv1, relu1, pool1, conv2, relu2, "
         "pool2, flatten, fc1, relu3, fc_out"

@@ -385,13 +385,20 @@ class InsightForm(ServiceModelForm):
         return {name: list(self.cleaned_data[name]) for name in self.EVIDENCE_FIELDS}
 
 
+class OptionalJSONField(forms.JSONField):
+    """A JSON box that shows an empty value as empty, not as `null`."""
+
+    def prepare_value(self, value):
+        return "" if value is None else super().prepare_value(value)
+
+
 class ChangeForm(ServiceModelForm):
     """An architecture change; the operation's parameters come from typed fields."""
 
     layer = forms.CharField(required=False, help_text="Widen or remove: the layer's name.")
     units = forms.IntegerField(required=False, min_value=1, help_text="Widen: units to add.")
     after = forms.CharField(required=False, help_text="Insert: the layer to insert after.")
-    new_layer = forms.JSONField(
+    new_layer = OptionalJSONField(
         required=False,
         label="New layer",
         help_text='Insert: the layer as JSON, e.g. {"name": "conv3", "type": "conv2d", ...}.',

@@ -184,6 +184,8 @@ def test_change_form_errors_sit_next_to_the_parameter_fields(client_r):
             reverse("change-create"), _change_data(insight, model, layer="conv2", units="-3")
         )
     assert missing.context["form"].errors["units"] == ["This operation needs this field."]
+    assert 'name="new_layer"' in missing.content.decode()
+    assert "null</textarea>" not in missing.content.decode()
     assert negative.context["form"].errors["units"] == [
         "Ensure this value is greater than or equal to 1."
     ]

@@ -381,6 +381,9 @@ class InsightForm(ServiceModelForm):
     def record_fields(self) -> dict:
         return {k: v for k, v in self.cleaned_data.items() if k not in self.EVIDENCE_FIELDS}
 
+    # The services' evidence errors name the kind; on the form they sit beside the second list.
+    ERROR_ALIASES = {"findings": "contradicting_findings", "highlights": "contradicting_highlights"}
+
     def evidence(self) -> dict:
         return {name: list(self.cleaned_data[name]) for name in self.EVIDENCE_FIELDS}
 

@@ -3,7 +3,7 @@
 from pathlib import PurePath
 
 from django.core.exceptions import ValidationError
-from django.core.validators import FileExtensionValidator
+from django.core.validators import FileExtensionValidator, MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
@@ -109,7 +109,9 @@ class Finding(models.Model):
         "analysis.AnalysisRun", related_name="evidence_for", blank=True
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.HYPOTHESIS)
-    confidence = models.FloatField(default=0.5)
+    confidence = models.FloatField(
+        default=0.5, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

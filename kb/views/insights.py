@@ -50,6 +50,7 @@ def insight_create(request):
         write=lambda: insights.insight_create(
             actor=request.user, **form.record_fields(), **form.evidence()
         ),
+        aliases=forms.InsightForm.ERROR_ALIASES,
         success="Insight recorded.",
         page={"title": "New insight", "cancel": reverse("insight-list")},
     )
@@ -66,6 +67,7 @@ def insight_update(request, pk: int):
         write=lambda: insights.insight_update(
             actor=request.user, insight=insight, data=form.record_fields(), **form.evidence()
         ),
+        aliases=forms.InsightForm.ERROR_ALIASES,
         success="Insight saved.",
         page={"title": f"Edit {insight}", "cancel": insight.get_absolute_url()},
     )

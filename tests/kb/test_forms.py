@@ -155,6 +155,23 @@ def test_finding_form_parses_units_and_checks_them_against_the_model(client_r):
     assert response.context["form"].errors["unit_indices"] == [
         "Layer conv2 has 8 units; out of range: 99."
     ]
+    with nothing_written():
+        response = client_r.post(reverse("finding-create"), {**data, "confidence": "1.7"})
+    assert response.context["form"].errors["confidence"] == [
+        "Ensure this value is less than or equal to 1.0."
+    ]
+
+
+def test_insight_form_puts_a_both_ways_link_beside_the_lists(client_r):
+    finding = FindingFactory()
+    data = {"title": "Both", "statement": "S", "understanding_level": 1, "relevance": "both",
+            "status": "open", "supporting_findings": [finding.pk],
+            "contradicting_findings": [finding.pk]}  # fmt: skip
+    with nothing_written():
+        response = client_r.post(reverse("insight-create"), data)
+    assert response.context["form"].errors["contradicting_findings"] == [
+        "An item cannot both support and contradict an insight."
+    ]
 
 
 def _change_data(insight, model, **parameters):

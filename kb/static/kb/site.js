@@ -93,6 +93,13 @@ function setUpLiveRun(container) {
   window.setTimeout(poll, 1000);
 }
 
+// Forms that undo work (cancel a run, remove evidence) ask first. Delegated from the document,
+// because the run page replaces its live fragment, buttons included, every second.
+document.addEventListener("submit", (event) => {
+  const question = event.target.dataset.confirm;
+  if (question && !window.confirm(question)) event.preventDefault();
+});
+
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("form[data-preview-url]").forEach(setUpMarkdownPreview);
   document.querySelectorAll("form[data-highlight-form]").forEach(setUpHighlighting);

@@ -16,6 +16,9 @@ def weights_upload_path(instance: "SubjectModel", filename: str) -> str:
     return f"weights/{PurePath(filename).name}"
 
 
+CONFIDENCE_IS_PROBABILITY = "Confidence must lie between 0 and 1."
+
+
 class SubjectModel(models.Model):
     """A trained model under study.
 
@@ -110,7 +113,11 @@ class Finding(models.Model):
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.HYPOTHESIS)
     confidence = models.FloatField(
-        default=0.5, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+        default=0.5,
+        validators=[
+            MinValueValidator(0.0, message=CONFIDENCE_IS_PROBABILITY),
+            MaxValueValidator(1.0, message=CONFIDENCE_IS_PROBABILITY),
+        ],
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -130,7 +137,7 @@ class Finding(models.Model):
             models.CheckConstraint(
                 name="finding_confidence_is_probability",
                 condition=Q(confidence__gte=0) & Q(confidence__lte=1),
-                violation_error_message="Confidence must lie between 0 and 1.",
+                violation_error_message=CONFIDENCE_IS_PROBABILITY,
             ),
         ]
 

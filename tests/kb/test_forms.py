@@ -157,9 +157,7 @@ def test_finding_form_parses_units_and_checks_them_against_the_model(client_r):
     ]
     with nothing_written():
         response = client_r.post(reverse("finding-create"), {**data, "confidence": "1.7"})
-    assert response.context["form"].errors["confidence"] == [
-        "Ensure this value is less than or equal to 1.0."
-    ]
+    assert response.context["form"].errors["confidence"] == ["Confidence must lie between 0 and 1."]
 
 
 def test_insight_form_puts_a_both_ways_link_beside_the_lists(client_r):

@@ -396,7 +396,7 @@ def test_finding_confidence_must_be_a_probability(researcher_user):
         finding_create(
             actor=researcher_user, subject_model=model, title="X", layer_name="l", confidence=1.5
         )
-    assert "Confidence must lie between 0 and 1." in str(excinfo.value)
+    assert _errors(excinfo) == {"confidence": ["Confidence must lie between 0 and 1."]}
 
 
 # --- insights, changes and outcomes -------------------------------------------------------

@@ -32,7 +32,9 @@ def has_spread(values: Sequence[float], *, scale: float | None = None) -> bool:
     if data.size < 2:
         return False
     size = float(np.abs(data).max()) if scale is None else scale
-    return float(np.ptp(data)) > RELATIVE_SPREAD_FLOOR * size
+    # The standard deviation itself must be a usable divisor: values around 1e-200 vary
+    # relative to their size, but their variance underflows to 0.
+    return float(np.ptp(data)) > RELATIVE_SPREAD_FLOOR * size and float(data.std(ddof=1)) > 0
 
 
 def mean_confidence_interval(

@@ -9,7 +9,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from analysis.models import AnalysisJob, AnalysisRun
-from kb import selectors
+from kb import selectors, statistics
 from kb.api.rows import url_template
 from kb.models import (
     ArchitectureChange,
@@ -141,7 +141,7 @@ def run_attach_details(rows: list[dict], *, request) -> None:
     """Jobs, the outcome the run wrote, and figure URLs (storage paths in the result)."""
     jobs = defaultdict(list)
     for job in AnalysisJob.objects.filter(run_id__in=_by(rows)).values(
-        "run_id", "key", "status", "progress", "attempts"
+        "run_id", "key", "status", "progress", "attempts", "environment"
     ):
         jobs[job.pop("run_id")].append(job)
     outcomes = dict(
@@ -185,3 +185,23 @@ def event_attach_target_type(rows: list[dict]) -> None:
 
 def run_queryset() -> QuerySet[AnalysisRun]:
     return AnalysisRun.objects.all()
+
+
+def outcome_attach_settings(rows: list[dict]) -> None:
+    """What each measured outcome trained on (kb.statistics.run_settings), with one query
+    for the page's runs; None for an outcome entered by hand."""
+    runs = {
+        run["id"]: run
+        for run in AnalysisRun.objects.filter(
+            pk__in=[row["analysis_run"] for row in rows if row["analysis_run"]]
+        ).values("id", "config", "change__target_model__architecture_spec")
+    }
+    for row in rows:
+        run = runs.get(row["analysis_run"])
+        row["settings"] = (
+            None
+            if run is None
+            else statistics.run_settings(
+                run["config"], fallback_spec=run["change__target_model__architecture_spec"]
+            )
+        )

@@ -3,9 +3,11 @@ here for types and ids, then handed to a service, which validates the rules)."""
 
 from django.db import models
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 from analysis.models import AnalysisJob, AnalysisRun
-from kb.api.fields import LinkField, SafeJSONField
+from kb.api.fields import LinkField, SafeJSONField, TextListField, UnitIndicesField
+from kb.api.mixins import RefuseUnknownFieldsMixin
 from kb.models import (
     Answer,
     ArchitectureChange,
@@ -30,7 +32,11 @@ from kb.services.invitations import DEFAULT_VALID_DAYS, MAX_VALID_DAYS
 MAX_ID = 2**63 - 1  # the largest primary key; bigger ids would overflow the database's integer
 
 
-class KbModelSerializer(serializers.ModelSerializer):
+class KbSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
+    pass
+
+
+class KbModelSerializer(RefuseUnknownFieldsMixin, serializers.ModelSerializer):
     serializer_field_mapping = {
         **serializers.ModelSerializer.serializer_field_mapping,
         models.JSONField: SafeJSONField,
@@ -53,14 +59,14 @@ class ResearcherSerializer(KbModelSerializer):
         read_only_fields = ["anonymised_at"]
 
 
-class QuestionInputSerializer(serializers.Serializer):
+class QuestionInputSerializer(KbSerializer):
     text = serializers.CharField()
     kind = serializers.ChoiceField(Question.Kind.choices)
-    choices = serializers.ListField(child=serializers.CharField(), required=False)
+    choices = TextListField(required=False)
     required = serializers.BooleanField(required=False, default=True)
 
 
-class QuestionSummarySerializer(serializers.Serializer):
+class QuestionSummarySerializer(KbSerializer):
     id = serializers.IntegerField()
     position = serializers.IntegerField()
     text = serializers.CharField()
@@ -87,6 +93,7 @@ class SurveyCreateSerializer(KbModelSerializer):
 class QuestionSerializer(KbModelSerializer):
     url = LinkField("api:question-detail")
     survey_url = LinkField("api:survey-detail", "survey")
+    choices = TextListField(required=False)
 
     class Meta:
         model = Question
@@ -94,7 +101,7 @@ class QuestionSerializer(KbModelSerializer):
                   "required"]  # fmt: skip
 
 
-class QuestionMoveSerializer(serializers.Serializer):
+class QuestionMoveSerializer(KbSerializer):
     direction = serializers.ChoiceField(
         list(QUESTION_MOVES), help_text="Swap with the question before (up) or after (down) it."
     )
@@ -112,6 +119,8 @@ class QuestionCreateSerializer(QuestionSerializer):
 
 
 class QuestionUpdateSerializer(KbModelSerializer):
+    choices = TextListField(required=False)
+
     class Meta:
         model = Question
         fields = ["position", "text", "kind", "choices", "required"]
@@ -228,6 +237,7 @@ class AnswerSerializer(KbModelSerializer):
     url = LinkField("api:answer-detail")
     interview_url = LinkField("api:interview-detail", "interview")
     question_url = LinkField("api:question-detail", "question")
+    selected_choices = TextListField(required=False)
 
     class Meta:
         model = Answer
@@ -235,7 +245,7 @@ class AnswerSerializer(KbModelSerializer):
                   "likert", "selected_choices"]  # fmt: skip
 
 
-class AnswerCreateSerializer(serializers.Serializer):
+class AnswerCreateSerializer(KbSerializer):
     interview = serializers.PrimaryKeyRelatedField(queryset=Interview.objects.all())
     question = serializers.PrimaryKeyRelatedField(queryset=Question.objects.all())
     value = SafeJSONField(allow_null=True, help_text="Text, a 1-5 value, or selected choices.")
@@ -248,6 +258,8 @@ class AnswerCreateSerializer(serializers.Serializer):
 
 
 class AnswerUpdateSerializer(KbModelSerializer):
+    selected_choices = TextListField(required=False)
+
     class Meta:
         model = Answer
         fields = ["text", "likert", "selected_choices"]
@@ -323,18 +335,16 @@ class SubjectModelUpdateSerializer(KbModelSerializer):
         model = SubjectModel
         fields = ["name", "family", "task", "dataset", "architecture_spec", "source"]
 
-    def validate(self, attrs):
-        if "weights" in self.initial_data:
-            raise serializers.ValidationError(
-                {"weights": "Weights are set when a model is registered; register a new model "
-                            "for other weights, so every result keeps the weights it used."}
-            )  # fmt: skip
-        return attrs
+    refused_field_messages = {
+        "weights": "Weights are set when a model is registered; register a new model for "
+        "other weights, so every result keeps the weights it used."
+    }
 
 
 class FindingSerializer(KbModelSerializer):
     url = LinkField("api:finding-detail")
     subject_model_url = LinkField("api:subjectmodel-detail", "subject_model")
+    unit_indices = UnitIndicesField(required=False)
     evidence_runs = serializers.PrimaryKeyRelatedField(
         queryset=AnalysisRun.objects.all(), many=True, required=False
     )
@@ -350,6 +360,8 @@ class FindingSerializer(KbModelSerializer):
 
 
 class FindingUpdateSerializer(KbModelSerializer):
+    unit_indices = UnitIndicesField(required=False)
+
     class Meta:
         model = Finding
         fields = ["title", "description", "kind", "layer_name", "unit_indices", "concept",
@@ -360,7 +372,7 @@ class FindingUpdateSerializer(KbModelSerializer):
 # --- insights, changes, outcomes ----------------------------------------------------------
 
 
-class OutcomeSummarySerializer(serializers.Serializer):
+class OutcomeSummarySerializer(KbSerializer):
     id = serializers.IntegerField()
     url = serializers.URLField()
     verdict = serializers.ChoiceField(Outcome.Verdict.choices)
@@ -371,7 +383,7 @@ class OutcomeSummarySerializer(serializers.Serializer):
     recorded_at = serializers.DateTimeField()
 
 
-class ChangeSummarySerializer(serializers.Serializer):
+class ChangeSummarySerializer(KbSerializer):
     id = serializers.IntegerField()
     url = serializers.URLField()
     operation = serializers.ChoiceField(ArchitectureChange.Operation.choices)
@@ -380,14 +392,14 @@ class ChangeSummarySerializer(serializers.Serializer):
     latest_outcome = OutcomeSummarySerializer(allow_null=True)
 
 
-class FindingLinkSerializer(serializers.Serializer):
+class FindingLinkSerializer(KbSerializer):
     finding = serializers.IntegerField()
     url = serializers.URLField()
     title = serializers.CharField()
     stance = serializers.ChoiceField(Stance.choices)
 
 
-class HighlightLinkSerializer(serializers.Serializer):
+class HighlightLinkSerializer(KbSerializer):
     highlight = serializers.IntegerField()
     url = serializers.URLField()
     stance = serializers.ChoiceField(Stance.choices)
@@ -413,12 +425,30 @@ class InsightSerializer(KbModelSerializer):
         read_only_fields = ["created_by"]
 
 
-class FindingLinkInputSerializer(serializers.Serializer):
+# An item of a list in a request, validated whole even inside a PATCH: the update is partial
+# for the record's own fields, but each link it adds needs all of its own (required ones
+# present, defaults filled in).
+class WholeItemSerializer(KbSerializer):
+    def validate(self, attrs: dict) -> dict:
+        missing = {}
+        for name, field in self.fields.items():
+            if name in attrs or field.read_only:
+                continue
+            if field.required:
+                missing[name] = [field.error_messages["required"]]
+            elif field.default is not empty:  # get_default() gives nothing while partial
+                attrs[name] = field.default() if callable(field.default) else field.default
+        if missing:
+            raise serializers.ValidationError(missing)
+        return attrs
+
+
+class FindingLinkInputSerializer(WholeItemSerializer):
     finding = serializers.PrimaryKeyRelatedField(queryset=Finding.objects.all())
     stance = serializers.ChoiceField(Stance.choices, default=Stance.SUPPORTS)
 
 
-class HighlightLinkInputSerializer(serializers.Serializer):
+class HighlightLinkInputSerializer(WholeItemSerializer):
     highlight = serializers.PrimaryKeyRelatedField(queryset=Highlight.objects.all())
     stance = serializers.ChoiceField(Stance.choices, default=Stance.SUPPORTS)
 
@@ -433,7 +463,7 @@ class InsightCreateSerializer(KbModelSerializer):
                   "findings", "highlights"]  # fmt: skip
 
 
-class InsightUnlinkSerializer(serializers.Serializer):
+class InsightUnlinkSerializer(KbSerializer):
     findings = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False, default=list,
         help_text="Ids of linked findings to remove from the evidence.",
@@ -490,10 +520,22 @@ class ChangeUpdateSerializer(KbModelSerializer):
                   "expected_direction", "minimum_effect"]  # fmt: skip
 
 
+class OutcomeSettingsSerializer(KbSerializer):
+    dataset = serializers.CharField(allow_null=True)
+    dataset_size = serializers.IntegerField(allow_null=True, help_text="null: the whole dataset.")
+    epochs = serializers.IntegerField()
+    seeds = serializers.ListField(child=serializers.IntegerField())
+
+
 class OutcomeSerializer(KbModelSerializer):
     url = LinkField("api:outcome-detail")
     change_url = LinkField("api:architecturechange-detail", "change")
     analysis_run_url = LinkField("api:analysisrun-detail", "analysis_run", allow_null=True)
+    settings = OutcomeSettingsSerializer(
+        read_only=True, allow_null=True,
+        help_text="What a measured outcome trained on, from its run's frozen config; null for "
+        "an outcome entered by hand.",
+    )  # fmt: skip
 
     class Meta:
         model = Outcome
@@ -501,7 +543,7 @@ class OutcomeSerializer(KbModelSerializer):
             "id", "url", "change", "change_url", "metric", "baseline_values", "variant_values",
             "control_values", "effect", "ci_low", "ci_high", "p_value", "effect_vs_control",
             "control_ci_low", "control_ci_high", "verdict", "source", "analysis_run",
-            "analysis_run_url", "notes", "recorded_at",
+            "analysis_run_url", "settings", "notes", "recorded_at",
         ]  # fmt: skip
 
 
@@ -512,11 +554,15 @@ class MetricValueField(serializers.FloatField):
         super().__init__(min_value=-1e9, max_value=1e9, **kwargs)
 
 
-class OutcomeCreateSerializer(serializers.Serializer):
+class OutcomeCreateSerializer(KbSerializer):
     """An outcome measured elsewhere; effect, interval and p-value are computed."""
 
     change = serializers.PrimaryKeyRelatedField(queryset=ArchitectureChange.objects.all())
-    verdict = serializers.ChoiceField(Outcome.Verdict.choices)
+    verdict = serializers.ChoiceField(
+        Outcome.Verdict.choices, required=False, allow_null=True, default=None,
+        help_text="Computed from the values when left out (the measured outcomes' rule); a "
+        "verdict the values do not give answers 400 on `verdict` with the reason.",
+    )  # fmt: skip
     baseline_values = serializers.ListField(child=MetricValueField(), min_length=1)
     variant_values = serializers.ListField(child=MetricValueField(), min_length=1)
     control_values = serializers.ListField(child=MetricValueField(), required=False, default=list)
@@ -533,11 +579,15 @@ class OutcomeUpdateSerializer(KbModelSerializer):
 # --- runs and events ----------------------------------------------------------------------
 
 
-class JobSummarySerializer(serializers.Serializer):
+class JobSummarySerializer(KbSerializer):
     key = serializers.CharField()
     status = serializers.ChoiceField(AnalysisJob.Status.choices)
     progress = serializers.FloatField()
     attempts = serializers.IntegerField()
+    environment = serializers.DictField(
+        help_text="Where the job ran: torch, numpy, python, device, threads, code_revision, "
+        "host; empty until it finished."
+    )
 
 
 class RunSerializer(KbModelSerializer):
@@ -550,22 +600,35 @@ class RunSerializer(KbModelSerializer):
     )
     jobs = JobSummarySerializer(many=True, read_only=True)
     outcome = serializers.IntegerField(read_only=True, allow_null=True)
+    reproduces_url = LinkField("api:analysisrun-detail", "reproduces", allow_null=True)
 
     class Meta:
         model = AnalysisRun
         fields = [
             "id", "url", "kind", "subject_model", "subject_model_url", "finding", "finding_url",
-            "change", "change_url", "config", "status", "progress_percent", "progress_message",
-            "result", "error", "attempts", "requested_by", "created_at", "started_at",
+            "change", "change_url", "config", "config_digest", "reproduces", "reproduces_url",
+            "status", "progress_percent", "progress_message", "result", "error", "failure",
+            "environment", "attempts", "requested_by", "created_at", "started_at",
             "finished_at", "figures", "jobs", "outcome",
         ]  # fmt: skip
         read_only_fields = fields
+        extra_kwargs = {
+            "config": {"help_text": "Everything the run measures, frozen when it was requested: "
+                       "settings, model spec and weights digest, the change, each arm's spec, "
+                       "metric, direction, minimum effect."},
+            "environment": {"help_text": "Each distinct environment its jobs ran in, with "
+                            "the jobs (filled when the run finishes)."},
+            "failure": {"help_text": "Why a failed run failed: bad_request (retrying cannot "
+                        "help), internal (a bug; see the worker log) or time_limit."},
+        }  # fmt: skip
 
 
-class RunRequestSerializer(serializers.Serializer):
+class RunRequestSerializer(KbSerializer):
     config = SafeJSONField(
         required=False, default=dict, help_text="Dataset, training settings, seeds ..."
     )
+
+    unknown_field_message = "Unknown field; run settings go inside `config`."
 
     def validate_config(self, value):
         if not isinstance(value, dict):
@@ -573,7 +636,7 @@ class RunRequestSerializer(serializers.Serializer):
         return value
 
 
-class RunAcceptedSerializer(serializers.Serializer):
+class RunAcceptedSerializer(KbSerializer):
     id = serializers.IntegerField()
     url = serializers.URLField()
     status = serializers.ChoiceField(AnalysisRun.Status.choices)

@@ -1,6 +1,8 @@
 """API viewsets. Thin: reads go through `RowBuilder` and the API selectors, every write calls
 one service, whose ValidationError becomes a 400 (kb/api/exceptions.py)."""
 
+from collections.abc import Mapping
+
 from django.db.models import QuerySet
 from django.urls import reverse
 from django_filters.rest_framework import DjangoFilterBackend
@@ -9,13 +11,15 @@ from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.filters import OrderingFilter, SearchFilter
+from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from analysis import services as analysis_services
 from analysis.models import AnalysisRun
 from kb.api import filters, selectors
 from kb.api import serializers as s
-from kb.api.mixins import ThrottleFirstMixin
+from kb.api.mixins import UNKNOWN_FIELD, ThrottleFirstMixin
 from kb.api.pagination import EventCursorPagination
 from kb.api.parsers import LimitedJSONParser, LimitedMultiPartParser
 from kb.api.permissions import RolePermission
@@ -37,7 +41,7 @@ from kb.models import (
     SurveyInvitation,
     Theme,
 )
-from kb.services.changes import change_create
+from kb.services.changes import change_copy, change_create, change_update
 from kb.services.codebook import (
     highlight_create,
     highlight_update,
@@ -66,7 +70,12 @@ from kb.services.interviews import (
 from kb.services.invitations import invitation_create, invitation_withdraw
 from kb.services.people import researcher_anonymise, researcher_create
 from kb.services.records import record_delete, record_update
-from kb.services.subjects import finding_create, subject_model_create
+from kb.services.subjects import (
+    finding_create,
+    finding_update,
+    subject_model_create,
+    subject_model_update,
+)
 
 NOT_NUL = "\x00"
 
@@ -87,6 +96,12 @@ class KbReadViewSet(ThrottleFirstMixin, viewsets.GenericViewSet):
     filter_backends = [DjangoFilterBackend, SearchFilter, OrderingFilter]
     create_serializer_class = None
     update_serializer_class = None
+    # The writes that read a body. Any other write (a delete, or an action such as cancel or
+    # copy) would ignore one, so a body sent to it is refused; an action that starts reading
+    # a body without being named here answers 400 in its first test, never silently.
+    body_actions = frozenset(
+        {"create", "partial_update", "move", "unlink", "profile", "ablate", "run_experiment"}
+    )
     _builders: dict[type, RowBuilder] = {}
 
     def initial(self, request, *args, **kwargs):
@@ -94,6 +109,17 @@ class KbReadViewSet(ThrottleFirstMixin, viewsets.GenericViewSet):
         # PostgreSQL refuses NUL in text; a query string carrying one is bad input, not a 500.
         if any(NOT_NUL in key or NOT_NUL in value for key, value in request.GET.items()):
             raise ValidationError({"query": ["Null characters are not allowed."]})
+        if request.method not in SAFE_METHODS and self.action not in {None, *self.body_actions}:
+            self._refuse_body(request)
+
+    @staticmethod
+    def _refuse_body(request) -> None:
+        if request.data:
+            raise ValidationError(
+                {name: [UNKNOWN_FIELD] for name in request.data}
+                if isinstance(request.data, Mapping)
+                else {api_settings.NON_FIELD_ERRORS_KEY: ["This action takes no body."]}
+            )
 
     def get_queryset(self) -> QuerySet:
         return self.queryset.all()
@@ -385,6 +411,9 @@ class SubjectModelViewSet(KbViewSet):
     def create_record(self, data):
         return subject_model_create(actor=self.request.user, **data)
 
+    def update_record(self, instance, data) -> None:
+        subject_model_update(actor=self.request.user, model=instance, data=data)
+
     @RUN_REQUEST_SCHEMA
     @action(detail=True, methods=["post"])
     def profile(self, request, pk=None):
@@ -404,6 +433,9 @@ class FindingViewSet(KbViewSet):
 
     def create_record(self, data):
         return finding_create(actor=self.request.user, **data)
+
+    def update_record(self, instance, data) -> None:
+        finding_update(actor=self.request.user, finding=instance, data=data)
 
     @RUN_REQUEST_SCHEMA
     @action(detail=True, methods=["post"])
@@ -474,13 +506,26 @@ class ChangeViewSet(KbViewSet):
     filterset_class = filters.ChangeFilter
     search_fields = ["rationale", "expected_metric"]
     ordering_fields = ["created_at", "updated_at", "status", "operation"]
-    action_permissions = {"run_experiment": RUN_PERMS}
+    action_permissions = {"run_experiment": RUN_PERMS, "copy": ["kb.add_architecturechange"]}
 
     def attach(self, rows):
         selectors.change_attach_latest_outcome(rows, request=self.request)
 
     def create_record(self, data):
         return change_create(actor=self.request.user, **data)
+
+    def update_record(self, instance, data) -> None:
+        change_update(actor=self.request.user, change=instance, data=data)
+
+    @extend_schema(request=None, responses={201: s.ChangeSerializer})
+    @action(detail=True, methods=["post"])
+    def copy(self, request, pk=None):
+        """A new proposed change with the same insight, model, operation, parameters and
+        expectations. Once a run has measured a change it can no longer be edited (PATCH
+        answers 400): copy it to try something else."""
+        copy = change_copy(actor=request.user, change=self.get_object())
+        data = self.detail_data(copy.pk)
+        return Response(data, status=status.HTTP_201_CREATED, headers={"Location": data["url"]})
 
     @RUN_REQUEST_SCHEMA
     @action(detail=True, methods=["post"], url_path="run-experiment")
@@ -499,6 +544,9 @@ class OutcomeViewSet(KbViewSet):
     filterset_class = filters.OutcomeFilter
     search_fields = ["notes", "metric"]
     ordering_fields = ["recorded_at", "effect", "verdict"]
+
+    def attach(self, rows):
+        selectors.outcome_attach_settings(rows)
 
     def create_record(self, data):
         return outcome_record_manual(actor=self.request.user, **data)

@@ -17,6 +17,8 @@ def weights_upload_path(instance: "SubjectModel", filename: str) -> str:
 
 
 CONFIDENCE_IS_PROBABILITY = "Confidence must lie between 0 and 1."
+# As many units as the API accepts (kb/api/serializers.py); a layer wider than this is rare.
+MAX_FINDING_UNITS = 4096
 
 
 class SubjectModel(models.Model):
@@ -153,6 +155,10 @@ class Finding(models.Model):
             isinstance(index, int) and not isinstance(index, bool) for index in indices
         ):
             raise ValidationError({"unit_indices": "Unit indices must be a list of integers."})
+        if len(indices) > MAX_FINDING_UNITS:
+            raise ValidationError(
+                {"unit_indices": f"A finding names at most {MAX_FINDING_UNITS} units."}
+            )
         if any(index < 0 for index in indices):
             raise ValidationError({"unit_indices": "Unit indices must be non-negative."})
         if len(set(indices)) != len(indices):

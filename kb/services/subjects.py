@@ -118,7 +118,10 @@ def finding_create(
         subject_model=subject_model,
         title=title,
         layer_name=layer_name,
-        unit_indices=list(unit_indices or []),
+        # Anything but a list or tuple is left for Finding.clean to refuse with a field error.
+        unit_indices=list(unit_indices)
+        if isinstance(unit_indices, list | tuple)
+        else ([] if unit_indices is None else unit_indices),
         **fields,
     )
     with transaction.atomic():

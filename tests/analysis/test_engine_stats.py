@@ -8,6 +8,7 @@ from scipy import stats as scipy_stats
 
 from analysis.engine.stats import (
     compare_arms,
+    has_spread,
     explain_verdict,
     interval_range_note,
     mean_confidence_interval,
@@ -241,3 +242,13 @@ def test_power_warnings_use_the_minimum_detectable_effect_of_the_paired_differen
 def test_power_warnings_when_power_cannot_be_estimated(variant, reference, expected):
     warnings = power_warnings(variant, reference, metric="test_accuracy", minimum_effect=0.01)
     assert warnings == [expected]
+
+
+def test_values_whose_variance_underflows_have_no_spread():
+    # Found by the API fuzzer: 7.8e-226 varies relative to its size, but its variance is 0.
+    tiny = [0.0, 7.785268208198689e-226]
+    assert not has_spread(tiny)
+    unpaired = compare_arms(tiny, [0.0, 0.0, 0.0], paired=False)
+    assert (unpaired["p_value"], unpaired["effect_size"]) == (None, None)
+    paired = compare_arms([0.0, 7.785268208198689e-226, 0.0], [0.0, 0.0, 0.0])
+    assert (paired["p_value"], paired["effect_size"]) == (None, None)

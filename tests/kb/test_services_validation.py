@@ -533,3 +533,23 @@ def test_update_of_an_unknown_field_is_refused(researcher_user):
         record_update(interview, actor=researcher_user, data={"secret": 1})
     assert excinfo.value.message_dict == {"secret": ["Unknown or read-only field."]}
     assert Interview.objects.get(pk=interview.pk).status == "draft"
+
+
+@pytest.mark.parametrize(
+    ("units", "message"),
+    [
+        (5, "Unit indices must be a list of integers."),
+        ("1,2", "Unit indices must be a list of integers."),
+        (list(range(4097)), "A finding names at most 4096 units."),
+    ],
+)
+def test_finding_units_of_the_wrong_shape_are_refused_by_the_service(
+    researcher_user, units, message
+):
+    model = SubjectModelFactory()
+    with nothing_written(), pytest.raises(ValidationError) as excinfo:
+        finding_create(
+            actor=researcher_user, subject_model=model, title="X", layer_name="l",
+            unit_indices=units,
+        )  # fmt: skip
+    assert _errors(excinfo) == {"unit_indices": [message]}

@@ -8,8 +8,8 @@ from scipy import stats as scipy_stats
 
 from analysis.engine.stats import (
     compare_arms,
-    has_spread,
     explain_verdict,
+    has_spread,
     interval_range_note,
     mean_confidence_interval,
     minimum_detectable_effect,

@@ -2,10 +2,10 @@
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from simple_history.admin import SimpleHistoryAdmin
 
 from analysis import services
 from analysis.models import AnalysisJob, AnalysisRun
+from kb.admin import HistoryAdmin
 
 JOB_FIELDS = [
     "key",
@@ -53,7 +53,7 @@ def retry_runs(modeladmin, request, queryset) -> None:
 
 
 @admin.register(AnalysisRun)
-class AnalysisRunAdmin(SimpleHistoryAdmin):
+class AnalysisRunAdmin(HistoryAdmin):
     list_display = [
         "id",
         "kind",

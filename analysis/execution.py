@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -24,7 +25,7 @@ from analysis import services
 from analysis.engine import figures
 from analysis.engine.ablation import measure_ablation
 from analysis.engine.activations import profile_activations
-from analysis.engine.builder import build_model, load_weights, select_device
+from analysis.engine.builder import WeightsError, build_model, load_weights, select_device
 from analysis.engine.changes import ChangeError
 from analysis.engine.datasets import DatasetUnavailable, load_dataset
 from analysis.engine.experiments import aggregate_experiment, run_arm
@@ -44,7 +45,10 @@ class WeightsChanged(Exception):
 
 # Errors of the request itself: retrying cannot help, so the run fails as a bad request with
 # the message. Anything else is a bug: the run fails as an internal error, traceback logged.
-BAD_REQUEST_ERRORS = (SpecError, ChangeError, DatasetUnavailable, WeightsChanged)
+BAD_REQUEST_ERRORS = (SpecError, ChangeError, DatasetUnavailable, WeightsChanged, WeightsError)
+# Raised through the generic handlers: the task records a time limit, and a lost database or
+# broker is retried.
+NOT_OURS_TO_HANDLE = (SoftTimeLimitExceeded, *services.TRANSIENT_ERRORS)
 
 
 def configure_torch() -> None:
@@ -63,12 +67,17 @@ def execute_job(*, run_id: int, key: str) -> str:
         if state == "done":
             return "finished" if finish_run_if_complete(run_id) else "done"
         return state
+    if "version" not in job.run.config:
+        services.job_fail(
+            job=job, error=services.UNFROZEN_RUN, failure=AnalysisRun.Failure.BAD_REQUEST
+        )
+        return "failed"
     try:
         result = JOB_RUNNERS[job.run.kind](job)
     except services.RunCancelled:
         return "cancelled"
-    except services.TRANSIENT_ERRORS:
-        raise  # the task retries; the lease lets the retry take the job over
+    except NOT_OURS_TO_HANDLE:
+        raise  # time limit: the task records it; transient: the task retries under the lease
     except BAD_REQUEST_ERRORS as error:
         services.job_fail(
             job=job,
@@ -271,6 +280,8 @@ def finish_run_if_complete(run_id: int) -> bool:
     jobs = {job.key: job.result for job in run.jobs.all()}
     try:
         result, write_back, env = FINISHERS[run.kind](run, jobs)
+    except NOT_OURS_TO_HANDLE:
+        raise
     except Exception as error:
         logger.exception("internal error aggregating run %s", run_id)
         return services.run_finish(
@@ -330,8 +341,8 @@ def _finish_experiment(run: AnalysisRun, jobs: dict):
 def compare_reproduction(earlier: AnalysisRun, arm_results: dict[str, list[dict]]) -> dict:
     """Whether every per-seed metric of this experiment equals the earlier run's bit for bit.
 
-    Out: {"of_run", "compared" (values compared), "matched" (bool), "mismatches" (rows of
-    arm, seed, metric, earlier, now; at most 20)}.
+    Out: {"of_run", "compared" (values compared), "matched" (bool), "mismatched" (how many
+    differ), "mismatches" (the first 20 of them: arm, seed, metric, earlier, now)}.
     """
     before = {
         (arm, result["seed"]): result["metrics"]
@@ -353,6 +364,7 @@ def compare_reproduction(earlier: AnalysisRun, arm_results: dict[str, list[dict]
         "of_run": earlier.pk,
         "compared": compared,
         "matched": not mismatches,
+        "mismatched": len(mismatches),
         "mismatches": mismatches[:20],
     }
 

@@ -77,9 +77,20 @@ def ablation_config_freeze(finding: Finding, settings: dict) -> dict:
     }
 
 
+# Descriptive parts of the snapshot: a renamed model or a moved weights file measures the same.
+UNMEASURED_MODEL_FIELDS = ("name", "weights")
+
+
 def config_digest(config: dict) -> str:
-    """SHA-256 of the frozen config in canonical JSON: equal digests, equal experiments."""
-    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    """SHA-256 of what the frozen config measures, in canonical JSON: equal digests, equal
+    experiments. The model's name and weights path are left out (its weights digest stays)."""
+    model = {
+        key: value
+        for key, value in config.get("model", {}).items()
+        if key not in UNMEASURED_MODEL_FIELDS
+    }
+    measured = {**config, "model": model} if "model" in config else config
+    canonical = json.dumps(measured, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

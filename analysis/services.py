@@ -39,6 +39,12 @@ from kb.services.subjects import finding_attach_evidence, finding_create
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, BrokerOperationalError)
 
 
+UNFROZEN_RUN = (
+    "This run was requested before runs froze what they measure, so it cannot run again; "
+    "request a new run."
+)
+
+
 class RunCancelled(Exception):
     """Raised inside a job when its run was cancelled; the job stops without writing."""
 
@@ -115,7 +121,7 @@ def experiment_request(
     with transaction.atomic():
         # Locked so that the change cannot be edited between freezing it and the run's save.
         change = (
-            ArchitectureChange.objects.select_for_update(of=("self",))
+            ArchitectureChange.objects.select_for_update(of=("self", "target_model"))
             .select_related("target_model", "insight")
             .get(pk=change.pk)
         )
@@ -397,6 +403,8 @@ def _release_change(run: AnalysisRun, actor) -> None:
 
 def run_retry(*, actor, run: AnalysisRun) -> AnalysisRun:
     """Queue a failed or cancelled run again; finished jobs keep their results."""
+    if "version" not in run.config:
+        raise ValidationError({"status": UNFROZEN_RUN})
     with transaction.atomic():
         reopened = AnalysisRun.objects.filter(
             pk=run.pk, status__in=[AnalysisRun.Status.FAILED, AnalysisRun.Status.CANCELLED]
@@ -480,7 +488,7 @@ def reproduction_summary(reproduction: dict) -> str:
             "identical bit for bit"
         )
     return (
-        f"Repeats run {earlier} with the same config, but {len(reproduction['mismatches'])} of "
+        f"Repeats run {earlier} with the same config, but {reproduction['mismatched']} of "
         f"{reproduction['compared']} per-seed values differ"
     )
 

@@ -2,7 +2,7 @@
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
 from django.urls import reverse
 from django.utils.html import format_html
@@ -30,6 +30,17 @@ from kb.models import (
 from kb.services import interviews
 from kb.services.changes import change_edit_refusal
 from kb.services.subjects import MEASURED_MODEL_FIELDS, subject_model_used_by_run
+
+
+class HistoryAdmin(SimpleHistoryAdmin):
+    """Shows a record's history and its old versions, never restores one: a revert saves the
+    old version whole, past every rule of the services (a measured change, a frozen run).
+    SIMPLE_HISTORY_REVERT_DISABLED hides the button; this refuses the POST itself."""
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        if request.method == "POST":
+            raise PermissionDenied("Old versions are shown here, not restored.")
+        return super().history_form_view(request, object_id, version_id, extra_context)
 
 
 class QuestionInline(admin.TabularInline):
@@ -87,7 +98,13 @@ class ChangeInline(admin.StackedInline):
 class OutcomeInline(admin.StackedInline):
     model = Outcome
     extra = 0
-    readonly_fields = [
+    # Outcomes are recorded on the change's page or by a run, where the verdict is computed from
+    # the values; here they are shown.
+    fields = readonly_fields = [
+        "metric",
+        "baseline_values",
+        "variant_values",
+        "control_values",
         "effect",
         "ci_low",
         "ci_high",
@@ -95,10 +112,16 @@ class OutcomeInline(admin.StackedInline):
         "effect_vs_control",
         "control_ci_low",
         "control_ci_high",
+        "verdict",
+        "source",
         "analysis_run",
+        "notes",
         "recorded_at",
     ]
     show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
 
 
 def _start_runs(modeladmin, request, queryset, start) -> None:
@@ -139,7 +162,7 @@ def start_ablation(modeladmin, request, queryset) -> None:
 
 
 @admin.register(Researcher)
-class ResearcherAdmin(SimpleHistoryAdmin):
+class ResearcherAdmin(HistoryAdmin):
     list_display = [
         "pseudonym",
         "role",
@@ -161,7 +184,7 @@ class ResearcherAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Survey)
-class SurveyAdmin(SimpleHistoryAdmin):
+class SurveyAdmin(HistoryAdmin):
     list_display = ["title", "question_count", "created_at"]
     search_fields = ["title", "description"]
     inlines = [QuestionInline]
@@ -177,7 +200,7 @@ class SurveyAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Question)
-class QuestionAdmin(SimpleHistoryAdmin):
+class QuestionAdmin(HistoryAdmin):
     list_display = ["survey", "position", "text", "kind", "required"]
     list_filter = ["kind", "required", "survey"]
     search_fields = ["text", "survey__title"]
@@ -202,7 +225,7 @@ class InterviewAdminForm(forms.ModelForm):
 
 
 @admin.register(Interview)
-class InterviewAdmin(SimpleHistoryAdmin):
+class InterviewAdmin(HistoryAdmin):
     form = InterviewAdminForm
     list_display = [
         "__str__",
@@ -237,7 +260,7 @@ class InterviewAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Answer)
-class AnswerAdmin(SimpleHistoryAdmin):
+class AnswerAdmin(HistoryAdmin):
     list_display = ["interview", "question", "likert", "text"]
     list_filter = ["question__kind", "question__survey"]
     search_fields = ["text", "question__text"]
@@ -245,7 +268,7 @@ class AnswerAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Theme)
-class ThemeAdmin(SimpleHistoryAdmin):
+class ThemeAdmin(HistoryAdmin):
     list_display = ["name", "parent", "colour", "highlight_count"]
     list_filter = ["parent"]
     search_fields = ["name", "description"]
@@ -261,7 +284,7 @@ class ThemeAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Highlight)
-class HighlightAdmin(SimpleHistoryAdmin):
+class HighlightAdmin(HistoryAdmin):
     list_display = ["__str__", "interview", "source", "start", "end", "created_at"]
     list_filter = ["source", "themes"]
     search_fields = ["quote", "note"]
@@ -271,13 +294,56 @@ class HighlightAdmin(SimpleHistoryAdmin):
     readonly_fields = ["created_at", "created_by"]
 
 
+class ChangeAdminForm(forms.ModelForm):
+    """Refuses the save, as change_update does, when a run measured the change after the
+    page was opened."""
+
+    class Meta:
+        model = ArchitectureChange
+        fields = ["insight", "target_model", "operation", "parameters", "rationale",
+                  "expected_metric", "expected_direction", "minimum_effect"]  # fmt: skip
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if self.instance.pk is not None:
+            current = ArchitectureChange.objects.get(pk=self.instance.pk)
+            if refusal := change_edit_refusal(current):
+                raise forms.ValidationError(refusal)
+        return data
+
+
+class SubjectModelAdminForm(forms.ModelForm):
+    """Refuses a new spec or kind, as subject_model_update does, once a run used the model."""
+
+    class Meta:
+        model = SubjectModel
+        fields = ["name", "family", "kind", "task", "dataset", "architecture_spec", "source"]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if self.instance.pk is None:
+            return data
+        current = SubjectModel.objects.get(pk=self.instance.pk)
+        changed = [
+            name
+            for name in MEASURED_MODEL_FIELDS
+            if name in data and data[name] != getattr(current, name)
+        ]
+        if changed and (run := subject_model_used_by_run(current)) is not None:
+            for name in changed:
+                self.add_error(name, f"Run {run} measured this model as it is; register a new "
+                                     "model to try another one.")  # fmt: skip
+        return data
+
+
 @admin.register(SubjectModel)
-class SubjectModelAdmin(SimpleHistoryAdmin):
+class SubjectModelAdmin(HistoryAdmin):
     list_display = ["name", "family", "kind", "task", "dataset", "finding_count"]
     list_filter = ["kind", "family"]
     search_fields = ["name", "family", "task", "dataset", "source"]
     readonly_fields = ["weights_sha256", "created_at", "finding_count", "layer_widths"]
     actions = [start_profile]
+    form = SubjectModelAdminForm
 
     def get_readonly_fields(self, request, obj=None):
         fixed = list(super().get_readonly_fields(request, obj))
@@ -291,7 +357,9 @@ class SubjectModelAdmin(SimpleHistoryAdmin):
         return fixed
 
     def get_exclude(self, request, obj=None):
-        return ["weights"] if obj is not None else []
+        # Weights are registered on the site or through the API, which check that the file is
+        # safetensors and store its digest; runs check the file against that digest.
+        return ["weights"]
 
     @admin.display(description="Weights")
     def weights_download(self, model: SubjectModel) -> str:
@@ -314,7 +382,7 @@ class SubjectModelAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Finding)
-class FindingAdmin(SimpleHistoryAdmin):
+class FindingAdmin(HistoryAdmin):
     list_display = [
         "title",
         "subject_model",
@@ -332,13 +400,18 @@ class FindingAdmin(SimpleHistoryAdmin):
     actions = [start_ablation]
     readonly_fields = ["created_at", "updated_at", "unit_count"]
 
+    def get_readonly_fields(self, request, obj=None):
+        fixed = list(super().get_readonly_fields(request, obj))
+        # A finding stays with its model (kb.services.subjects.finding_update).
+        return [*fixed, "subject_model"] if obj is not None else fixed
+
     @admin.display(description="Units")
     def unit_count(self, finding: Finding) -> int:
         return len(finding.unit_indices or [])
 
 
 @admin.register(Insight)
-class InsightAdmin(SimpleHistoryAdmin):
+class InsightAdmin(HistoryAdmin):
     list_display = [
         "title",
         "understanding_level",
@@ -362,7 +435,7 @@ class InsightAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(InsightFinding)
-class InsightFindingAdmin(SimpleHistoryAdmin):
+class InsightFindingAdmin(HistoryAdmin):
     list_display = ["insight", "finding", "stance"]
     list_filter = ["stance"]
     search_fields = ["insight__title", "finding__title"]
@@ -370,7 +443,7 @@ class InsightFindingAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(InsightHighlight)
-class InsightHighlightAdmin(SimpleHistoryAdmin):
+class InsightHighlightAdmin(HistoryAdmin):
     list_display = ["insight", "highlight", "stance"]
     list_filter = ["stance"]
     search_fields = ["insight__title", "highlight__quote"]
@@ -378,7 +451,7 @@ class InsightHighlightAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(ArchitectureChange)
-class ArchitectureChangeAdmin(SimpleHistoryAdmin):
+class ArchitectureChangeAdmin(HistoryAdmin):
     list_display = [
         "__str__",
         "insight",
@@ -396,6 +469,7 @@ class ArchitectureChangeAdmin(SimpleHistoryAdmin):
     inlines = [OutcomeInline]
     readonly_fields = ["status", "created_at", "updated_at"]
     actions = [start_experiment]
+    form = ChangeAdminForm
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and change_edit_refusal(obj):
@@ -405,7 +479,7 @@ class ArchitectureChangeAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Outcome)
-class OutcomeAdmin(SimpleHistoryAdmin):
+class OutcomeAdmin(HistoryAdmin):
     list_display = [
         "change",
         "metric",
@@ -420,7 +494,14 @@ class OutcomeAdmin(SimpleHistoryAdmin):
     search_fields = ["notes", "change__insight__title"]
     date_hierarchy = "recorded_at"
     list_select_related = ["change__target_model", "change__insight"]
+    # Values and verdict change only through the services (the change's page or the API), which
+    # compute the statistics and the verdict and refuse a measured outcome; notes stay editable.
     readonly_fields = [
+        "change",
+        "metric",
+        "baseline_values",
+        "variant_values",
+        "control_values",
         "effect",
         "ci_low",
         "ci_high",
@@ -428,8 +509,14 @@ class OutcomeAdmin(SimpleHistoryAdmin):
         "effect_vs_control",
         "control_ci_low",
         "control_ci_high",
+        "verdict",
+        "source",
+        "analysis_run",
         "recorded_at",
     ]
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
 
 @admin.register(SurveyInvitation)

@@ -84,9 +84,7 @@ def record_run_finished(*, run: models.Model) -> Event:
 
 def record_job_claimed_again(*, run: models.Model, key: str, attempt: int) -> Event:
     """A worker took over a job whose previous worker stopped renewing its lease."""
-    return _append(
-        Event.Action.STATUS_CHANGED, run, None, {"job": key, "attempt": attempt, "reclaimed": True}
-    )
+    return _append(Event.Action.JOB_RECLAIMED, run, None, {"job": key, "attempt": attempt})
 
 
 def record_outcome_recorded(*, actor, outcome: models.Model) -> Event:

@@ -263,6 +263,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+# The admin's history "revert" saves an old version whole, past every service rule (a measured
+# change, a frozen run): off.
+SIMPLE_HISTORY_REVERT_DISABLED = True
 ANALYSIS_JOB_LEASE_SECONDS = env_int("ANALYSIS_JOB_LEASE_SECONDS", 120, minimum=1)
 ANALYSIS_SOFT_TIME_LIMIT = env_int("ANALYSIS_SOFT_TIME_LIMIT", 3600, minimum=10)
 

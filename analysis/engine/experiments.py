@@ -31,6 +31,7 @@ from analysis.engine.run_settings import (
 )
 from analysis.engine.specs import count_parameters
 from analysis.engine.stats import (
+    DIRECTIONS,
     METRIC_RANGES,
     compare_arms,
     mean_confidence_interval,
@@ -43,7 +44,6 @@ ARMS = ("baseline", "variant", "control")
 # The metrics' ranges live beside the statistics (stats.METRIC_RANGES), which the web process
 # imports without torch; this module imports torch.
 METRICS = tuple(METRIC_RANGES)
-DIRECTIONS = ("increase", "decrease")
 
 
 @dataclass

@@ -25,6 +25,7 @@ class Event(models.Model):
         STATUS_CHANGED = "status_changed", "Status changed"
         RUN_REQUESTED = "run_requested", "Run requested"
         RUN_FINISHED = "run_finished", "Run finished"
+        JOB_RECLAIMED = "job_reclaimed", "Job taken over after its worker stopped"
         OUTCOME_RECORDED = "outcome_recorded", "Outcome recorded"
 
     actor = models.ForeignKey(

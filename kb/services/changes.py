@@ -53,8 +53,10 @@ def change_edit_refusal(change: ArchitectureChange) -> str | None:
             f"This change is {change.status}, so it can no longer be edited. "
             "Copy it as a new change to try something else."
         )
-    # all(): pages prefetch a change's runs; a change has a handful at most.
-    first_run = min((run.pk for run in change.runs.all()), default=None)
+    if "runs" in getattr(change, "_prefetched_objects_cache", {}):  # pages prefetch them
+        first_run = min((run.pk for run in change.runs.all()), default=None)
+    else:
+        first_run = change.runs.order_by("pk").values_list("pk", flat=True).first()
     if first_run is not None:
         return (
             f"Run {first_run} measured this change as it is, so it can no longer be edited. "
@@ -70,7 +72,7 @@ def change_update(*, actor, change: ArchitectureChange, data: dict) -> Architect
         current = ArchitectureChange.objects.select_for_update().get(pk=change.pk)
         if refusal := change_edit_refusal(current):
             raise ValidationError({NON_FIELD_ERRORS: refusal})
-        return record_update(change, actor=actor, data=data)
+        return record_update(current, actor=actor, data=data)
 
 
 def change_copy(*, actor, change: ArchitectureChange) -> ArchitectureChange:

@@ -85,7 +85,8 @@ def subject_model_used_by_run(model: SubjectModel) -> int | None:
 def subject_model_update(*, actor, model: SubjectModel, data: dict) -> SubjectModel:
     """Edit a model's description; its spec, kind and weights only until a run used it."""
     with transaction.atomic():
-        SubjectModel.objects.select_for_update().get(pk=model.pk)
+        # The locked row, not the caller's copy: a run requested meanwhile is seen.
+        model = SubjectModel.objects.select_for_update().get(pk=model.pk)
         measured = [
             name
             for name in MEASURED_MODEL_FIELDS

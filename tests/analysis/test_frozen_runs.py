@@ -2,6 +2,7 @@
 rows afterwards; each job records where it ran; a rerun of the same config is a reproduction;
 failures say whether the request or the code was at fault."""
 
+import datetime
 import logging
 
 import pytest
@@ -9,11 +10,12 @@ from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.urls import reverse
+from django.utils import timezone
 
 from analysis import services
 from analysis.engine.builder import build_model, save_weights
 from analysis.engine.specs import count_parameters
-from analysis.execution import execute_job
+from analysis.execution import compare_reproduction, execute_job
 from analysis.models import AnalysisRun
 from kb.models import ArchitectureChange, Event, Finding, InsightFinding, Outcome, SubjectModel
 from kb.services.subjects import subject_model_create
@@ -216,7 +218,9 @@ def test_rerunning_the_same_config_is_recorded_as_a_bit_for_bit_reproduction(
     assert second.status == "succeeded", second.error
     reproduction = second.result["reproduction"]
     # 3 arms x 3 seeds x 3 metrics (test accuracy, test loss, train loss)
-    assert reproduction == {"of_run": first.pk, "compared": 27, "matched": True, "mismatches": []}
+    assert reproduction == {
+        "of_run": first.pk, "compared": 27, "matched": True, "mismatched": 0, "mismatches": []
+    }  # fmt: skip
     outcome = Outcome.objects.get(analysis_run=second)
     assert f"Reproduces run {first.pk}: all 27 per-seed values are identical" in outcome.notes
     # the scoreboard still counts the change once: its latest outcome
@@ -259,3 +263,30 @@ def test_the_motivating_finding_gives_the_concept_only_when_the_dataset_has_it(r
     assert run.config["mechanism"] == {
         "layer": "conv2", "added_units": [8, 9], "concept": "curvature"
     }  # fmt: skip
+
+
+def test_a_reproduction_counts_every_mismatch_and_lists_the_first_twenty():
+    def results(value):
+        row = {"test_accuracy": value, "test_loss": value}
+        arms = ("baseline", "variant", "control")
+        return {arm: [{"seed": seed, "metrics": row} for seed in range(5)] for arm in arms}
+
+    earlier = AnalysisRun(pk=7, result={"arms": results(0.5)})
+    reproduction = compare_reproduction(earlier, results(0.25))
+    assert (reproduction["compared"], reproduction["mismatched"]) == (30, 30)
+    assert len(reproduction["mismatches"]) == 20 and not reproduction["matched"]
+    assert reproduction["mismatches"][0] == {
+        "arm": "baseline", "seed": 0, "metric": "test_accuracy", "earlier": 0.5, "now": 0.25
+    }  # fmt: skip
+
+
+def test_a_job_taken_over_after_its_lease_ran_out_is_in_the_event_log(researcher_user, settings):
+    run = services.profile_request(
+        actor=researcher_user, subject_model=BuiltinModelFactory(), config=QUICK, dispatch=False
+    )
+    assert services.job_claim(run_id=run.pk, key="main") is not None
+    stale = timezone.now() - datetime.timedelta(seconds=settings.ANALYSIS_JOB_LEASE_SECONDS + 1)
+    run.jobs.update(heartbeat_at=stale)
+    assert services.job_claim(run_id=run.pk, key="main").attempts == 2
+    event = Event.objects.get(action="job_reclaimed", target_id=run.pk)
+    assert event.changes == {"job": "main", "attempt": 2}

@@ -47,7 +47,9 @@ def test_configure_pins_one_thread_and_reports_the_allocator_settings_applied():
 
 
 def test_feature_maps_are_reused_instead_of_faulted_back_in_every_batch():
-    # glibc unmaps the freed feature maps and the next batch faults them back in: over
-    # 20,000 pages for three batches here. Kept in the heap, they are simply reused.
-    assert _page_faults("default") > 5000
+    # glibc unmaps the freed feature maps and the next batch faults them back in: about
+    # 25,000 pages for three batches here, and once 4,702 on a loaded host (the kernel may
+    # back them with fewer, larger pages); the floor sits below the least seen. Kept in the
+    # heap, they are simply reused.
+    assert _page_faults("default") > 2000
     assert _page_faults("configured") < 500

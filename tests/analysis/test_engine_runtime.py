@@ -48,8 +48,9 @@ def test_configure_pins_one_thread_and_reports_the_allocator_settings_applied():
 
 def test_feature_maps_are_reused_instead_of_faulted_back_in_every_batch():
     # glibc unmaps the freed feature maps and the next batch faults them back in: about
-    # 25,000 pages for three batches here, and once 4,702 on a loaded host (the kernel may
-    # back them with fewer, larger pages); the floor sits below the least seen. Kept in the
-    # heap, they are simply reused.
-    assert _page_faults("default") > 2000
-    assert _page_faults("configured") < 500
+    # 25,000 pages for three batches here. Kept in the heap, they are simply reused (0). On
+    # this shared host a process now and then counts about 1,570 instead, in either mode (seen
+    # once in five runs of each), so each mode runs three times and the clearest case of each
+    # is compared.
+    assert max(_page_faults("default") for _ in range(3)) > 5000
+    assert min(_page_faults("configured") for _ in range(3)) < 500

@@ -4,28 +4,12 @@ import pytest
 from django.core.files.storage import default_storage
 
 from analysis import services
-from analysis.execution import execute_job
-from analysis.models import AnalysisRun
 from kb.models import Event, Finding, Outcome
 from tests.analysis import engine_helpers  # noqa: F401  (one torch thread)
+from tests.analysis.jobs import QUICK, run_all
 from tests.factories import BuiltinModelFactory, ChangeFactory, FindingFactory
 
-pytestmark = pytest.mark.django_db
-
-QUICK = {"dataset": {"name": "shapes", "n": 80}, "train": {"epochs": 1}}
-
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
-
-
-def _run_all(run: AnalysisRun) -> list[str]:
-    outcomes = [
-        execute_job(run_id=run.pk, key=key) for key in run.jobs.values_list("key", flat=True)
-    ]
-    run.refresh_from_db()
-    return outcomes
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
 
 
 def test_experiment_writes_one_outcome_and_delivering_again_does_nothing(researcher_user):
@@ -33,7 +17,7 @@ def test_experiment_writes_one_outcome_and_delivering_again_does_nothing(researc
     run = services.experiment_request(
         actor=researcher_user, change=change, config={**QUICK, "seeds": 3}, dispatch=False
     )
-    outcomes = _run_all(run)
+    outcomes = run_all(run)
     assert outcomes == ["done"] * 8 + ["finished"]
     assert run.status == "succeeded"
     aggregate = run.result["aggregate"]
@@ -41,7 +25,7 @@ def test_experiment_writes_one_outcome_and_delivering_again_does_nothing(researc
     assert set(run.result["figures"]) == {"training_curves", "metric_by_arm"}
     assert run.result["plan"]["control"]["parameters"] == {"layer": "fc1", "units": 5}
     # a second delivery of every message changes nothing
-    assert _run_all(run) == ["gone"] * 9
+    assert run_all(run) == ["gone"] * 9
     outcome = Outcome.objects.get(change=change)
     assert outcome.analysis_run == run
     assert outcome.verdict == aggregate["verdict"]
@@ -55,7 +39,7 @@ def test_profiling_proposes_a_finding_with_its_location(researcher_user):
         actor=researcher_user, subject_model=model,
         config={**QUICK, "concept": "curvature", "top_k": 4}, dispatch=False,
     )  # fmt: skip
-    assert _run_all(run) == ["finished"]
+    assert run_all(run) == ["finished"]
     assert run.status == "succeeded", run.error
     best = run.result["localisation"][0]
     finding = Finding.objects.get(subject_model=model)
@@ -74,7 +58,7 @@ def test_ablation_attaches_itself_as_evidence(researcher_user):
     run = services.ablation_request(
         actor=researcher_user, finding=finding, config={**QUICK, "random_sets": 4}, dispatch=False
     )
-    assert _run_all(run) == ["finished"]
+    assert run_all(run) == ["finished"]
     assert run.status == "succeeded", run.error
     ablation = run.result["ablation"]
     assert ablation["units"] == [0, 3]
@@ -103,7 +87,7 @@ def test_profiling_uses_stored_safetensors_weights(researcher_user, tmp_path):
     run = services.profile_request(
         actor=researcher_user, subject_model=model, config=QUICK, dispatch=False
     )
-    assert _run_all(run) == ["finished"]
+    assert run_all(run) == ["finished"]
     assert run.result["model_metrics"]["source"] == "stored weights"
     # and a pickle dressed up as weights is refused before anything is stored
     pickled = tmp_path / "evil.safetensors"

@@ -15,29 +15,15 @@ from django.utils import timezone
 from analysis import services
 from analysis.engine.builder import build_model, save_weights
 from analysis.engine.specs import count_parameters
-from analysis.execution import compare_reproduction, execute_job
+from analysis.execution import compare_reproduction
 from analysis.models import AnalysisRun
 from kb.models import ArchitectureChange, Event, Finding, InsightFinding, Outcome, SubjectModel
 from kb.services.subjects import subject_model_create
 from tests.analysis import engine_helpers  # noqa: F401  (one torch thread)
+from tests.analysis.jobs import QUICK, run_all
 from tests.factories import SHAPES_SPEC, BuiltinModelFactory, ChangeFactory, FindingFactory
 
-pytestmark = pytest.mark.django_db
-
-QUICK = {"dataset": {"name": "shapes", "n": 80}, "train": {"epochs": 1}}
-
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
-
-
-def _run_all(run: AnalysisRun) -> list[str]:
-    outcomes = [
-        execute_job(run_id=run.pk, key=key) for key in run.jobs.values_list("key", flat=True)
-    ]
-    run.refresh_from_db()
-    return outcomes
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
 
 
 def test_an_experiment_request_freezes_the_change_the_model_and_every_arm(researcher_user):
@@ -76,7 +62,7 @@ def test_an_experiment_measures_its_frozen_arms_after_the_live_rows_change(resea
     wider["layers"][0]["out_channels"] = 32
     SubjectModel.objects.filter(pk=change.target_model_id).update(architecture_spec=wider)
 
-    assert _run_all(run)[-1] == "finished"
+    assert run_all(run)[-1] == "finished"
     assert run.status == "succeeded", run.error
     for arm, results in run.result["arms"].items():
         assert {result["parameters"] for result in results} == {count_parameters(frozen_arms[arm])}
@@ -93,7 +79,7 @@ def test_an_ablation_measures_the_units_frozen_when_it_was_requested(researcher_
     )
     Finding.objects.filter(pk=finding.pk).update(layer_name="conv9", unit_indices=[99])
 
-    assert _run_all(run) == ["finished"]
+    assert run_all(run) == ["finished"]
     assert run.status == "succeeded", run.error
     assert run.config["finding"]["layer_name"] == "conv2"
     assert run.result["ablation"]["layer"] == "conv2"
@@ -120,7 +106,7 @@ def test_weights_that_changed_on_disk_fail_the_run_as_a_bad_request(researcher_u
     default_storage.delete(name)
     default_storage.save(name, ContentFile(b"other bytes"))
 
-    assert _run_all(run) == ["failed"]
+    assert run_all(run) == ["failed"]
     assert run.status == "failed"
     assert run.failure == AnalysisRun.Failure.BAD_REQUEST
     assert "no longer has the digest the run froze" in run.error
@@ -138,7 +124,7 @@ def test_a_programming_error_fails_the_run_as_internal_with_the_traceback_logged
     AnalysisRun.objects.filter(pk=run.pk).update(config=broken)
 
     with caplog.at_level(logging.ERROR, logger="analysis.execution"):
-        assert _run_all(run) == ["failed"]
+        assert run_all(run) == ["failed"]
     assert run.failure == AnalysisRun.Failure.INTERNAL
     assert run.error == "main: internal error (KeyError); the traceback is in the worker log"
     (record,) = [r for r in caplog.records if r.name == "analysis.execution"]
@@ -155,7 +141,7 @@ def test_every_job_records_its_environment_and_the_run_lists_them(researcher_use
     run = services.profile_request(
         actor=researcher_user, subject_model=model, config=QUICK, dispatch=False
     )
-    assert _run_all(run) == ["finished"]
+    assert run_all(run) == ["finished"]
     job = run.jobs.get()
     assert set(job.environment) == {
         "torch", "numpy", "python", "device", "threads", "code_revision", "host"
@@ -169,7 +155,7 @@ def test_status_changes_made_by_conditional_updates_are_in_the_event_log(researc
     run = services.profile_request(
         actor=researcher_user, subject_model=model, config=QUICK, dispatch=False
     )
-    _run_all(run)
+    run_all(run)
     log = list(
         Event.objects.filter(target_id=run.pk, target_type__model="analysisrun")
         .order_by("pk")
@@ -209,12 +195,12 @@ def test_rerunning_the_same_config_is_recorded_as_a_bit_for_bit_reproduction(
     first = services.experiment_request(
         actor=researcher_user, change=change, config=settings, dispatch=False
     )
-    _run_all(first)
+    run_all(first)
     second = services.experiment_request(
         actor=researcher_user, change=change, config=settings, dispatch=False
     )
     assert second.reproduces == first and second.config_digest == first.config_digest
-    _run_all(second)
+    run_all(second)
     assert second.status == "succeeded", second.error
     reproduction = second.result["reproduction"]
     # 3 arms x 3 seeds x 3 metrics (test accuracy, test loss, train loss)

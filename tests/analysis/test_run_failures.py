@@ -15,16 +15,10 @@ from analysis.tasks import run_job
 from kb.services.subjects import subject_model_create
 from tests.analysis import engine_helpers  # noqa: F401  (one torch thread)
 from tests.analysis.engine_helpers import TINY_CNN
+from tests.analysis.jobs import QUICK
 from tests.factories import SHAPES_SPEC, BuiltinModelFactory
 
-pytestmark = pytest.mark.django_db
-
-QUICK = {"dataset": {"name": "shapes", "n": 80}, "train": {"epochs": 1}}
-
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
 
 
 def test_weights_that_do_not_fit_the_spec_fail_as_a_bad_request(researcher_user, tmp_path):

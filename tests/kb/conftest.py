@@ -17,3 +17,16 @@ def world(settings, tmp_path):
     """One linked record of every kind (tests.kb.pages), its figures in a temporary folder."""
     settings.MEDIA_ROOT = tmp_path
     return world_build()
+
+
+@pytest.fixture
+def as_role(client, request):
+    """as_role("viewer") signs the test client in as that role's user ("anonymous": not at
+    all) and returns it."""
+
+    def login(role: str):
+        if role != "anonymous":
+            client.force_login(request.getfixturevalue(f"{role}_user"))
+        return client
+
+    return login

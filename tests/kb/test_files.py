@@ -45,16 +45,6 @@ def _reload_urls() -> None:
     clear_url_caches()
 
 
-@pytest.fixture
-def as_role(client, request):
-    def login(role: str):
-        if role != "anonymous":
-            client.force_login(request.getfixturevalue(f"{role}_user"))
-        return client
-
-    return login
-
-
 def _run_with_figure(name: str, filename: str, content: bytes) -> tuple[AnalysisRun, str]:
     """A finished profiling run whose result lists one figure, stored where the worker stores
     figures; returns the run and the figure's storage path."""

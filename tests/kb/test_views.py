@@ -97,16 +97,6 @@ POSTS = [
 POST_ONLY = ["question-move", "insight-unlink-finding", "insight-unlink-quote"]
 
 
-@pytest.fixture
-def as_role(client, request):
-    def login(role: str):
-        if role != "anonymous":
-            client.force_login(request.getfixturevalue(f"{role}_user"))
-        return client
-
-    return login
-
-
 def _url(world, name: str, attributes: str | tuple | None) -> str:
     """The page's URL, with the primary keys of the world's records named in `attributes`."""
     if isinstance(attributes, str):

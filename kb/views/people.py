@@ -76,13 +76,18 @@ def researcher_delete(request, pk: int):
     )
 
 
-@require_POST
 @require_perm("kb.change_researcher")
 def researcher_anonymise(request, pk: int):
+    """GET: what anonymising erases and what it keeps, and the button. POST: erase it."""
     researcher = get_or_404(selectors.researcher_get, pk)
-    people.researcher_anonymise(actor=request.user, researcher=researcher)
-    messages.success(request, "Personal data erased; interviews and quotes are kept.")
-    return redirect(researcher)
+    if researcher.anonymised_at is not None:
+        messages.info(request, "This researcher is already anonymised.")
+        return redirect(researcher)
+    if request.method == "POST":
+        people.researcher_anonymise(actor=request.user, researcher=researcher)
+        messages.success(request, "Personal data erased; interviews and quotes are kept.")
+        return redirect(researcher)
+    return render(request, "kb/confirm_anonymise.html", {"researcher": researcher})
 
 
 # --- surveys and invitation links -------------------------------------------------------------

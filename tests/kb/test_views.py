@@ -42,6 +42,7 @@ PAGES = [
     ("researcher-detail", "researcher", RESEARCHERS),
     ("researcher-create", None, RESEARCHERS),
     ("researcher-update", "researcher", RESEARCHERS),
+    ("researcher-anonymise", "researcher", RESEARCHERS),
     ("interview-list", None, RESEARCHERS),
     ("interview-detail", "interview", RESEARCHERS),
     ("interview-create", None, RESEARCHERS),

@@ -120,13 +120,19 @@ def save_form_page(
     return form_page(request, form, **page)
 
 
-def edit_form_page(request, form, *, success: str):
-    """The edit page of `form.instance`, whose cleaned data all go to records.record_update."""
+def edit_form_page(request, form, *, success: str, update: Callable | None = None):
+    """The edit page of `form.instance`: its cleaned data go to `update(data)`, the record's
+    own update service, or records.record_update for records without one."""
     record = form.instance
+    if update is None:
+
+        def update(data):
+            return records.record_update(record, actor=request.user, data=data)
+
     return save_form_page(
         request,
         form,
-        write=lambda: records.record_update(record, actor=request.user, data=form.cleaned_data),
+        write=lambda: update(form.cleaned_data),
         success=success,
         page={"title": f"Edit {record}", "cancel": record.get_absolute_url()},
     )

@@ -55,14 +55,13 @@ def researcher_create(request):
 def researcher_update(request, pk: int):
     researcher = get_or_404(selectors.researcher_get, pk)
     form = forms.ResearcherForm(posted(request), instance=researcher)
-    return save_form_page(
+    return edit_form_page(
         request,
         form,
-        write=lambda: people.researcher_update(
-            actor=request.user, researcher=researcher, data=form.cleaned_data
-        ),
         success="Researcher saved.",
-        page={"title": f"Edit {researcher}", "cancel": researcher.get_absolute_url()},
+        update=lambda data: people.researcher_update(
+            actor=request.user, researcher=researcher, data=data
+        ),
     )
 
 

@@ -9,6 +9,7 @@ from kb.models import SubjectModel
 from kb.services import subjects
 from kb.views.base import (
     delete_page,
+    edit_form_page,
     get_or_404,
     paginate,
     posted,
@@ -66,14 +67,13 @@ def subject_model_update(request, pk: int):
                 f"Fixed: run {run} measured this model as it is. Register a new model to try "
                 "another one."
             )
-    return save_form_page(
+    return edit_form_page(
         request,
         form,
-        write=lambda: subjects.subject_model_update(
-            actor=request.user, model=model, data=form.cleaned_data
-        ),
         success="Model saved.",
-        page={"title": f"Edit {model}", "cancel": model.get_absolute_url()},
+        update=lambda data: subjects.subject_model_update(
+            actor=request.user, model=model, data=data
+        ),
     )
 
 
@@ -136,14 +136,11 @@ def _layer_hints() -> list[tuple[str, dict]]:
 def finding_update(request, pk: int):
     finding = get_or_404(selectors.finding_get, pk)
     form = forms.FindingForm(posted(request), instance=finding)
-    return save_form_page(
+    return edit_form_page(
         request,
         form,
-        write=lambda: subjects.finding_update(
-            actor=request.user, finding=finding, data=form.cleaned_data
-        ),
         success="Finding saved.",
-        page={"title": f"Edit {finding}", "cancel": finding.get_absolute_url()},
+        update=lambda data: subjects.finding_update(actor=request.user, finding=finding, data=data),
     )
 
 

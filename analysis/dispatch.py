@@ -1,12 +1,21 @@
-"""Sends a run's jobs to the workers by task name, so the web process never imports the
-worker code (or torch). Called only from `transaction.on_commit`."""
+"""Sends jobs to the workers by task name, so the web process never imports the worker code
+(or torch). The services decide what to send (analysis/services.py: after a request commits,
+and from the workers' sweeper); this module only talks to the broker."""
+
+import logging
 
 from celery import group
+from kombu.exceptions import OperationalError as BrokerOperationalError
 
-from analysis.models import AnalysisJob
 from kb.celery import app
 
+logger = logging.getLogger(__name__)
+
 RUN_JOB_TASK = "analysis.run_job"
+
+
+class BrokerUnavailable(Exception):
+    """The broker did not take the messages; nothing was sent that the caller must undo."""
 
 
 def job_signature(run_id: int, key: str):
@@ -15,13 +24,23 @@ def job_signature(run_id: int, key: str):
     return app.signature(RUN_JOB_TASK, args=(run_id, key), queue=settings.ANALYSIS_QUEUE)
 
 
-def dispatch_run(run_id: int) -> None:
-    """Send one message per unfinished job; an experiment's (arm, seed) jobs go out as a group
-    so that several workers share the experiment."""
-    keys = list(
-        AnalysisJob.objects.filter(run_id=run_id)
-        .exclude(status=AnalysisJob.Status.DONE)
-        .values_list("key", flat=True)
-    )
-    if keys:
-        group(job_signature(run_id, key) for key in keys).apply_async()
+def jobs_send(jobs: list[tuple[int, str]]) -> None:
+    """Send one message per (run id, job key); an experiment's (arm, seed) jobs go out as a
+    group so that several workers share the experiment.
+
+    Fails within about a second when the broker is down (see the Celery block of
+    kb/settings.py) with BrokerUnavailable, after logging which runs were not sent (ids only).
+    """
+    if not jobs:
+        return
+    try:
+        group(job_signature(run_id, key) for run_id, key in jobs).apply_async()
+    except BrokerOperationalError as error:
+        run_ids = sorted({run_id for run_id, _ in jobs})
+        logger.warning(
+            "broker unavailable, %d job(s) of run(s) %s not sent; the sweeper will send them: %s",
+            len(jobs),
+            run_ids,
+            error,
+        )
+        raise BrokerUnavailable(str(error)) from error

@@ -12,6 +12,8 @@ class AnalysisRun(models.Model):
 
     Status moves queued -> running -> succeeded/failed/cancelled. A worker claims a run with
     a conditional UPDATE on the status, so a message delivered twice does the work once.
+    `dispatched_at` stays empty while the broker has not taken the run's jobs (it was down
+    when the run was requested); the workers' sweeper sends such runs once it answers.
     """
 
     class Kind(models.TextChoices):
@@ -78,10 +80,17 @@ class AnalysisRun(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    dispatched_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the broker took its jobs; empty while it could not be reached.",
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
-    history = HistoricalRecords(excluded_fields=["progress_percent", "progress_message"])
+    history = HistoricalRecords(
+        excluded_fields=["progress_percent", "progress_message", "dispatched_at"]
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -89,6 +98,12 @@ class AnalysisRun(models.Model):
             models.Index(fields=["status"], name="run_status_idx"),
             models.Index(fields=["kind", "status"], name="run_kind_status_idx"),
             models.Index(fields=["config_digest"], name="run_config_digest_idx"),
+            # The sweeper's question, asked every few seconds by every worker.
+            models.Index(
+                fields=["status"],
+                condition=Q(dispatched_at__isnull=True),
+                name="run_not_dispatched_idx",
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -117,12 +132,19 @@ class AnalysisRun(models.Model):
     def is_finished(self) -> bool:
         return self.status in self.FINISHED_STATUSES
 
+    @property
+    def waiting_for_queue(self) -> bool:
+        """True while the run is saved but the broker has not taken its jobs yet."""
+        return not self.is_finished and self.dispatched_at is None
+
 
 class AnalysisJob(models.Model):
     """One unit of work of a run: the whole of a profiling or ablation run, or one (arm, seed)
     of a change experiment. Jobs are claimed with a conditional UPDATE and hold a lease that
     their progress keeps fresh, so a job whose worker died can be claimed again once the
-    lease runs out, while a duplicate delivery of a live job does nothing."""
+    lease runs out, while a duplicate delivery of a live job does nothing. `claimed_by` names
+    the worker that claimed it, so that worker, started again, gives back what its previous
+    life held without waiting for the lease."""
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -136,6 +158,9 @@ class AnalysisJob(models.Model):
     progress = models.FloatField(default=0.0)
     attempts = models.PositiveIntegerField(default=0)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(
+        max_length=200, blank=True, help_text="The worker (Celery node name) that claimed it."
+    )
     result = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     environment = models.JSONField(
@@ -148,6 +173,10 @@ class AnalysisJob(models.Model):
 
     class Meta:
         ordering = ["run", "key"]
+        indexes = [
+            # The sweeper's search for running jobs whose lease ran out.
+            models.Index(fields=["status", "heartbeat_at"], name="job_status_heartbeat_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["run", "key"], name="job_unique_key_per_run"),
             models.CheckConstraint(

@@ -1,14 +1,17 @@
 """Writes for analysis runs: request (validate, save, dispatch on commit), claim, progress,
-finish, cancel and retry. Runs and jobs change state only through conditional UPDATEs here,
-so every Celery task built on them is safe to deliver twice."""
+finish, cancel and retry, and the sweep that sends what the broker lost or never got. Runs
+and jobs change state only through conditional UPDATEs here, so every Celery task built on
+them is safe to deliver twice."""
 
+import dataclasses
 import datetime
+import logging
 from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import InterfaceError, OperationalError, transaction
-from django.db.models import Avg, F, Q
+from django.db.models import Avg, F, Q, QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerOperationalError
 
@@ -20,6 +23,7 @@ from analysis.configs import (
     experiment_config_clean,
     profile_config_clean,
 )
+from analysis.dispatch import BrokerUnavailable, jobs_send
 from analysis.engine.changes import ChangeError
 from analysis.engine.specs import SpecError
 from analysis.frozen import (
@@ -35,8 +39,14 @@ from kb.services.changes import change_set_status
 from kb.services.records import record_create
 from kb.services.subjects import finding_attach_evidence, finding_create
 
+logger = logging.getLogger(__name__)
+
 # Failures that can succeed on a later try (a lost database or broker); only these retry.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, BrokerOperationalError)
+
+LIVE_STATUSES = (AnalysisRun.Status.QUEUED, AnalysisRun.Status.RUNNING)
+# The most runs, and the most jobs, one sweep sends; the next sweep sends the rest.
+SWEEP_BATCH = 200
 
 
 UNFROZEN_RUN = (
@@ -54,10 +64,14 @@ def _lease() -> datetime.timedelta:
 
 
 def _dispatch_on_commit(run: AnalysisRun) -> None:
-    # Imported here: the dispatch module only names tasks, it never imports torch.
-    from analysis.dispatch import dispatch_run
+    """Send the run once its transaction commits, and tell the caller's `run` whether the
+    broker took it (`run.waiting_for_queue`)."""
 
-    transaction.on_commit(lambda: dispatch_run(run.pk))
+    def dispatch() -> None:
+        run_dispatch(run_id=run.pk)
+        run.refresh_from_db(fields=["dispatched_at"])
+
+    transaction.on_commit(dispatch)
 
 
 def _job_keys(run: AnalysisRun) -> list[str]:
@@ -87,6 +101,9 @@ def _run_create(*, actor, kind: str, config: dict, dispatch: bool, **target) -> 
         config_digest=digest,
         reproduces=earlier,
         requested_by=_user_or_none(actor),
+        # Not dispatched: the caller runs the jobs itself (the command line, tests), so the
+        # sweeper must not send them to the workers as well.
+        dispatched_at=None if dispatch else timezone.now(),
         **target,
     )
     with transaction.atomic():
@@ -227,8 +244,9 @@ def ablation_request(
 # --- claiming and progress (called from worker tasks) ---------------------------------------
 
 
-def job_claim(*, run_id: int, key: str) -> AnalysisJob | None:
-    """Claim a job: pending, or running under an expired lease (its worker died).
+def job_claim(*, run_id: int, key: str, worker: str = "") -> AnalysisJob | None:
+    """Claim a job for `worker` (a Celery node name; empty outside workers): pending, or
+    running under an expired lease (its worker died).
 
     Returns the job, or None when another worker holds a live lease, the job is done, or
     the run is finished; exactly one caller wins each claim.
@@ -243,6 +261,7 @@ def job_claim(*, run_id: int, key: str) -> AnalysisJob | None:
         if (
             jobs.update(
                 status=AnalysisJob.Status.RUNNING,
+                claimed_by=worker,
                 heartbeat_at=now,
                 started_at=now,
                 progress=0.0,
@@ -413,6 +432,7 @@ def run_retry(*, actor, run: AnalysisRun) -> AnalysisRun:
             error="",
             failure=AnalysisRun.Failure.NONE,
             finished_at=None,
+            dispatched_at=None,
             progress_message="queued again",
         )
         if reopened != 1:
@@ -431,6 +451,102 @@ def run_retry(*, actor, run: AnalysisRun) -> AnalysisRun:
         _dispatch_on_commit(run)
     run.refresh_from_db()
     return run
+
+
+# --- sending to the broker, and sending again what it lost or never got --------------------
+
+
+def run_dispatch(*, run_id: int) -> bool:
+    """Send the unfinished jobs of a queued or running run that the broker has not taken
+    yet, and record when (a run already sent, or finished, is left alone). Returns False only
+    when the broker is down: the run stays saved and queued, and the workers' sweeper sends
+    it once the broker answers."""
+    try:
+        _run_send(run_id=run_id, skip_locked=False)
+    except BrokerUnavailable:
+        return False
+    return True
+
+
+def _run_send(*, run_id: int, skip_locked: bool) -> bool:
+    """Send the run's unfinished jobs under a lock on the run, so that a request's own
+    dispatch and the sweepers of several workers send it once. Returns whether this call
+    sent it; raises BrokerUnavailable (nothing recorded) when the broker is down."""
+    with transaction.atomic():
+        run = (
+            AnalysisRun.objects.select_for_update(skip_locked=skip_locked)
+            .filter(pk=run_id, status__in=LIVE_STATUSES, dispatched_at__isnull=True)
+            .first()
+        )
+        if run is None:
+            return False
+        keys = run.jobs.exclude(status=AnalysisJob.Status.DONE).values_list("key", flat=True)
+        jobs_send([(run_id, key) for key in keys])
+        AnalysisRun.objects.filter(pk=run_id).update(dispatched_at=timezone.now())
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class Swept:
+    """What one sweep sent: runs the broker never took, and jobs given back to the queue."""
+
+    runs: int = 0
+    jobs: int = 0
+
+
+def runs_sweep() -> Swept:
+    """Send what the broker should hold and does not: runs it never took (it was down when
+    they were requested) and jobs whose lease ran out (their worker died or lost the
+    database). Several workers sweep at once; each skips the rows another sweep holds.
+    Raises BrokerUnavailable while the broker is down (what was sent before stays sent)."""
+    not_dispatched = (
+        AnalysisRun.objects.filter(status__in=LIVE_STATUSES, dispatched_at__isnull=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    runs = sum(
+        _run_send(run_id=run_id, skip_locked=True) for run_id in not_dispatched[:SWEEP_BATCH]
+    )
+    expired = AnalysisJob.objects.filter(
+        status=AnalysisJob.Status.RUNNING,
+        heartbeat_at__lt=timezone.now() - _lease(),
+        run__status__in=LIVE_STATUSES,
+        run__dispatched_at__isnull=False,
+    )
+    return Swept(runs=runs, jobs=_jobs_send_again(expired))
+
+
+def jobs_release_worker(*, worker: str) -> int:
+    """Give back, and send again, the jobs that a worker of this node name held when it
+    died. Called when the worker starts, so that its jobs run again at once instead of when
+    their leases run out; node names must therefore be unique among live workers (`-n`).
+    Returns the number of jobs sent; raises BrokerUnavailable when the broker is down."""
+    if not worker:
+        return 0
+    held = AnalysisJob.objects.filter(
+        status=AnalysisJob.Status.RUNNING, claimed_by=worker, run__status__in=LIVE_STATUSES
+    )
+    return _jobs_send_again(held)
+
+
+def _jobs_send_again(jobs: QuerySet) -> int:
+    """Put running jobs back to pending and send them, in one transaction: if the broker
+    refuses, they stay as they were for the next sweep. Rows another sweep holds are
+    skipped."""
+    with transaction.atomic():
+        rows = list(
+            jobs.select_for_update(skip_locked=True, of=("self",))
+            .order_by("pk")
+            .values_list("pk", "run_id", "key")[:SWEEP_BATCH]
+        )
+        if not rows:
+            return 0
+        AnalysisJob.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(
+            status=AnalysisJob.Status.PENDING, heartbeat_at=None, claimed_by=""
+        )
+        jobs_send([(run_id, key) for _, run_id, key in rows])
+    logger.info("sent %d job(s) again: %s", len(rows), [f"{r}/{k}" for _, r, k in rows])
+    return len(rows)
 
 
 # --- write-backs: run inside run_finish's transaction, once per run ------------------------

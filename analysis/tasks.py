@@ -29,7 +29,7 @@ def run_job(self, run_id: int, key: str) -> str:
     from analysis.execution import execute_job
 
     try:
-        outcome = execute_job(run_id=run_id, key=key)
+        outcome = execute_job(run_id=run_id, key=key, worker=self.request.hostname or "")
     except SoftTimeLimitExceeded:
         from analysis.execution import fail_job_on_time_limit
 

@@ -62,10 +62,13 @@ def form_write(form, write: Callable, aliases=None):
 
 def rate_limited(request, *, scope: str, limit: int, window_seconds: int) -> bool:
     """Count this request against the client address's budget for `scope`; True once the
-    address has used more than `limit` requests in the current window."""
+    address (kb.client_address, as login lockouts and API throttles count) has used more
+    than `limit` requests in the current window."""
     from django.core.cache import cache
 
-    key = f"ratelimit:{scope}:{request.META.get('REMOTE_ADDR', 'unknown')}"
+    from kb.client_address import client_address
+
+    key = f"ratelimit:{scope}:{client_address(request) or 'unknown'}"
     # add() is a no-op when the key exists, so the window starts at the first request.
     cache.add(key, 0, timeout=window_seconds)
     try:
@@ -140,12 +143,22 @@ def edit_form_page(request, form, *, success: str, update: Callable | None = Non
 
 def run_form_page(request, form, *, start: Callable, aliases: dict, page: dict, queued: str):
     """A page that starts a run: on a valid form `start(config)` queues it and the user goes
-    to the run; otherwise the form, with service errors next to the fields in `aliases`."""
+    to the run, told `queued`, or that it will start once the task queue answers again;
+    otherwise the form, with service errors next to the fields in `aliases`."""
+
+    def told(run) -> str:
+        if run.waiting_for_queue:
+            return (
+                f"{queued} The task queue is not answering: the run is saved and will start "
+                "when the queue is back."
+            )
+        return queued
+
     return save_form_page(
         request,
         form,
         write=lambda: start(form.config()),
-        success=queued,
+        success=told,
         page=page,
         aliases=aliases,
     )

@@ -12,7 +12,7 @@ from kb.models import Event, Outcome
 from tests.analysis.workers import (
     celery_worker,
     child_pids,
-    redis_available,
+    require_redis,
     unique_queue,
     wait_for,
 )
@@ -26,8 +26,7 @@ RUN_TIMEOUT = 240
 
 @pytest.fixture
 def worker_settings(settings, tmp_path):
-    if not redis_available():
-        pytest.skip("Redis is not answering on the configured broker URL")
+    require_redis()
     settings.ANALYSIS_QUEUE = unique_queue()
     settings.ANALYSIS_JOB_LEASE_SECONDS = 3
     settings.MEDIA_ROOT = tmp_path / "media"

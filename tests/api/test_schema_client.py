@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 from rest_framework.authtoken.models import Token
 
-from tests.analysis.workers import celery_worker, redis_available, unique_queue
+from tests.analysis.workers import celery_worker, require_redis, unique_queue
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -64,8 +64,7 @@ class SchemaClient:
 
 @pytest.fixture
 def worker_settings(settings, tmp_path):
-    if not redis_available():
-        pytest.skip("Redis is not answering on the configured broker URL")
+    require_redis()
     settings.ANALYSIS_QUEUE = unique_queue()
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings

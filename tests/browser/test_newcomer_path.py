@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 
 from analysis.models import AnalysisRun
 from kb.models import ArchitectureChange, Highlight, Outcome
-from tests.analysis.workers import celery_worker, redis_available, unique_queue
+from tests.analysis.workers import celery_worker, require_redis, unique_queue
 from tests.browser.conftest import log_in
 from tests.factories import BuiltinModelFactory, ResearcherFactory, ThemeFactory
 
@@ -24,8 +24,7 @@ RUN_TIMEOUT_MS = 240_000
 
 @pytest.fixture
 def worker_settings(settings, tmp_path):
-    if not redis_available():
-        pytest.skip("Redis is not answering on the configured broker URL")
+    require_redis()
     settings.ANALYSIS_QUEUE = unique_queue()
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings

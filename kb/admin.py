@@ -9,6 +9,7 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from analysis import services as analysis_services
+from kb.forms import STALE_FORM
 from kb.models import (
     Answer,
     ArchitectureChange,
@@ -29,6 +30,7 @@ from kb.models import (
 )
 from kb.services import interviews
 from kb.services.changes import change_edit_refusal
+from kb.services.records import RecordChanged, record_version_check
 from kb.services.subjects import MEASURED_MODEL_FIELDS, subject_model_used_by_run
 
 
@@ -294,7 +296,51 @@ class HighlightAdmin(HistoryAdmin):
     readonly_fields = ["created_at", "created_by"]
 
 
-class ChangeAdminForm(forms.ModelForm):
+class VersionedAdminForm(forms.ModelForm):
+    """The change form of a record that carries a version (insights, findings, changes):
+    like the site's edit forms, it holds the version it was opened on and refuses the save
+    when someone (or a run) saved the record since, saying who and what, with the input kept
+    and the current version taken, so that saving again replaces it knowingly. The admin saves
+    inside one transaction, so the row locked by the check stays locked until the save."""
+
+    # Kept on the add page too (unused there): the admin lays out the form class's fields.
+    # Not named `version`: the admin would take that for the model's (non-editable) field.
+    opened_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.checked_version: int | None = None
+        if self.instance.pk is not None:
+            self.initial["opened_version"] = self.instance.version
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if self.instance.pk is not None:
+            opened = data.get("opened_version")
+            if opened is None:
+                raise forms.ValidationError(STALE_FORM)
+            try:
+                self.checked_version = record_version_check(self.instance, expected_version=opened)
+            except RecordChanged as error:
+                if error.current_version is not None:
+                    self.data = self.data.copy()
+                    self.data[self.add_prefix("opened_version")] = str(error.current_version)
+                raise forms.ValidationError(error.messages) from None
+        return data
+
+
+class VersionedAdmin(HistoryAdmin):
+    """Moves the version on with every save from the admin (VersionedAdminForm checked it)."""
+
+    form = VersionedAdminForm
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change:
+            obj.version = form.checked_version + 1
+        super().save_model(request, obj, form, change)
+
+
+class ChangeAdminForm(VersionedAdminForm):
     """Refuses the save, as change_update does, when a run measured the change after the
     page was opened."""
 
@@ -304,12 +350,12 @@ class ChangeAdminForm(forms.ModelForm):
                   "expected_metric", "expected_direction", "minimum_effect"]  # fmt: skip
 
     def clean(self) -> dict:
-        data = super().clean()
+        # Refused first: a measured change cannot be saved at all, whatever its version.
         if self.instance.pk is not None:
             current = ArchitectureChange.objects.get(pk=self.instance.pk)
             if refusal := change_edit_refusal(current):
                 raise forms.ValidationError(refusal)
-        return data
+        return super().clean()
 
 
 class SubjectModelAdminForm(forms.ModelForm):
@@ -382,7 +428,7 @@ class SubjectModelAdmin(HistoryAdmin):
 
 
 @admin.register(Finding)
-class FindingAdmin(HistoryAdmin):
+class FindingAdmin(VersionedAdmin):
     list_display = [
         "title",
         "subject_model",
@@ -411,7 +457,7 @@ class FindingAdmin(HistoryAdmin):
 
 
 @admin.register(Insight)
-class InsightAdmin(HistoryAdmin):
+class InsightAdmin(VersionedAdmin):
     list_display = [
         "title",
         "understanding_level",
@@ -451,7 +497,7 @@ class InsightHighlightAdmin(HistoryAdmin):
 
 
 @admin.register(ArchitectureChange)
-class ArchitectureChangeAdmin(HistoryAdmin):
+class ArchitectureChangeAdmin(VersionedAdmin):
     list_display = [
         "__str__",
         "insight",

@@ -30,6 +30,7 @@ from kb.models import (
 )
 from kb.models.surveys import LIKERT_MAX, LIKERT_MIN
 from kb.services.invitations import DEFAULT_VALID_DAYS, MAX_VALID_DAYS
+from kb.services.records import RecordChanged
 from kb.statistics import outcome_verdict_reason
 
 MARKDOWN_WIDGET = forms.Textarea(attrs={"rows": 8, "data-markdown": "true"})
@@ -45,8 +46,12 @@ CHANGE_PARAMETER_FIELDS = {
 
 def form_add_service_errors(form: forms.Form, error: ValidationError, aliases=None) -> None:
     """Attach a service's ValidationError to the form: to the field it names when the form has
-    that field (after `aliases`), else to the form as a whole."""
+    that field (after `aliases`), else to the form as a whole. A save refused because the
+    record changed since the form was opened also moves the form on to the current version
+    (VersionedModelForm), so that saving again, after a look, is taken as meant."""
     aliases = aliases or {}
+    if isinstance(error, RecordChanged) and isinstance(form, VersionedModelForm):
+        form.take_version(error.current_version)
     if not hasattr(error, "error_dict"):
         form.add_error(None, error.messages)
         return
@@ -69,6 +74,47 @@ class ServiceModelForm(forms.ModelForm):
 
     def _post_clean(self) -> None:
         return None
+
+
+STALE_FORM = (
+    "This form does not say which version of the record it was opened on, so saving it could "
+    "overwrite someone else's changes. Open the edit page again and redo your changes there."
+)
+
+
+class VersionedModelForm(ServiceModelForm):
+    """The edit form of a record that carries a version (insights, findings, changes): it
+    holds, hidden, the version it was opened on, and `opened_version` hands it to the
+    service, which refuses the save with RecordChanged if the record was saved since. A new
+    record's form has no version."""
+
+    version = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.opened_version: int | None = None
+        if self.instance.pk is None:
+            del self.fields["version"]
+        else:
+            self.initial["version"] = self.instance.version
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if "version" in self.fields:
+            # Kept out of the record's fields: the version is a condition, not a value to save.
+            text = data.pop("version", "") or ""
+            if text.isdigit() and len(text) < 10:
+                self.opened_version = int(text)
+            else:
+                self.add_error(None, STALE_FORM)
+        return data
+
+    def take_version(self, version: int | None) -> None:
+        """Show the user's input again with the record's current version, so the next save
+        replaces that version (nothing to take when the record was deleted)."""
+        if version is not None and "version" in self.fields:
+            self.data = self.data.copy()
+            self.data[self.add_prefix("version")] = str(version)
 
 
 class IntegerListField(forms.CharField):
@@ -333,7 +379,7 @@ class SubjectModelForm(ServiceModelForm):
         help_texts = {"architecture_spec": "Built-in models only: the JSON architecture spec."}
 
 
-class FindingForm(ServiceModelForm):
+class FindingForm(VersionedModelForm):
     unit_indices = IntegerListField(
         required=False, help_text="Unit (channel or neuron) indices, separated by commas."
     )
@@ -356,7 +402,7 @@ def _evidence_field(queryset, label: str) -> forms.ModelMultipleChoiceField:
     )
 
 
-class InsightForm(ServiceModelForm):
+class InsightForm(VersionedModelForm):
     supporting_findings = _evidence_field(
         Finding.objects.select_related("subject_model"), "Supporting findings"
     )
@@ -395,7 +441,7 @@ class OptionalJSONField(forms.JSONField):
         return "" if value is None else super().prepare_value(value)
 
 
-class ChangeForm(ServiceModelForm):
+class ChangeForm(VersionedModelForm):
     """An architecture change; the operation's parameters come from typed fields."""
 
     layer = forms.CharField(required=False, help_text="Widen or remove: the layer's name.")

@@ -43,6 +43,19 @@ class KbModelSerializer(RefuseUnknownFieldsMixin, serializers.ModelSerializer):
     }
 
 
+def version_input_field() -> serializers.IntegerField:
+    """The version a PATCH was made on, for clients that send it in the body rather than in
+    If-Match (kb.api.mixins)."""
+    return serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=2**31 - 1,
+        help_text="The `version` of the representation this change was made on. A record "
+        "saved since answers 409 and nothing is written. Send this or an If-Match header "
+        "with the ETag: a PATCH with neither answers 428.",
+    )
+
+
 # --- people, surveys, interviews ------------------------------------------------------------
 
 
@@ -354,18 +367,19 @@ class FindingSerializer(KbModelSerializer):
         fields = [
             "id", "url", "subject_model", "subject_model_url", "title", "description", "kind",
             "layer_name", "unit_indices", "concept", "evidence_runs", "status", "confidence",
-            "created_at", "updated_at",
+            "created_at", "updated_at", "version",
         ]  # fmt: skip
         extra_kwargs = {"confidence": {"min_value": 0.0, "max_value": 1.0}}
 
 
 class FindingUpdateSerializer(KbModelSerializer):
     unit_indices = UnitIndicesField(required=False)
+    version = version_input_field()
 
     class Meta:
         model = Finding
         fields = ["title", "description", "kind", "layer_name", "unit_indices", "concept",
-                  "status", "confidence"]  # fmt: skip
+                  "status", "confidence", "version"]  # fmt: skip
         extra_kwargs = FindingSerializer.Meta.extra_kwargs
 
 
@@ -420,7 +434,8 @@ class InsightSerializer(KbModelSerializer):
         model = Insight
         fields = [
             "id", "url", "title", "statement", "understanding_level", "relevance", "status",
-            "created_by", "created_at", "updated_at", "findings", "highlights", "changes",
+            "created_by", "created_at", "updated_at", "version", "findings", "highlights",
+            "changes",
         ]  # fmt: skip
         read_only_fields = ["created_by"]
 
@@ -490,11 +505,12 @@ class InsightUpdateSerializer(KbModelSerializer):
         required=False,
         help_text="More quotes to link; ones already linked keep their stance.",
     )
+    version = version_input_field()
 
     class Meta:
         model = Insight
         fields = ["title", "statement", "understanding_level", "relevance", "status",
-                  "findings", "highlights"]  # fmt: skip
+                  "findings", "highlights", "version"]  # fmt: skip
 
 
 class ChangeSerializer(KbModelSerializer):
@@ -508,16 +524,18 @@ class ChangeSerializer(KbModelSerializer):
         fields = [
             "id", "url", "insight", "insight_url", "target_model", "target_model_url",
             "operation", "parameters", "rationale", "expected_metric", "expected_direction",
-            "minimum_effect", "status", "created_at", "updated_at", "latest_outcome",
+            "minimum_effect", "status", "created_at", "updated_at", "version", "latest_outcome",
         ]  # fmt: skip
         read_only_fields = ["status"]
 
 
 class ChangeUpdateSerializer(KbModelSerializer):
+    version = version_input_field()
+
     class Meta:
         model = ArchitectureChange
         fields = ["operation", "parameters", "rationale", "expected_metric",
-                  "expected_direction", "minimum_effect"]  # fmt: skip
+                  "expected_direction", "minimum_effect", "version"]  # fmt: skip
 
 
 class OutcomeSettingsSerializer(KbSerializer):
@@ -608,8 +626,8 @@ class RunSerializer(KbModelSerializer):
             "id", "url", "kind", "subject_model", "subject_model_url", "finding", "finding_url",
             "change", "change_url", "config", "config_digest", "reproduces", "reproduces_url",
             "status", "progress_percent", "progress_message", "result", "error", "failure",
-            "environment", "attempts", "requested_by", "created_at", "started_at",
-            "finished_at", "figures", "jobs", "outcome",
+            "environment", "attempts", "requested_by", "created_at", "dispatched_at",
+            "started_at", "finished_at", "figures", "jobs", "outcome",
         ]  # fmt: skip
         read_only_fields = fields
         extra_kwargs = {
@@ -620,6 +638,10 @@ class RunSerializer(KbModelSerializer):
                             "the jobs (filled when the run finishes)."},
             "failure": {"help_text": "Why a failed run failed: bad_request (retrying cannot "
                         "help), internal (a bug; see the worker log) or time_limit."},
+            "dispatched_at": {"help_text": "When the task queue took the run's jobs. Null on "
+                              "a queued run: the queue was not answering when it was "
+                              "requested; the run is saved and starts by itself once the "
+                              "queue is back."},
         }  # fmt: skip
 
 
@@ -640,6 +662,10 @@ class RunAcceptedSerializer(KbSerializer):
     id = serializers.IntegerField()
     url = serializers.URLField()
     status = serializers.ChoiceField(AnalysisRun.Status.choices)
+    waiting_for_queue = serializers.BooleanField(
+        help_text="True when the task queue was not answering: the run is saved and starts "
+        "by itself once the queue is back."
+    )
 
 
 class EventSerializer(KbModelSerializer):

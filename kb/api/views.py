@@ -19,7 +19,14 @@ from analysis import services as analysis_services
 from analysis.models import AnalysisRun
 from kb.api import filters, selectors
 from kb.api import serializers as s
-from kb.api.mixins import UNKNOWN_FIELD, ThrottleFirstMixin
+from kb.api.mixins import (
+    NO_PRECONDITION,
+    UNKNOWN_FIELD,
+    ThrottleFirstMixin,
+    etag,
+    if_match_precondition,
+    update_precondition,
+)
 from kb.api.pagination import EventCursorPagination
 from kb.api.parsers import LimitedJSONParser, LimitedMultiPartParser
 from kb.api.permissions import RolePermission
@@ -69,7 +76,7 @@ from kb.services.interviews import (
 )
 from kb.services.invitations import invitation_create, invitation_withdraw
 from kb.services.people import researcher_anonymise, researcher_create
-from kb.services.records import record_delete, record_update
+from kb.services.records import RecordChanged, record_delete, record_update
 from kb.services.subjects import (
     finding_create,
     finding_update,
@@ -156,6 +163,21 @@ class KbReadViewSet(ThrottleFirstMixin, viewsets.GenericViewSet):
     def retrieve(self, request, *args, **kwargs):
         return Response(self.detail_data(self.kwargs["pk"]))
 
+    # The answers that carry one record's representation; a versioned one gets its ETag.
+    etag_actions = frozenset({"retrieve", "create", "partial_update", "unlink"})
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        data = getattr(response, "data", None)
+        if (
+            self.action in self.etag_actions
+            and response.status_code < 300
+            and isinstance(data, Mapping)
+            and "version" in data
+        ):
+            response["ETag"] = etag(data["version"])
+        return response
+
     def detail_data(self, pk) -> dict:
         rows = self.get_queryset().filter(pk=pk).values(*self.row_builder().value_names)
         rows = self.represent(rows)
@@ -175,35 +197,57 @@ class KbViewSet(KbReadViewSet):
         return Response(data, status=status.HTTP_201_CREATED, headers={"Location": data["url"]})
 
     def partial_update(self, request, *args, **kwargs):
+        """A versioned record's PATCH names the version it was made on (kb.api.mixins)."""
         instance = self.get_object()
+        header = if_match_precondition(request, instance)  # checked before the body is read
         serializer = self.get_serializer(instance, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        self.update_record(instance, dict(serializer.validated_data))
+        data = dict(serializer.validated_data)
+        precondition = update_precondition(
+            instance, body_version=data.pop("version", None), header=header
+        )
+        try:
+            self.update_record(instance, data, **precondition.service_kwargs())
+        except RecordChanged as error:  # saved by someone else since the check above
+            raise precondition.refused(error) from None
         return Response(self.detail_data(instance.pk))
 
     def destroy(self, request, *args, **kwargs):
-        self.delete_record(self.get_object())
+        instance = self.get_object()
+        precondition = if_match_precondition(request, instance) or NO_PRECONDITION
+        try:
+            self.delete_record(instance, **precondition.service_kwargs())
+        except RecordChanged as error:
+            raise precondition.refused(error) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     def create_record(self, data: dict):
         raise NotImplementedError
 
-    def update_record(self, instance, data: dict) -> None:
-        record_update(instance, actor=self.request.user, data=data)
+    def update_record(self, instance, data: dict, expected_version: int | None = None) -> None:
+        record_update(
+            instance, actor=self.request.user, data=data, expected_version=expected_version
+        )
 
-    def delete_record(self, instance) -> None:
-        record_delete(instance, actor=self.request.user)
+    def delete_record(self, instance, expected_version: int | None = None) -> None:
+        record_delete(instance, actor=self.request.user, expected_version=expected_version)
 
 
 def _run_accepted(view: KbReadViewSet, run: AnalysisRun) -> Response:
     url = view.request.build_absolute_uri(reverse("api:analysisrun-detail", args=[run.pk]))
-    body = {"id": run.pk, "url": url, "status": run.status}
+    body = {
+        "id": run.pk,
+        "url": url,
+        "status": run.status,
+        "waiting_for_queue": run.waiting_for_queue,
+    }
     return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
 
 
 def _queue_run(view: KbReadViewSet, request, request_run, target: str) -> Response:
     """Validate the run request body, then queue the run on the view's object (passed to the
-    service as `target`) and answer 202."""
+    service as `target`) and answer 202, saying whether the run waits for the task queue to
+    answer again (it is saved either way and starts by itself)."""
     serializer = s.RunRequestSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
     target_object = {target: view.get_object()}
@@ -233,8 +277,10 @@ class ResearcherViewSet(KbViewSet):
     @extend_schema(request=None, responses={200: s.ResearcherSerializer})
     @action(detail=True, methods=["post"])
     def anonymise(self, request, pk=None):
-        """Erase the researcher's name, affiliation and e-mail, and replace the pseudonym;
-        interviews and quotes stay. Their waiting survey links are withdrawn."""
+        """Erase the researcher's name, affiliation and e-mail everywhere (history and event
+        log included) and replace the pseudonym. Their interviews, answers and quotes stay
+        when they consented to keeping them, else they are deleted. Their waiting survey links
+        are withdrawn."""
         researcher = researcher_anonymise(actor=request.user, researcher=self.get_object())
         return Response(self.detail_data(researcher.pk))
 
@@ -434,8 +480,10 @@ class FindingViewSet(KbViewSet):
     def create_record(self, data):
         return finding_create(actor=self.request.user, **data)
 
-    def update_record(self, instance, data) -> None:
-        finding_update(actor=self.request.user, finding=instance, data=data)
+    def update_record(self, instance, data, expected_version=None) -> None:
+        finding_update(
+            actor=self.request.user, finding=instance, data=data, expected_version=expected_version
+        )
 
     @RUN_REQUEST_SCHEMA
     @action(detail=True, methods=["post"])
@@ -466,22 +514,36 @@ class InsightViewSet(KbViewSet):
         evidence = self._evidence(data)
         return insight_create(actor=self.request.user, **evidence, **data)
 
-    def update_record(self, instance, data) -> None:
+    def update_record(self, instance, data, expected_version=None) -> None:
         evidence = self._evidence(data)
-        insight_update(actor=self.request.user, insight=instance, data=data, **evidence)
+        insight_update(
+            actor=self.request.user,
+            insight=instance,
+            data=data,
+            expected_version=expected_version,
+            **evidence,
+        )
 
     @extend_schema(request=s.InsightUnlinkSerializer, responses={200: s.InsightSerializer})
     @action(detail=True, methods=["post"])
     def unlink(self, request, pk=None):
         """Remove findings and quotes from the insight's evidence (all or none); the findings
-        and highlights themselves stay."""
+        and highlights themselves stay. With If-Match, an insight changed since answers 412."""
+        insight = self.get_object()
+        precondition = if_match_precondition(request, insight) or NO_PRECONDITION
         serializer = s.InsightUnlinkSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         if serializer.validated_data["highlights"] and not selectors.can_see_quotes(request.user):
             raise PermissionDenied("Your role may not unlink quotes.")
-        insight = insight_unlink(
-            actor=request.user, insight=self.get_object(), **serializer.validated_data
-        )
+        try:
+            insight_unlink(
+                actor=request.user,
+                insight=insight,
+                **serializer.validated_data,
+                **precondition.service_kwargs(),
+            )
+        except RecordChanged as error:
+            raise precondition.refused(error) from None
         return Response(self.detail_data(insight.pk))
 
     def _evidence(self, data: dict) -> dict:
@@ -514,8 +576,10 @@ class ChangeViewSet(KbViewSet):
     def create_record(self, data):
         return change_create(actor=self.request.user, **data)
 
-    def update_record(self, instance, data) -> None:
-        change_update(actor=self.request.user, change=instance, data=data)
+    def update_record(self, instance, data, expected_version=None) -> None:
+        change_update(
+            actor=self.request.user, change=instance, data=data, expected_version=expected_version
+        )
 
     @extend_schema(request=None, responses={201: s.ChangeSerializer})
     @action(detail=True, methods=["post"])

@@ -9,6 +9,7 @@ from simple_history.models import HistoricalRecords
 
 from analysis.engine.changes import ChangeError, validate_change_parameters
 from analysis.engine.specs import SpecError
+from kb.models.subjects import record_version_field
 
 # The largest metric value an outcome accepts, as the API's MetricValueField does.
 METRIC_VALUE_LIMIT = 1e9
@@ -54,6 +55,7 @@ class Insight(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    version = record_version_field()
 
     history = HistoricalRecords()
 
@@ -151,6 +153,7 @@ class ArchitectureChange(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROPOSED)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    version = record_version_field()
 
     history = HistoricalRecords()
 

@@ -17,6 +17,20 @@ def weights_upload_path(instance: "SubjectModel", filename: str) -> str:
 
 
 CONFIDENCE_IS_PROBABILITY = "Confidence must lie between 0 and 1."
+
+
+def record_version_field() -> models.PositiveIntegerField:
+    """How many times a record people edit together has been saved: every write through the
+    services moves it on, and a save from a form or representation of an older version is
+    refused (kb.services.records.record_update), so nobody silently overwrites another's
+    edit. Never edited itself."""
+    return models.PositiveIntegerField(
+        default=1,
+        editable=False,
+        help_text="Moves on with every save; a save that names an older version is refused.",
+    )
+
+
 # As many units as the API accepts (kb/api/serializers.py); a layer wider than this is rare.
 MAX_FINDING_UNITS = 4096
 
@@ -123,6 +137,7 @@ class Finding(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    version = record_version_field()
 
     history = HistoricalRecords(m2m_fields=[evidence_runs])
 

@@ -6,7 +6,11 @@ from django.db import transaction
 
 from kb import events
 from kb.models import ArchitectureChange, Insight, SubjectModel
-from kb.services.records import record_create, record_update
+from kb.services.records import (
+    record_create,
+    record_update,
+    record_version_advance,
+)
 
 # What a copy carries over: the change itself, never its status, runs or outcomes.
 COPIED_FIELDS = ("insight", "target_model", "operation", "parameters", "rationale",
@@ -34,13 +38,18 @@ def change_create(
 
 
 def change_set_status(*, actor, change: ArchitectureChange, status: str) -> ArchitectureChange:
+    """Move the change to `status` (a run started, finished or was cancelled; an outcome was
+    recorded or deleted). Never refused for a version, but it moves the version on: a form
+    opened on the proposed change can no longer save over it."""
     old = change.status
     if old == status:
         return change
-    change.status = status
-    change.full_clean()
-    change.save(update_fields=["status", "updated_at"])
-    events.record_status_changed(actor=actor, instance=change, old=old, new=status)
+    with transaction.atomic():
+        record_version_advance(change)
+        change.status = status
+        change.full_clean()
+        change.save(update_fields=["status", "updated_at", "version"])
+        events.record_status_changed(actor=actor, instance=change, old=old, new=status)
     return change
 
 
@@ -65,14 +74,19 @@ def change_edit_refusal(change: ArchitectureChange) -> str | None:
     return None
 
 
-def change_update(*, actor, change: ArchitectureChange, data: dict) -> ArchitectureChange:
-    """Edit a change that is still proposed and has no run; refused otherwise."""
+def change_update(
+    *, actor, change: ArchitectureChange, data: dict, expected_version: int | None = None
+) -> ArchitectureChange:
+    """Edit a change that is still proposed and has no run; refused otherwise. Given
+    `expected_version`, a change saved since is refused with RecordChanged
+    (kb.services.records); one that a run has measured since hears that instead, since saving
+    again cannot help."""
     with transaction.atomic():
         # Locked so that an experiment cannot be requested between the check and the save.
         current = ArchitectureChange.objects.select_for_update().get(pk=change.pk)
         if refusal := change_edit_refusal(current):
             raise ValidationError({NON_FIELD_ERRORS: refusal})
-        return record_update(current, actor=actor, data=data)
+        return record_update(current, actor=actor, data=data, expected_version=expected_version)
 
 
 def change_copy(*, actor, change: ArchitectureChange) -> ArchitectureChange:

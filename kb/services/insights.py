@@ -16,7 +16,7 @@ from kb.models import (
     Stance,
 )
 from kb.services.changes import change_set_status
-from kb.services.records import record_create, record_delete, record_update
+from kb.services.records import record_create, record_delete, record_touch, record_update
 from kb.statistics import outcome_verdict_reason
 
 
@@ -66,9 +66,12 @@ def insight_update(
     contradicting_findings: list[Finding] = (),
     supporting_highlights: list[Highlight] = (),
     contradicting_highlights: list[Highlight] = (),
+    expected_version: int | None = None,
 ) -> Insight:
     """Change an insight's fields and link more evidence, in one transaction. Findings and
-    quotes already linked keep their stance (unlink one to link it the other way)."""
+    quotes already linked keep their stance (unlink one to link it the other way). Given
+    `expected_version`, an insight saved since is refused with RecordChanged, and nothing is
+    written; new links alone move the version on too."""
     linked_findings = set(insight.finding_links.values_list("finding_id", flat=True))
     linked_highlights = set(insight.highlight_links.values_list("highlight_id", flat=True))
 
@@ -85,13 +88,16 @@ def insight_update(
             for stance, items in by_stance.items()
         }
 
+    new_findings = new(findings, linked_findings)
+    new_highlights = new(highlights, linked_highlights)
     with transaction.atomic():
-        record_update(insight, actor=actor, data=data)
+        read_version = insight.version
+        record_update(insight, actor=actor, data=data, expected_version=expected_version)
+        adds_links = any(new_findings.values()) or any(new_highlights.values())
+        if adds_links and insight.version == read_version:  # no field changed: not saved yet
+            record_touch(insight)
         insight_link_evidence(
-            actor=actor,
-            insight=insight,
-            findings=new(findings, linked_findings),
-            highlights=new(highlights, linked_highlights),
+            actor=actor, insight=insight, findings=new_findings, highlights=new_highlights
         )
     return insight
 
@@ -127,16 +133,26 @@ def _refuse_both_stances(findings: dict[str, list], highlights: dict[str, list])
 
 def insight_unlink_evidence(*, actor, link: InsightFinding | InsightHighlight) -> None:
     """Remove one finding or quote from an insight's evidence; the finding or the highlight
-    itself stays."""
-    record_delete(link, actor=actor)
+    itself stays, and the insight's version moves on."""
+    with transaction.atomic():
+        record_touch(link.insight)
+        record_delete(link, actor=actor)
 
 
 def insight_unlink(
-    *, actor, insight: Insight, findings: list[int] = (), highlights: list[int] = ()
+    *,
+    actor,
+    insight: Insight,
+    findings: list[int] = (),
+    highlights: list[int] = (),
+    expected_version: int | None = None,
 ) -> Insight:
     """Remove findings and quotes (by their ids) from an insight's evidence, all or none: an
-    id that is not linked to the insight is refused. The findings and highlights stay."""
+    id that is not linked to the insight is refused. The findings and highlights stay. The
+    insight's version moves on; given `expected_version`, an insight saved since is refused
+    with RecordChanged."""
     with transaction.atomic():
+        record_touch(insight, expected_version=expected_version)
         links = []
         for field, related, key, ids in (
             ("findings", insight.finding_links, "finding_id", findings),
@@ -149,7 +165,7 @@ def insight_unlink(
                 raise ValidationError({field: f"Not linked to this insight: {listed}."})
             links.extend(found.values())
         for link in links:
-            insight_unlink_evidence(actor=actor, link=link)
+            record_delete(link, actor=actor)
     return insight
 
 

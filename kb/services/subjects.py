@@ -12,7 +12,7 @@ from django.db.models import Q
 
 from kb import events
 from kb.models import Finding, SubjectModel
-from kb.services.records import record_create, record_update
+from kb.services.records import record_create, record_touch, record_update
 
 # What a run measures about a model: frozen into every run, so fixed once a run used it.
 MEASURED_MODEL_FIELDS = ("architecture_spec", "weights", "kind")
@@ -128,23 +128,34 @@ def finding_create(
     with transaction.atomic():
         record_create(finding, actor=actor)
         if evidence_runs:
-            finding_attach_evidence(actor=actor, finding=finding, runs=list(evidence_runs))
+            _link_evidence_runs(actor=actor, finding=finding, runs=list(evidence_runs))
     return finding
 
 
-def finding_update(*, actor, finding: Finding, data: dict) -> Finding:
+def finding_update(
+    *, actor, finding: Finding, data: dict, expected_version: int | None = None
+) -> Finding:
     """Edit a finding; its model stays (a finding about another model is a new finding), and
-    layer and units are checked against the model's spec. Runs froze the units they measured."""
+    layer and units are checked against the model's spec. Runs froze the units they measured.
+    Given `expected_version`, a finding saved since is refused with RecordChanged."""
     if "subject_model" in data and data["subject_model"] != finding.subject_model:
         raise ValidationError(
             {"subject_model": "A finding stays with its model; record a new finding instead."}
         )
-    return record_update(finding, actor=actor, data=data)
+    return record_update(finding, actor=actor, data=data, expected_version=expected_version)
 
 
 def finding_attach_evidence(*, actor, finding: Finding, runs: list) -> Finding:
+    """Attach finished runs as evidence. The finding's version moves on, so an edit form
+    opened before cannot save over the new evidence unseen; this is never refused for it."""
+    with transaction.atomic():
+        record_touch(finding)
+        _link_evidence_runs(actor=actor, finding=finding, runs=runs)
+    return finding
+
+
+def _link_evidence_runs(*, actor, finding: Finding, runs: list) -> None:
     finding.evidence_runs.add(*runs)
     events.record_linked(
         actor=actor, instance=finding, relation="evidence_runs", ids=[run.pk for run in runs]
     )
-    return finding

@@ -65,7 +65,11 @@ def insight_update(request, pk: int):
         request,
         form,
         write=lambda: insights.insight_update(
-            actor=request.user, insight=insight, data=form.record_fields(), **form.evidence()
+            actor=request.user,
+            insight=insight,
+            data=form.record_fields(),
+            expected_version=form.opened_version,
+            **form.evidence(),
         ),
         aliases=forms.InsightForm.ERROR_ALIASES,
         success="Insight saved.",
@@ -142,7 +146,10 @@ def change_update(request, pk: int):
         request,
         form,
         write=lambda: changes.change_update(
-            actor=request.user, change=change, data=form.record_fields()
+            actor=request.user,
+            change=change,
+            data=form.record_fields(),
+            expected_version=form.opened_version,
         ),
         aliases=form.error_aliases() if form.is_bound and form.is_valid() else None,
         success="Change saved.",

@@ -140,7 +140,9 @@ def finding_update(request, pk: int):
         request,
         form,
         success="Finding saved.",
-        update=lambda data: subjects.finding_update(actor=request.user, finding=finding, data=data),
+        update=lambda data: subjects.finding_update(
+            actor=request.user, finding=finding, data=data, expected_version=form.opened_version
+        ),
     )
 
 

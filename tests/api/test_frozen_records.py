@@ -7,6 +7,7 @@ import pytest
 from analysis import services as analysis_services
 from analysis.models import AnalysisRun
 from kb.models import ArchitectureChange, Event, Outcome
+from tests.api.writes import if_match
 from tests.factories import SHAPES_SPEC
 from tests.helpers import nothing_written
 
@@ -23,7 +24,7 @@ def test_a_measured_change_is_refused_a_patch_and_copied_instead(client, kb):
     with nothing_written():
         response = client.patch(
             f"/api/changes/{change.pk}/", {"parameters": {"layer": "conv1", "units": 1}},
-            format="json",
+            format="json", headers=if_match(change),
         )  # fmt: skip
     assert response.status_code == 400
     assert response.json() == {
@@ -40,8 +41,9 @@ def test_a_measured_change_is_refused_a_patch_and_copied_instead(client, kb):
         "proposed", {"layer": "conv2", "units": 2}, change.insight_id
     )  # fmt: skip
     edited = client.patch(
-        f"/api/changes/{copy.pk}/", {"parameters": {"layer": "conv1", "units": 4}}, format="json"
-    )
+        f"/api/changes/{copy.pk}/", {"parameters": {"layer": "conv1", "units": 4}},
+        format="json", headers=if_match(copy),
+    )  # fmt: skip
     assert edited.status_code == 200 and edited.json()["parameters"]["layer"] == "conv1"
 
 

@@ -44,6 +44,11 @@ ID_FIELDS = {
     "subject_model": "model", "target_model": "model", "finding": "finding",
     "findings": "finding", "insight": "insight", "change": "change", "evidence_runs": "run",
 }  # fmt: skip
+# A PATCH of a versioned record names the version it was made on (or answers 428, 409, 412).
+VERSIONED_BODIES = {
+    "PatchedInsightUpdateRequest": "insight", "PatchedFindingUpdateRequest": "finding",
+    "PatchedChangeUpdateRequest": "change",
+}  # fmt: skip
 HYPOTHESIS = settings(
     max_examples=EXAMPLES,
     derandomize=True,
@@ -57,7 +62,8 @@ HYPOTHESIS = settings(
 def _point_ids_at(schema: dict, kb: dict) -> dict:
     """The schema, with every record id (a path's {id}, an id field in a request body, the
     items of a list of ids) allowed only the kb record's id, and request bodies closed to
-    fields they do not list (the API refuses those), so that valid requests stay valid."""
+    fields they do not list (the API refuses those), and a PATCH's `version` allowed only the
+    record's version, so that valid requests stay valid."""
     for path, methods in schema["paths"].items():
         record = PATH_RECORDS.get(path.split("/")[2])
         for operation in methods.values():
@@ -68,6 +74,10 @@ def _point_ids_at(schema: dict, kb: dict) -> dict:
         if not name.endswith("Request"):
             continue
         component["additionalProperties"] = False
+        if name in VERSIONED_BODIES:
+            record = kb[VERSIONED_BODIES[name]]
+            version = type(record).objects.values_list("version", flat=True).get(pk=record.pk)
+            component["properties"]["version"]["enum"] = [version]
         for field, spec in component.get("properties", {}).items():
             record = ID_FIELDS.get(field)
             target = spec.get("items", spec) if spec.get("type") == "array" else spec

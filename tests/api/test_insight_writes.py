@@ -3,6 +3,7 @@
 import pytest
 
 from kb.services.subjects import finding_create
+from tests.api.writes import if_match
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +20,9 @@ def test_a_patch_links_more_findings_and_leaves_linked_ones_alone(api, kb, resea
             {"finding": kb["finding"].pk, "stance": "contradicts"},  # linked as supporting
         ],
     }
-    response = api(researcher_user).patch(f"/api/insights/{kb['insight'].pk}/", body, format="json")
+    response = api(researcher_user).patch(
+        f"/api/insights/{kb['insight'].pk}/", body, format="json", headers=if_match(kb["insight"])
+    )
     assert response.status_code == 200, response.content
     shown = api(researcher_user).get(f"/api/insights/{kb['insight'].pk}/").json()
     assert shown["title"] == "Widen conv2 for curves"

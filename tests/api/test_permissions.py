@@ -10,6 +10,7 @@ from analysis.services import run_cancel
 from kb.models import Event
 from kb.services.changes import change_copy
 from tests.api.conftest import TRANSCRIPT
+from tests.api.writes import if_match
 
 pytestmark = pytest.mark.django_db
 
@@ -182,7 +183,9 @@ def test_update_needs_the_researcher_role(api, kb, users, role, endpoint):
     if endpoint == "changes":
         # kb's change has a run, so it is fixed; a copy is proposed and editable
         record = change_copy(actor=None, change=record)
-    response = api(users[role]).patch(f"/api/{endpoint}/{record.pk}/", patch, format="json")
+    response = api(users[role]).patch(
+        f"/api/{endpoint}/{record.pk}/", patch, format="json", headers=if_match(record)
+    )
     assert response.status_code == write_status(role, 200), response.content
     if response.status_code == 200:
         assert {name: response.json()[name] for name in patch} == patch

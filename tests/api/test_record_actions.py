@@ -8,6 +8,7 @@ from django.contrib.auth.models import Permission
 from kb.models import Event, InsightFinding, InsightHighlight
 from kb.services.interviews import question_create
 from kb.services.invitations import invitation_create
+from tests.api.writes import if_match
 from tests.helpers import nothing_written
 
 pytestmark = pytest.mark.django_db
@@ -39,8 +40,8 @@ def test_anonymising_erases_the_person_and_withdraws_their_links(api, kb, resear
     assert body["full_name"] == body["affiliation"] == body["contact_email"] == ""
     assert body["anonymised_at"] is not None
     assert "Secret Person" not in response.content.decode()
-    # interviews stay, the waiting link stops working
-    assert kb["interview"].__class__.objects.filter(researcher=person).exists()
+    # no consent to keep their words: the interview goes; the waiting link stops working
+    assert not kb["interview"].__class__.objects.filter(researcher=person).exists()
     invitation.refresh_from_db()
     assert invitation.is_expired
     assert client.get(f"/s/{token}/").status_code == 410
@@ -144,6 +145,7 @@ def test_unlinking_removes_the_links_and_keeps_the_records(api, kb, researcher_u
         f"/api/insights/{insight.pk}/",
         {"findings": [{"finding": finding.pk, "stance": "contradicts"}]},
         format="json",
+        headers=if_match(insight),
     )
     assert relinked.json()["findings"][0]["stance"] == "contradicts"
 

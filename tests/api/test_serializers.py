@@ -9,7 +9,7 @@ from analysis.services import run_cancel
 from kb.api.mixins import UNKNOWN_FIELD
 from kb.models import InsightFinding, Outcome, Stance
 from kb.services.subjects import finding_create
-from tests.api.writes import WRITE_IDS, WRITES, resolve, send
+from tests.api.writes import WRITE_IDS, WRITES, if_match, resolve, send
 from tests.helpers import nothing_written
 
 pytestmark = pytest.mark.django_db
@@ -128,6 +128,9 @@ def test_an_evidence_link_in_a_patch_gets_the_default_stance(client, kb, researc
         actor=researcher_user, subject_model=kb["model"], title="Edges", layer_name="conv1"
     )
     insight = kb["insight"]
-    response = client.patch(f"/api/insights/{insight.pk}/", {"findings": [{"finding": other.pk}]})
+    response = client.patch(
+        f"/api/insights/{insight.pk}/", {"findings": [{"finding": other.pk}]},
+        headers=if_match(insight),
+    )  # fmt: skip
     assert response.status_code == 200, response.content
     assert InsightFinding.objects.get(insight=insight, finding=other).stance == Stance.SUPPORTS

@@ -8,6 +8,7 @@ from kb.models import Outcome
 from kb.services.insights import MEASURED_OUTCOME_IS_FIXED
 from kb.services.interviews import question_create
 from tests.api.conftest import TRANSCRIPT
+from tests.api.writes import if_match
 from tests.helpers import nothing_written
 
 pytestmark = pytest.mark.django_db
@@ -163,8 +164,9 @@ def test_a_second_experiment_while_one_runs_is_refused(client, kb):
 def test_an_invalid_update_changes_nothing(client, kb):
     with nothing_written():
         response = client.patch(
-            f"/api/findings/{kb['finding'].pk}/", {"unit_indices": [1, 1]}, format="json"
-        )
+            f"/api/findings/{kb['finding'].pk}/", {"unit_indices": [1, 1]}, format="json",
+            headers=if_match(kb["finding"]),
+        )  # fmt: skip
     assert_refused(response, {"unit_indices"})
     kb["finding"].refresh_from_db()
     assert kb["finding"].unit_indices == [1, 2]
@@ -259,7 +261,7 @@ def test_an_insight_update_that_both_supports_and_contradicts_is_refused(client,
     with nothing_written():
         response = client.patch(
             f"/api/insights/{kb['insight'].pk}/", {"title": "New", "findings": links},
-            format="json",
+            format="json", headers=if_match(kb["insight"]),
         )  # fmt: skip
     assert_refused(response, {"findings"})
 

@@ -4,6 +4,8 @@ bad input on all of them. '@name' stands for the id of the kb fixture's record o
 import json
 import re
 
+from kb.services.records import record_is_versioned
+
 REFERENCE = re.compile(r"@(\w+)")
 
 # (method, path, body); body None: the action reads no body.
@@ -79,3 +81,12 @@ def send_json(client, method: str, path: str, text: str):
 
 def send(client, method: str, path: str, body):
     return send_json(client, method, path, json.dumps(body))
+
+
+def if_match(record) -> dict:
+    """The If-Match header a client sends to change `record` as it is stored now (insights,
+    findings and changes refuse a PATCH that names no version); none for other records."""
+    if not record_is_versioned(record):
+        return {}
+    version = type(record).objects.values_list("version", flat=True).get(pk=record.pk)
+    return {"If-Match": f'"{version}"'}

@@ -8,7 +8,15 @@ from django.utils import timezone
 from analysis import configs
 from analysis.models import AnalysisRun
 from kb.forms import AblationForm, ExperimentForm, ProfileForm
-from kb.models import Answer, ArchitectureChange, Finding, Highlight, Interview, Researcher
+from kb.models import (
+    Answer,
+    ArchitectureChange,
+    Finding,
+    Highlight,
+    Insight,
+    Interview,
+    Researcher,
+)
 from tests.factories import (
     BuiltinModelFactory,
     ChangeFactory,
@@ -432,8 +440,9 @@ def test_insight_edit_links_more_evidence_once(client_r):
         "title": insight.title, "statement": "S", "understanding_level": 1,
         "relevance": "both", "status": "open", "supporting_findings": [finding.pk],
     }  # fmt: skip
-    client_r.post(reverse("insight-update", args=[insight.pk]), data)
-    client_r.post(reverse("insight-update", args=[insight.pk]), data)
+    for _ in range(2):  # each time from the form as it opens, with the insight's version
+        version = Insight.objects.get(pk=insight.pk).version
+        client_r.post(reverse("insight-update", args=[insight.pk]), {**data, "version": version})
     assert list(insight.finding_links.values_list("finding_id", "stance")) == [
         (finding.pk, "supports")
     ]

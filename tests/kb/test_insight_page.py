@@ -4,7 +4,7 @@ says what a second run of an evaluated change does."""
 import pytest
 from django.urls import reverse
 
-from kb.models import Event, Finding, Highlight, InsightFinding, InsightHighlight
+from kb.models import Event, Finding, Highlight, Insight, InsightFinding, InsightHighlight
 from kb.services.insights import insight_create
 from tests.factories import ChangeFactory, FindingFactory, InsightFactory
 from tests.helpers import nothing_written
@@ -106,6 +106,7 @@ def test_finding_removed_from_the_evidence_can_be_linked_again(client_r):
     data = {
         "title": insight.title, "statement": "S", "understanding_level": 1,
         "relevance": "both", "status": "open", "contradicting_findings": [finding.pk],
+        "version": Insight.objects.get(pk=insight.pk).version,
     }  # fmt: skip
     client_r.post(reverse("insight-update", args=[insight.pk]), data)
     assert list(insight.finding_links.values_list("stance", flat=True)) == ["contradicts"]

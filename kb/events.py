@@ -2,6 +2,13 @@
 
 Values of personal or long free-text fields never enter the log; it records that they
 changed, so the log can be shown to every role that may see the record itself.
+
+Events are never edited or deleted, with one exception: anonymising a researcher
+(kb.services.people.researcher_anonymise) is consent withdrawal. It replaces their name and
+e-mail wherever they appear in `target_label` and `changes` (fields logged in full, such as an
+insight's statement, may hold them), and their affiliation and old pseudonym in the events
+about their own records, with UPDATE statements that bypass Event.save(). The log still says
+who did what to which record, and when.
 """
 
 from typing import Any
@@ -59,8 +66,15 @@ def record_deleted(*, actor, instance: models.Model) -> Event:
     return _append(Event.Action.DELETED, instance, actor)
 
 
-def record_anonymised(*, actor, researcher: models.Model, cleared: list[str]) -> Event:
-    return _append(Event.Action.ANONYMISED, researcher, actor, {"cleared": cleared})
+def record_anonymised(
+    *, actor, researcher: models.Model, cleared: list[str], interviews_erased: int
+) -> Event:
+    return _append(
+        Event.Action.ANONYMISED,
+        researcher,
+        actor,
+        {"cleared": cleared, "interviews_erased": interviews_erased},
+    )
 
 
 def record_linked(*, actor, instance: models.Model, relation: str, ids: list[int]) -> Event:

@@ -10,7 +10,8 @@ class AppendOnlyError(RuntimeError):
 
 
 class Event(models.Model):
-    """Who did what to which record, when, with the changed fields. Never edited or deleted.
+    """Who did what to which record, when, with the changed fields. Never edited or deleted
+    (one exception: anonymising a researcher erases their personal data, see kb/events.py).
 
     `target_label` is a non-personal label (pseudonym, title, id) so the log can be shown to
     anyone who may see the record's kind without leaking names or transcripts.

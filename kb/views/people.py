@@ -83,10 +83,18 @@ def researcher_anonymise(request, pk: int):
         messages.info(request, "This researcher is already anonymised.")
         return redirect(researcher)
     if request.method == "POST":
+        words_kept = people.researcher_words_kept(researcher)
         people.researcher_anonymise(actor=request.user, researcher=researcher)
-        messages.success(request, "Personal data erased; interviews and quotes are kept.")
+        messages.success(
+            request,
+            "Personal data erased; interviews and quotes are kept."
+            if words_kept
+            else "Personal data erased, with their interviews, answers and quotes: they gave "
+            "no consent to keep them.",
+        )
         return redirect(researcher)
-    return render(request, "kb/confirm_anonymise.html", {"researcher": researcher})
+    context = {"researcher": researcher, "words_kept": people.researcher_words_kept(researcher)}
+    return render(request, "kb/confirm_anonymise.html", context)
 
 
 # --- surveys and invitation links -------------------------------------------------------------

@@ -1,5 +1,7 @@
 """The event log: one event per write, personal data never logged, rows never edited."""
 
+import datetime
+
 import pytest
 
 from kb.models import AppendOnlyError, Event
@@ -91,6 +93,9 @@ def test_anonymise_erases_personal_data_everywhere_but_keeps_interviews(research
         full_name="Ada Secret",
         contact_email="ada@example.org",
         affiliation="Lab X",
+        consent_given=True,
+        consent_date=datetime.date(2026, 1, 5),
+        consent_scope="quotes",
     )
     interview = InterviewFactory(researcher=researcher)
     researcher_anonymise(actor=researcher_user, researcher=researcher)
@@ -102,5 +107,6 @@ def test_anonymise_erases_personal_data_everywhere_but_keeps_interviews(research
     history = list(researcher.history.values_list("pseudonym", flat=True))
     assert set(history) == {researcher.pseudonym}
     assert Event.objects.filter(action="anonymised").get().changes == {
-        "cleared": ["full_name", "affiliation", "contact_email", "pseudonym"]
+        "cleared": ["full_name", "affiliation", "contact_email", "pseudonym"],
+        "interviews_erased": 0,
     }

@@ -37,7 +37,7 @@ def marked_source(text: str, highlights) -> SafeString:
         colour = next(iter(covering[-1].themes.all()), None)
         parts.append(
             format_html(
-                '<mark class="hl" title="{}" style="--hl: {}">{}</mark>',
+                '<mark class="hl" title="{}" data-colour="{}">{}</mark>',
                 ", ".join(themes),
                 colour.colour if colour else "#f0b429",
                 segment,

@@ -55,7 +55,7 @@ def test_debug_off_without_secret_key_stops_start_up():
 
 
 def test_bad_database_url_stops_start_up():
-    result = _start_with({"DATABASE_URL": "nosuchdb://x"})
+    result = _start_with({"DEBUG": "true", "DATABASE_URL": "nosuchdb://x"})
     assert result.returncode != 0
     assert "DATABASE_URL is not a valid database URL" in result.stderr
 

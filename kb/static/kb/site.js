@@ -93,6 +93,15 @@ function setUpLiveRun(container) {
   window.setTimeout(poll, 1000);
 }
 
+// --- Theme colours: data-colour="#rrggbb" becomes the element's --colour (site.css) -----------
+// Set through the CSSOM, which the Content-Security-Policy allows, where a style="" attribute
+// in the page would be refused. Without scripts, tags and highlights show a default colour.
+function applyColours(root) {
+  root.querySelectorAll("[data-colour]").forEach((element) => {
+    element.style.setProperty("--colour", element.dataset.colour);
+  });
+}
+
 // Forms that undo work (cancel a run, remove evidence) ask first. Delegated from the document,
 // because the run page replaces its live fragment, buttons included, every second.
 document.addEventListener("submit", (event) => {
@@ -101,6 +110,7 @@ document.addEventListener("submit", (event) => {
 });
 
 document.addEventListener("DOMContentLoaded", () => {
+  applyColours(document);
   document.querySelectorAll("form[data-preview-url]").forEach(setUpMarkdownPreview);
   document.querySelectorAll("form[data-highlight-form]").forEach(setUpHighlighting);
   document.querySelectorAll("[data-live-url]").forEach(setUpLiveRun);

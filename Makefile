@@ -1,5 +1,6 @@
-# Insight KB: `make run` starts the demo site, `make test` runs the whole suite.
-# Both create .venv and install the pinned requirements on a fresh machine.
+# Insight KB: `make run` starts the demo site, `make test` runs the whole suite, `make loadtest`
+# measures gunicorn and two workers under load. Each creates .venv and installs the pinned
+# requirements on a fresh machine.
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -10,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: install system-packages run test lint format clean
+.PHONY: install system-packages run test loadtest lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,7 +38,10 @@ system-packages:
 	fi
 
 # The worker uses Redis when it answers, else kombu's filesystem transport, so the demo runs
-# on a laptop without Redis. Analyses never run inside the web process.
+# on a laptop without Redis. Analyses never run inside the web process. The site is secure by
+# default (DEBUG off, HTTPS only); the demo turns DEBUG on for itself to run over plain HTTP.
+# The worker also runs the sweeper (kb/celery.py, RunSweeper), so there is no beat process.
+run: export DEBUG = 1
 run: install
 	mkdir -p var/broker/processed var/broker/control
 	$(PY) manage.py migrate --noinput
@@ -48,7 +52,7 @@ run: install
 	  echo "Redis is not answering: using the filesystem broker in var/broker"; \
 	  export CELERY_BROKER_URL=filesystem://; \
 	fi; \
-	$(PY) -m celery -A kb worker -Q $${ANALYSIS_QUEUE:-analysis} --concurrency 1 --loglevel INFO & \
+	$(PY) -m celery -A kb worker -Q $${ANALYSIS_QUEUE:-analysis} -n worker1@%h --concurrency 1 --loglevel INFO & \
 	worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	echo "Insight KB on http://127.0.0.1:8000/ (admin at /admin/); worker pid $$worker"; \
@@ -58,7 +62,14 @@ test: install system-packages
 	mkdir -p var
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
+
+# gunicorn, two workers and a bounded load generator on loopback; prints requests per second,
+# latency percentiles per endpoint and a final JSON line.
+# The command itself runs with DEBUG on; the servers it starts get production settings.
+loadtest: export DEBUG = 1
+loadtest: install
+	$(PY) manage.py benchmark load
 
 lint: install
 	$(VENV)/bin/ruff check .

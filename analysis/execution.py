@@ -12,7 +12,10 @@ import logging
 import platform
 import socket
 import subprocess
+import tempfile
 from collections.abc import Callable
+from pathlib import PurePosixPath
+from typing import IO
 
 import numpy as np
 import torch
@@ -57,11 +60,12 @@ def configure_torch() -> None:
     configure_cpu_runtime(threads=1)
 
 
-def execute_job(*, run_id: int, key: str) -> str:
-    """Claim and run one job, then finish the run if it was the last. Returns 'done',
-    'finished' (this call finished the run), 'held', 'gone', 'cancelled' or 'failed'."""
+def execute_job(*, run_id: int, key: str, worker: str = "") -> str:
+    """Claim and run one job for `worker` (the Celery node name), then finish the run if it
+    was the last. Returns 'done', 'finished' (this call finished the run), 'held', 'gone',
+    'cancelled' or 'failed'."""
     configure_torch()
-    job = services.job_claim(run_id=run_id, key=key)
+    job = services.job_claim(run_id=run_id, key=key, worker=worker)
     if job is None:
         state = services.job_is_live(job=AnalysisJob.objects.get(run_id=run_id, key=key))
         if state == "done":
@@ -155,27 +159,54 @@ def run_environment(run: AnalysisRun, **inputs) -> dict:
 
 
 def _save_figure(run: AnalysisRun, name: str, png: bytes) -> str:
+    """Store a figure of the run under a fixed name (through the storage API: a folder or a
+    bucket); a finish that runs again replaces it instead of leaving a renamed copy."""
     path = f"runs/{run.pk}/{name}.png"
-    if default_storage.exists(path):
-        default_storage.delete(path)
+    default_storage.delete(path)  # no error when absent, on the filesystem and on S3
     return default_storage.save(path, ContentFile(png))
 
 
 # --- models on which profiling and ablation work -------------------------------------------
 
 
+# The verified local copy of the weights this process loaded last. torch reads a path and the
+# stored file may live in a bucket without one; each call replaces (and deletes) the last copy,
+# so a worker process keeps at most one copy on local disk.
+_local_weights_copy: IO[bytes] | None = None
+
+
 def _frozen_weights_path(model_snapshot: dict) -> str:
-    """The stored weights file the run froze, after checking it still has the frozen digest."""
+    """A local copy of the stored weights file the run froze, checked to have the frozen
+    digest. The bytes are hashed as they are copied, so the file torch loads is the one
+    checked, whatever the storage (a folder, an S3 bucket)."""
+    global _local_weights_copy
     name, expected = model_snapshot["weights"], model_snapshot["weights_sha256"]
     if not default_storage.exists(name):
         raise WeightsChanged(f"the weights file {name} is gone")
-    digest = hashlib.sha256()
-    with default_storage.open(name, "rb") as stored:
-        for chunk in iter(lambda: stored.read(1 << 20), b""):
-            digest.update(chunk)
-    if digest.hexdigest() != expected:
+    if _local_weights_copy is not None:
+        _local_weights_copy.close()
+    _local_weights_copy, digest = _copy_to_temporary_file(name)
+    if digest != expected:
         raise WeightsChanged(f"the weights file {name} no longer has the digest the run froze")
-    return default_storage.path(name)
+    return _local_weights_copy.name
+
+
+def _copy_to_temporary_file(name: str) -> tuple[IO[bytes], str]:
+    """Copy a stored file to a local temporary file, deleted when closed, with the same
+    suffix (the weights loader reads the format from it). Out: (the open copy, its SHA-256)."""
+    # Outlives this function on purpose: the caller closes it, which deletes it.
+    copy = tempfile.NamedTemporaryFile(prefix="insightkb-", suffix=PurePosixPath(name).suffix)  # noqa: SIM115
+    digest = hashlib.sha256()
+    try:
+        with default_storage.open(name, "rb") as stored:
+            for chunk in iter(lambda: stored.read(1 << 20), b""):
+                digest.update(chunk)
+                copy.write(chunk)
+        copy.flush()
+    except BaseException:
+        copy.close()
+        raise
+    return copy, digest.hexdigest()
 
 
 def _trained_model(run: AnalysisRun, job: AnalysisJob):

@@ -22,6 +22,7 @@ from analysis.engine.datasets import (
     make_shapes_dataset,
 )
 from analysis.engine.run_settings import DATASET_CONCEPTS
+from tests.services import require_service
 
 
 def _write_idx(path: Path, array: np.ndarray, gzipped: bool) -> None:
@@ -99,11 +100,12 @@ def test_idx_loader_names_the_missing_path(tmp_path):
         load_idx_dataset(tmp_path)
 
 
-@pytest.mark.skipif(
-    not Path(DEFAULT_FASHION_MNIST_PATH).is_dir(),
-    reason=f"Fashion-MNIST is not installed at {DEFAULT_FASHION_MNIST_PATH}",
-)
 def test_fashion_mnist_from_debian_files():
+    require_service(
+        "Fashion-MNIST",
+        Path(DEFAULT_FASHION_MNIST_PATH).is_dir(),
+        f"not installed at {DEFAULT_FASHION_MNIST_PATH} (apt-get install dataset-fashion-mnist)",
+    )
     dataset = load_dataset("fashion-mnist", limit=100)
     assert dataset.inputs.shape == (100, 1, 28, 28)
     assert len(dataset.class_names) == 10

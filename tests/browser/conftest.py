@@ -11,7 +11,11 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+from tests.services import require_service
+
+# CHROMIUM_PATH, when set, is the only browser tried (a test points it at nothing to check
+# that CI fails without a browser); otherwise Debian's, wherever PATH finds it.
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -27,8 +31,11 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 @pytest.fixture(scope="session")
 def browser():
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.skip("Chromium is not installed (`make test` installs it with apt when run as root)")
+    require_service(
+        "Chromium",
+        Path(CHROMIUM).is_file(),
+        f"no browser at {CHROMIUM} (`make test` installs Debian's chromium with apt as root)",
+    )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

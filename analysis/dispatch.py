@@ -14,6 +14,11 @@ logger = logging.getLogger(__name__)
 RUN_JOB_TASK = "analysis.run_job"
 
 
+# A key the sweeper keeps in the broker's Redis: gone means Redis started empty (restarted
+# without persistence, or first used), so the messages it held for queued jobs are lost.
+BROKER_MARK = "insightkb:broker-holds-queue"
+
+
 class BrokerUnavailable(Exception):
     """The broker did not take the messages; nothing was sent that the caller must undo."""
 
@@ -43,4 +48,31 @@ def jobs_send(jobs: list[tuple[int, str]]) -> None:
             run_ids,
             error,
         )
+        raise BrokerUnavailable(str(error)) from error
+
+
+def broker_started_empty() -> bool:
+    """Whether the broker's Redis lacks the sweeper's mark (see BROKER_MARK). False for other
+    transports, which keep their messages in files. Raises BrokerUnavailable."""
+    import redis
+
+    try:
+        with app.connection_for_write() as connection:
+            client = getattr(connection.default_channel, "client", None)
+            return client is not None and not client.exists(BROKER_MARK)
+    except (BrokerOperationalError, redis.RedisError, OSError) as error:
+        raise BrokerUnavailable(str(error)) from error
+
+
+def broker_mark() -> None:
+    """Record in the broker's Redis that it holds the queue (after lost messages were sent
+    again)."""
+    import redis
+
+    try:
+        with app.connection_for_write() as connection:
+            client = getattr(connection.default_channel, "client", None)
+            if client is not None:
+                client.set(BROKER_MARK, "1")
+    except (BrokerOperationalError, redis.RedisError, OSError) as error:
         raise BrokerUnavailable(str(error)) from error

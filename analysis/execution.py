@@ -5,6 +5,7 @@ safe to run twice for the same job: claims are conditional, results are stored o
 run's write-back happens in the same transaction as its one conditional finish.
 """
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -13,9 +14,8 @@ import platform
 import socket
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import PurePosixPath
-from typing import IO
 
 import numpy as np
 import torch
@@ -169,44 +169,27 @@ def _save_figure(run: AnalysisRun, name: str, png: bytes) -> str:
 # --- models on which profiling and ablation work -------------------------------------------
 
 
-# The verified local copy of the weights this process loaded last. torch reads a path and the
-# stored file may live in a bucket without one; each call replaces (and deletes) the last copy,
-# so a worker process keeps at most one copy on local disk.
-_local_weights_copy: IO[bytes] | None = None
-
-
-def _frozen_weights_path(model_snapshot: dict) -> str:
-    """A local copy of the stored weights file the run froze, checked to have the frozen
-    digest. The bytes are hashed as they are copied, so the file torch loads is the one
-    checked, whatever the storage (a folder, an S3 bucket)."""
-    global _local_weights_copy
+@contextlib.contextmanager
+def _frozen_weights_copy(model_snapshot: dict) -> Iterator[str]:
+    """The path of a local copy of the stored weights file the run froze, checked to have the
+    frozen digest, deleted when the block ends. The bytes are hashed as they are copied, so
+    the file torch loads is the one checked, whatever the storage (a folder, an S3 bucket)."""
     name, expected = model_snapshot["weights"], model_snapshot["weights_sha256"]
     if not default_storage.exists(name):
         raise WeightsChanged(f"the weights file {name} is gone")
-    if _local_weights_copy is not None:
-        _local_weights_copy.close()
-    _local_weights_copy, digest = _copy_to_temporary_file(name)
-    if digest != expected:
-        raise WeightsChanged(f"the weights file {name} no longer has the digest the run froze")
-    return _local_weights_copy.name
-
-
-def _copy_to_temporary_file(name: str) -> tuple[IO[bytes], str]:
-    """Copy a stored file to a local temporary file, deleted when closed, with the same
-    suffix (the weights loader reads the format from it). Out: (the open copy, its SHA-256)."""
-    # Outlives this function on purpose: the caller closes it, which deletes it.
-    copy = tempfile.NamedTemporaryFile(prefix="insightkb-", suffix=PurePosixPath(name).suffix)  # noqa: SIM115
-    digest = hashlib.sha256()
-    try:
+    # The suffix stays: the weights loader reads the format from it.
+    with tempfile.NamedTemporaryFile(
+        prefix="insightkb-", suffix=PurePosixPath(name).suffix
+    ) as copy:
+        digest = hashlib.sha256()
         with default_storage.open(name, "rb") as stored:
             for chunk in iter(lambda: stored.read(1 << 20), b""):
                 digest.update(chunk)
                 copy.write(chunk)
         copy.flush()
-    except BaseException:
-        copy.close()
-        raise
-    return copy, digest.hexdigest()
+        if digest.hexdigest() != expected:
+            raise WeightsChanged(f"the weights file {name} no longer has the digest the run froze")
+        yield copy.name
 
 
 def _trained_model(run: AnalysisRun, job: AnalysisJob):
@@ -222,8 +205,8 @@ def _trained_model(run: AnalysisRun, job: AnalysisJob):
     train_config = TrainConfig.from_spec(spec, **config["train"])
     _, test = dataset.split(train_config.test_fraction, seed=train_config.split_seed)
     if config["model"]["weights"]:
-        path = _frozen_weights_path(config["model"])
-        model = load_weights(build_model(spec).to(select_device()), path)
+        with _frozen_weights_copy(config["model"]) as path:
+            model = load_weights(build_model(spec).to(select_device()), path)
         model.eval()
         return model, test, dataset, {"source": "stored weights", **evaluate(model, test)}
     trained = train_model(

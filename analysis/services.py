@@ -23,7 +23,12 @@ from analysis.configs import (
     experiment_config_clean,
     profile_config_clean,
 )
-from analysis.dispatch import BrokerUnavailable, jobs_send
+from analysis.dispatch import (
+    BrokerUnavailable,
+    broker_mark,
+    broker_started_empty,
+    jobs_send,
+)
 from analysis.engine.changes import ChangeError
 from analysis.engine.specs import SpecError
 from analysis.frozen import (
@@ -498,7 +503,16 @@ def runs_sweep() -> Swept:
     """Send what the broker should hold and does not: runs it never took (it was down when
     they were requested) and jobs whose lease ran out (their worker died or lost the
     database). Several workers sweep at once; each skips the rows another sweep holds.
-    Raises BrokerUnavailable while the broker is down (what was sent before stays sent)."""
+    Raises BrokerUnavailable while the broker is down (what was sent before stays sent).
+
+    A broker that started empty (Redis restarted without persistence) lost the messages of
+    every live run: those runs count as never dispatched and go out again (jobs that are
+    done, or running under a live lease, ignore the copy)."""
+    if broker_started_empty():
+        lost = AnalysisRun.objects.filter(status__in=LIVE_STATUSES, dispatched_at__isnull=False)
+        logger.warning("the broker started empty: sending %d live run(s) again", lost.count())
+        lost.update(dispatched_at=None)
+        broker_mark()
     not_dispatched = (
         AnalysisRun.objects.filter(status__in=LIVE_STATUSES, dispatched_at__isnull=True)
         .order_by("pk")

@@ -13,8 +13,15 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from analysis import services
+from analysis.dispatch import BROKER_MARK
 from analysis.models import AnalysisJob
-from tests.analysis.workers import free_port, require_redis, unique_queue, web_broker
+from tests.analysis.workers import (
+    RedisServer,
+    free_port,
+    require_redis,
+    unique_queue,
+    web_broker,
+)
 from tests.factories import ChangeFactory
 
 pytestmark = pytest.mark.django_db
@@ -28,6 +35,7 @@ def queue(settings):
     require_redis()
     settings.ANALYSIS_QUEUE = unique_queue()
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    broker.set(BROKER_MARK, "1")  # a broker the sweeper has seen before: nothing was lost
     yield lambda: broker.llen(settings.ANALYSIS_QUEUE)
     broker.delete(settings.ANALYSIS_QUEUE)
 
@@ -101,3 +109,29 @@ def test_sweep_runs_command_sends_what_waits_and_says_when_the_broker_is_down(
     call_command("sweep_runs", stdout=out)
     assert out.getvalue() == "Sent 1 run(s) and 0 expired job(s).\n"
     assert queue() == 9
+
+
+def test_a_broker_restarted_empty_gets_the_live_runs_again_once(
+    settings, tmp_path, researcher_user
+):
+    """Redis without persistence forgets its queue when it restarts: the sweep that finds
+    its mark gone sends every live run again, once."""
+    settings.ANALYSIS_QUEUE = unique_queue()
+    broker = RedisServer(tmp_path)
+    broker.start()
+    try:
+        with web_broker(broker.url):
+            assert services.runs_sweep() == services.Swept()  # marks the new broker
+            run = _requested(researcher_user)
+            services.run_dispatch(run_id=run.pk)
+            queued = redis.Redis.from_url(broker.url)
+            assert queued.llen(settings.ANALYSIS_QUEUE) == 9
+            broker.stop()
+            broker.start()
+            assert queued.llen(settings.ANALYSIS_QUEUE) == 0
+
+            assert services.runs_sweep() == services.Swept(runs=1)
+            assert services.runs_sweep() == services.Swept()
+            assert queued.llen(settings.ANALYSIS_QUEUE) == 9
+    finally:
+        broker.stop()

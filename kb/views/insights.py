@@ -8,6 +8,7 @@ from django.views.decorators.http import require_POST
 from analysis import services as analysis_services
 from analysis.configs import BOUNDS, DEFAULT_SEEDS
 from kb import forms, selectors
+from kb.filters import ChangeFilter, InsightFilter, list_filter
 from kb.models import Outcome, Stance
 from kb.services import changes, insights
 from kb.views.base import (
@@ -23,8 +24,9 @@ from kb.views.base import (
 
 @require_perm("kb.view_insight")
 def insight_list(request):
-    page = paginate(request, selectors.insight_list())
-    return render(request, "kb/insight_list.html", {"page": page})
+    listing = list_filter(InsightFilter, request.GET, selectors.insight_list())
+    context = {"page": paginate(request, listing.rows), "filters": listing}
+    return render(request, "kb/insight_list.html", context)
 
 
 @require_perm("kb.view_insight")
@@ -110,8 +112,9 @@ def insight_unlink_quote(request, pk: int, link_pk: int):
 
 @require_perm("kb.view_architecturechange")
 def change_list(request):
-    page = paginate(request, selectors.change_list())
-    return render(request, "kb/change_list.html", {"page": page})
+    listing = list_filter(ChangeFilter, request.GET, selectors.change_list())
+    context = {"page": paginate(request, listing.rows), "filters": listing}
+    return render(request, "kb/change_list.html", context)
 
 
 @require_perm("kb.view_architecturechange")

@@ -8,12 +8,15 @@ from django.views.decorators.http import require_POST
 
 from analysis import services as analysis_services
 from kb import selectors
+from kb.filters import RunFilter, list_filter
 from kb.views.base import get_or_404, paginate, require_perm
 
 
 @require_perm("analysis.view_analysisrun")
 def run_list(request):
-    return render(request, "kb/run_list.html", {"page": paginate(request, selectors.run_list())})
+    listing = list_filter(RunFilter, request.GET, selectors.run_list())
+    context = {"page": paginate(request, listing.rows), "filters": listing}
+    return render(request, "kb/run_list.html", context)
 
 
 COMPARISON_ROWS = [

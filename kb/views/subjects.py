@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from analysis import services as analysis_services
 from kb import forms, selectors
+from kb.filters import FindingFilter, SubjectModelFilter, list_filter
 from kb.models import SubjectModel
 from kb.services import subjects
 from kb.views.base import (
@@ -21,8 +22,9 @@ from kb.views.base import (
 
 @require_perm("kb.view_subjectmodel")
 def subject_model_list(request):
-    page = paginate(request, selectors.subject_model_list())
-    return render(request, "kb/model_list.html", {"page": page})
+    listing = list_filter(SubjectModelFilter, request.GET, selectors.subject_model_list())
+    context = {"page": paginate(request, listing.rows), "filters": listing}
+    return render(request, "kb/model_list.html", context)
 
 
 @require_perm("kb.view_subjectmodel")
@@ -101,8 +103,9 @@ def subject_model_profile(request, pk: int):
 
 @require_perm("kb.view_finding")
 def finding_list(request):
-    page = paginate(request, selectors.finding_list())
-    return render(request, "kb/finding_list.html", {"page": page})
+    listing = list_filter(FindingFilter, request.GET, selectors.finding_list())
+    context = {"page": paginate(request, listing.rows), "filters": listing}
+    return render(request, "kb/finding_list.html", context)
 
 
 @require_perm("kb.view_finding")

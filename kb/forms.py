@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from analysis import configs
+from kb import transcripts
 from kb.models import (
     Answer,
     ArchitectureChange,
@@ -258,9 +259,31 @@ def _normalise_newlines(text: str) -> str:
 
 
 class InterviewForm(AnswersMixin, ServiceModelForm):
+    """An interview; a transcript file, when given, replaces the typed transcript."""
+
     interviewer = forms.ModelChoiceField(
         queryset=get_user_model().objects.order_by("username"), required=False
     )
+    transcript_file = forms.FileField(
+        required=False,
+        label="Or upload the transcript",
+        help_text="A .txt, .docx, .vtt or .srt file; it replaces the transcript above. "
+        "Speaker turns (“Name: text” lines, WebVTT voices, bold names) are kept.",
+        widget=forms.FileInput(attrs={"accept": ",".join(transcripts.FORMATS)}),
+    )
+    interviewee_speaker = forms.CharField(
+        required=False,
+        max_length=80,
+        label="Speaker who is the interviewee",
+        help_text="Their name as the file gives it; their turns are labelled with the "
+        "researcher's pseudonym instead, so their real name is not stored.",
+    )
+    field_order = [
+        "researcher", "conducted_on", "interviewer", "survey", "status", "transcript",
+        "transcript_file", "interviewee_speaker", "summary",
+    ]  # fmt: skip
+    # Read by the form, never stored as such: the file becomes `transcript`.
+    upload_fields = ("transcript_file", "interviewee_speaker")
 
     class Meta:
         model = Interview
@@ -296,10 +319,38 @@ class InterviewForm(AnswersMixin, ServiceModelForm):
                 field.help_text = f"{field.help_text} Unanswered so far; optional here.".strip()
 
     def record_fields(self) -> dict:
-        return {k: v for k, v in self.cleaned_data.items() if not k.startswith("answer_")}
+        return {
+            k: v
+            for k, v in self.cleaned_data.items()
+            if not k.startswith("answer_") and k not in self.upload_fields
+        }
 
     def clean_transcript(self) -> str:
         return _normalise_newlines(self.cleaned_data["transcript"])
+
+    def clean(self) -> dict:
+        data = super().clean()
+        upload, speaker = data.get("transcript_file"), data.get("interviewee_speaker")
+        if upload:
+            self._transcript_from_file(data, upload, speaker)
+        elif speaker:
+            self.add_error("interviewee_speaker", "Name the interviewee along with a file.")
+        return data
+
+    def _transcript_from_file(self, data: dict, upload, speaker: str) -> None:
+        try:
+            transcript = transcripts.transcript_from_uploaded_file(upload)
+        except transcripts.TranscriptFileRefused as error:
+            self.add_error("transcript_file", error)
+            return
+        researcher = data.get("researcher")  # None: its field already has an error
+        if speaker and researcher:
+            try:
+                transcript = transcript.with_speaker_renamed(speaker, researcher.pseudonym)
+            except transcripts.TranscriptFileRefused as error:
+                self.add_error("interviewee_speaker", error)
+                return
+        data["transcript"] = transcript.text
 
 
 class HighlightForm(forms.Form):

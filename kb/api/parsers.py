@@ -97,3 +97,13 @@ class LimitedMultiPartParser(MultiPartParser):
             limit += settings.WEIGHTS_MAX_UPLOAD_SIZE
         _refuse_declared_length_over(limit, parser_context)
         return super().parse(stream, media_type, parser_context)
+
+
+class TranscriptUploadParser(MultiPartParser):
+    """A transcript file: the body may hold TRANSCRIPT_MAX_UPLOAD_SIZE more than a JSON body;
+    the file itself is held to that size when it is read (kb.transcripts)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE + settings.TRANSCRIPT_MAX_UPLOAD_SIZE
+        _refuse_declared_length_over(limit, parser_context)
+        return super().parse(stream, media_type, parser_context)

@@ -28,7 +28,11 @@ from kb.api.mixins import (
     update_precondition,
 )
 from kb.api.pagination import EventCursorPagination
-from kb.api.parsers import LimitedJSONParser, LimitedMultiPartParser
+from kb.api.parsers import (
+    LimitedJSONParser,
+    LimitedMultiPartParser,
+    TranscriptUploadParser,
+)
 from kb.api.permissions import RolePermission
 from kb.api.rows import RowBuilder
 from kb.models import (
@@ -267,7 +271,7 @@ class ResearcherViewSet(KbViewSet):
     serializer_class = s.ResearcherSerializer
     filterset_class = filters.ResearcherFilter
     search_fields = ["pseudonym", "research_area"]
-    ordering_fields = ["pseudonym", "created_at", "role"]
+    ordering_fields = filters.ResearcherFilter.ordering_fields
 
     action_permissions = {"anonymise": ["kb.change_researcher"]}
 
@@ -308,7 +312,7 @@ class QuestionViewSet(KbViewSet):
     update_serializer_class = s.QuestionUpdateSerializer
     filterset_class = filters.QuestionFilter
     search_fields = ["text"]
-    ordering_fields = ["survey", "position"]
+    ordering_fields = filters.QuestionFilter.ordering_fields
     action_permissions = {"move": ["kb.change_question"]}
 
     def create_record(self, data):
@@ -351,7 +355,7 @@ class InvitationViewSet(KbReadViewSet):
     serializer_class = s.InvitationSerializer
     create_serializer_class = s.InvitationCreateSerializer
     filterset_class = filters.InvitationFilter
-    ordering_fields = ["created_at", "expires_at"]
+    ordering_fields = filters.InvitationFilter.ordering_fields
     action_permissions = INVITATION_PERMS
 
     def attach(self, rows):
@@ -382,13 +386,33 @@ class InterviewViewSet(KbViewSet):
     update_serializer_class = s.InterviewUpdateSerializer
     filterset_class = filters.InterviewFilter
     search_fields = ["transcript", "summary", "researcher__pseudonym"]
-    ordering_fields = ["conducted_on", "created_at", "status"]
+    ordering_fields = filters.InterviewFilter.ordering_fields
+    action_permissions = {"transcript": ["kb.change_interview"]}
+    body_actions = KbViewSet.body_actions | {"transcript"}
 
     def create_record(self, data):
         return interview_create(actor=self.request.user, **data)
 
     def update_record(self, instance, data):
         interview_update(actor=self.request.user, interview=instance, data=data)
+
+    @extend_schema(
+        request={"multipart/form-data": s.InterviewTranscriptUploadSerializer},
+        responses={200: s.InterviewSerializer},
+    )
+    @action(detail=True, methods=["post"], parser_classes=[TranscriptUploadParser])
+    def transcript(self, request, pk=None):
+        """Replace the transcript with an uploaded file's (multipart/form-data: .txt, .docx,
+        .vtt or .srt), speaker turns kept. A file that is not what its name says, too large,
+        empty or not UTF-8 answers 400 under `transcript_file`; so does one that would remove
+        a highlighted passage (under `transcript`), as a PATCH would."""
+        interview = self.get_object()
+        serializer = s.InterviewTranscriptUploadSerializer(
+            data=request.data, context={"interview": interview}
+        )
+        serializer.is_valid(raise_exception=True)
+        interview_update(actor=request.user, interview=interview, data=serializer.validated_data)
+        return Response(self.detail_data(interview.pk))
 
 
 @documented(s.AnswerSerializer, s.AnswerCreateSerializer, s.AnswerUpdateSerializer)
@@ -399,7 +423,7 @@ class AnswerViewSet(KbViewSet):
     update_serializer_class = s.AnswerUpdateSerializer
     filterset_class = filters.AnswerFilter
     search_fields = ["text"]
-    ordering_fields = ["interview", "question"]
+    ordering_fields = filters.AnswerFilter.ordering_fields
 
     def create_record(self, data):
         return answer_create(actor=self.request.user, **data)
@@ -414,7 +438,7 @@ class ThemeViewSet(KbViewSet):
     serializer_class = s.ThemeSerializer
     filterset_class = filters.ThemeFilter
     search_fields = ["name", "description"]
-    ordering_fields = ["name"]
+    ordering_fields = filters.ThemeFilter.ordering_fields
 
     def create_record(self, data):
         return theme_create(actor=self.request.user, **data)
@@ -430,7 +454,7 @@ class HighlightViewSet(KbViewSet):
     update_serializer_class = s.HighlightUpdateSerializer
     filterset_class = filters.HighlightFilter
     search_fields = ["quote", "note"]
-    ordering_fields = ["created_at", "start"]
+    ordering_fields = filters.HighlightFilter.ordering_fields
 
     def create_record(self, data):
         return highlight_create(actor=self.request.user, **data)
@@ -451,7 +475,7 @@ class SubjectModelViewSet(KbViewSet):
     parser_classes = [LimitedJSONParser, LimitedMultiPartParser]
     filterset_class = filters.SubjectModelFilter
     search_fields = ["name", "family", "task", "dataset"]
-    ordering_fields = ["name", "created_at"]
+    ordering_fields = filters.SubjectModelFilter.ordering_fields
     action_permissions = {"profile": RUN_PERMS}
 
     def create_record(self, data):
@@ -474,7 +498,7 @@ class FindingViewSet(KbViewSet):
     update_serializer_class = s.FindingUpdateSerializer
     filterset_class = filters.FindingFilter
     search_fields = ["title", "description", "concept"]
-    ordering_fields = ["title", "layer_name", "confidence", "created_at"]
+    ordering_fields = filters.FindingFilter.ordering_fields
     action_permissions = {"ablate": RUN_PERMS}
 
     def create_record(self, data):
@@ -500,7 +524,7 @@ class InsightViewSet(KbViewSet):
     update_serializer_class = s.InsightUpdateSerializer
     filterset_class = filters.InsightFilter
     search_fields = ["title", "statement"]
-    ordering_fields = ["title", "created_at", "updated_at", "status"]
+    ordering_fields = filters.InsightFilter.ordering_fields
     action_permissions = {"unlink": ["kb.change_insight"]}
 
     def attach(self, rows):
@@ -567,7 +591,7 @@ class ChangeViewSet(KbViewSet):
     update_serializer_class = s.ChangeUpdateSerializer
     filterset_class = filters.ChangeFilter
     search_fields = ["rationale", "expected_metric"]
-    ordering_fields = ["created_at", "updated_at", "status", "operation"]
+    ordering_fields = filters.ChangeFilter.ordering_fields
     action_permissions = {"run_experiment": RUN_PERMS, "copy": ["kb.add_architecturechange"]}
 
     def attach(self, rows):
@@ -607,7 +631,7 @@ class OutcomeViewSet(KbViewSet):
     update_serializer_class = s.OutcomeUpdateSerializer
     filterset_class = filters.OutcomeFilter
     search_fields = ["notes", "metric"]
-    ordering_fields = ["recorded_at", "effect", "verdict"]
+    ordering_fields = filters.OutcomeFilter.ordering_fields
 
     def attach(self, rows):
         selectors.outcome_attach_settings(rows)
@@ -626,7 +650,7 @@ class RunViewSet(KbReadViewSet):
     queryset = AnalysisRun.objects.all()
     serializer_class = s.RunSerializer
     filterset_class = filters.RunFilter
-    ordering_fields = ["created_at", "finished_at", "status"]
+    ordering_fields = filters.RunFilter.ordering_fields
     action_permissions = {
         "cancel": ["analysis.change_analysisrun"],
         "retry": ["analysis.change_analysisrun"],

@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from kb import forms, selectors
+from kb.filters import InterviewFilter, ResearcherFilter, list_filter
 from kb.models import Survey
 from kb.services import codebook, interviews, invitations, people
 from kb.views.base import (
@@ -29,8 +30,9 @@ from kb.views.base import (
 
 @require_perm("kb.view_researcher")
 def researcher_list(request):
-    page = paginate(request, selectors.researcher_list())
-    return render(request, "kb/researcher_list.html", {"page": page})
+    listing = list_filter(ResearcherFilter, request.GET, selectors.researcher_list())
+    context = {"page": paginate(request, listing.rows), "filters": listing}
+    return render(request, "kb/researcher_list.html", context)
 
 
 @require_perm("kb.view_researcher")
@@ -276,8 +278,9 @@ def survey_respond(request, token: str):
 
 @require_perm("kb.view_interview")
 def interview_list(request):
-    page = paginate(request, selectors.interview_list())
-    return render(request, "kb/interview_list.html", {"page": page})
+    listing = list_filter(InterviewFilter, request.GET, selectors.interview_list())
+    context = {"page": paginate(request, listing.rows), "filters": listing}
+    return render(request, "kb/interview_list.html", context)
 
 
 @require_perm("kb.view_interview")
@@ -317,7 +320,12 @@ def interview_create(request):
     survey = _chosen_survey(request, default=None)
     questions = list(survey.questions.all()) if survey else []
     initial = {"conducted_on": forms.today(), "interviewer": request.user.pk, "survey": survey}
-    form = forms.InterviewForm(posted(request), initial=initial, questions=questions)
+    form = forms.InterviewForm(
+        posted(request),
+        request.FILES if request.method == "POST" else None,  # a transcript file
+        initial=initial,
+        questions=questions,
+    )
     return save_form_page(
         request,
         form,
@@ -340,6 +348,7 @@ def interview_update(request, pk: int):
     questions = list(survey.questions.all()) if survey else []
     form = forms.InterviewForm(
         posted(request),
+        request.FILES if request.method == "POST" else None,  # a transcript file
         instance=interview,
         initial={"survey": survey},
         questions=questions,

@@ -287,13 +287,22 @@ class ThemeAdmin(HistoryAdmin):
 
 @admin.register(Highlight)
 class HighlightAdmin(HistoryAdmin):
-    list_display = ["__str__", "interview", "source", "start", "end", "created_at"]
+    list_display = ["__str__", "interview", "source", "start", "end", "coder", "created_at"]
     list_filter = ["source", "themes"]
     search_fields = ["quote", "note"]
     date_hierarchy = "created_at"
     autocomplete_fields = ["themes"]
-    list_select_related = ["interview__researcher"]
+    list_select_related = ["interview__researcher", "coder"]
     readonly_fields = ["created_at", "created_by"]
+    raw_id_fields = ["coder"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        """A highlight added here is the acting user's coding unless another coder is
+        chosen, as through the page and the API (kb.services.codebook.highlight_create)."""
+        if not change:
+            obj.created_by = request.user
+            obj.coder = obj.coder or request.user
+        super().save_model(request, obj, form, change)
 
 
 class VersionedAdminForm(forms.ModelForm):

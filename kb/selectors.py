@@ -16,7 +16,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from analysis.models import AnalysisRun
-from kb import statistics
+from kb import agreement, statistics
 from kb.models import (
     Answer,
     ArchitectureChange,
@@ -150,7 +150,9 @@ def interview_list() -> QuerySet[Interview]:
 
 
 def interview_get(pk: int) -> Interview:
-    highlights = Highlight.objects.prefetch_related("themes").order_by("start")
+    highlights = (
+        Highlight.objects.select_related("coder").prefetch_related("themes").order_by("start")
+    )
     return (
         Interview.objects.select_related("researcher", "survey", "interviewer")
         .prefetch_related(
@@ -400,6 +402,53 @@ def theme_prevalence() -> dict:
         for node in theme_tree()
     ]
     return {"rows": rows, "roles": roles, "researchers": stats["researchers"]}
+
+
+def interview_agreement(interview_ids: list[int]) -> dict:
+    """Agreement between coders on these interviews' transcripts (kb.agreement), named.
+
+    Out: {"interviews": [ids], "characters": units per theme, "coders": [{"id", "username"}],
+    "themes": [{"theme", "name", "alpha", "kappa", "coders": [{"coder", "username",
+    "coded_characters"}]}] in name order, "overall": {"alpha", "kappa", "coders"}}.
+    Only transcript highlights with a recorded coder count: answer highlights lie outside
+    the transcript, and older highlights have no coder. Two queries whatever the size.
+    """
+    lengths = dict(
+        Interview.objects.filter(pk__in=interview_ids)
+        .annotate(characters=models.functions.Length("transcript"))
+        .values_list("pk", "characters")
+    )
+    rows = Highlight.themes.through.objects.filter(
+        highlight__interview_id__in=lengths,
+        highlight__source=Highlight.Source.TRANSCRIPT,
+        highlight__coder__isnull=False,
+    ).values_list(
+        "highlight__coder_id", "theme_id", "highlight__interview_id", "highlight__start",
+        "highlight__end", "theme__name", "highlight__coder__username",
+    )  # fmt: skip
+    rows = list(rows)
+    names = {theme: name for _, theme, *_, name, _ in rows}
+    usernames = {coder: username for coder, *_, username in rows}
+    result = agreement.agreement(lengths, [row[:5] for row in rows])
+
+    def named(summary: dict) -> dict:
+        coders = [
+            {"coder": coder, "username": usernames[coder], "coded_characters": count}
+            for coder, count in summary["coded"].items()
+        ]
+        return {"alpha": summary["alpha"], "kappa": summary["kappa"], "coders": coders}
+
+    themes = [
+        {"theme": theme, "name": names[theme], **named(summary)}
+        for theme, summary in sorted(result["themes"].items(), key=lambda t: (names[t[0]], t[0]))
+    ]
+    return {
+        "interviews": sorted(lengths),
+        "characters": result["characters"],
+        "coders": [{"id": coder, "username": usernames[coder]} for coder in result["coders"]],
+        "themes": themes,
+        "overall": named(result["overall"]),
+    }
 
 
 def theme_researcher_matrix() -> tuple[list[Researcher], list[tuple[Theme, list[int]]]]:

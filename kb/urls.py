@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from kb.views import codebook, files, insights, pages, people, runs, subjects
+from kb.views import agreement, codebook, files, insights, pages, people, runs, subjects
 
 
 def crud(prefix: str, name: str, module, view_prefix: str | None = None) -> list:
@@ -59,6 +59,7 @@ urlpatterns = [
     path("highlights/<int:pk>/edit/", people.highlight_update, name="highlight-update"),
     path("highlights/<int:pk>/delete/", people.highlight_delete, name="highlight-delete"),
     *crud("themes", "theme", codebook),
+    path("agreement/", agreement.agreement_page, name="agreement"),
     path("themes/by-researcher.csv", codebook.theme_researcher_csv, name="theme-researcher-csv"),
     *crud("models", "model", subjects, "subject_model"),
     path("models/<int:pk>/profile/", subjects.subject_model_profile, name="model-profile"),

@@ -16,11 +16,12 @@ from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 from rest_framework.views import APIView
 
-from kb import statistics
+from kb import agreement, selectors, statistics
 from kb.api import views
 from kb.api.mixins import ThrottleFirstMixin
 from kb.api.permissions import permissions_required
 from kb.api.rows import RowBuilder, values_chunks
+from kb.api.serializers import MAX_ID
 from kb.models import Highlight, InsightFinding, InsightHighlight, Interview, Outcome, Theme
 
 EXPORT_CHUNK = 2000
@@ -91,6 +92,93 @@ class ScoreboardView(ThrottleFirstMixin, APIView):
     @extend_schema(responses={200: ScoreboardSerializer})
     def get(self, request):
         return Response(statistics.scoreboard())
+
+
+class AgreementCoderSerializer(serializers.Serializer):
+    coder = serializers.IntegerField(help_text="The coder's user id.")
+    username = serializers.CharField()
+    coded_characters = serializers.IntegerField(
+        help_text="Characters this coder coded with the theme (overall: (theme, character) pairs)."
+    )
+
+
+class AgreementBlockSerializer(serializers.Serializer):
+    alpha = serializers.FloatField(
+        allow_null=True, help_text="Krippendorff's alpha (nominal); null when undefined."
+    )
+    kappa = serializers.FloatField(
+        allow_null=True,
+        help_text="Cohen's kappa; null unless exactly two coders, or when undefined.",
+    )
+    coders = AgreementCoderSerializer(many=True)
+
+
+class AgreementThemeSerializer(AgreementBlockSerializer):
+    theme = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class AgreementUserSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+
+
+class AgreementSerializer(serializers.Serializer):
+    interviews = serializers.ListField(child=serializers.IntegerField())
+    characters = serializers.IntegerField(help_text="Units per theme: the transcripts' length.")
+    coders = AgreementUserSerializer(many=True)
+    themes = AgreementThemeSerializer(many=True)
+    overall = AgreementBlockSerializer()
+
+
+class AgreementQuerySerializer(serializers.Serializer):
+    interview = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+        min_length=1,
+        max_length=agreement.MAX_INTERVIEWS,
+        error_messages={"min_length": "Choose at least one interview (?interview=<id>)."},
+    )
+
+    def validate_interview(self, ids: list[int]) -> list[int]:
+        """The ids, once each, every one an interview (one query for them all)."""
+        ids = sorted(set(ids))
+        unknown = set(ids) - set(Interview.objects.filter(pk__in=ids).values_list("pk", flat=True))
+        if unknown:
+            raise serializers.ValidationError(
+                f"No interview with id {', '.join(map(str, sorted(unknown)))}."
+            )
+        return ids
+
+
+class AgreementView(ThrottleFirstMixin, APIView):
+    """Agreement between coders on the chosen interviews' transcripts, per theme and overall:
+    for each theme and coder, every character is coded or not; Krippendorff's alpha (nominal)
+    over all coders, Cohen's kappa when exactly two. Overall takes each (theme, character)
+    pair as a unit. Coders are the users with a highlight on these transcripts; answer
+    highlights and highlights with no recorded coder are left out. An undefined value (one
+    coder, no variation) is null, never 0."""
+
+    permission_classes = [permissions_required("kb.view_highlight", "kb.view_interview")]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "interview",
+                int,
+                many=True,
+                required=True,
+                description="An interview's id; repeat it for several.",
+            )
+        ],
+        operation_id="statistics_agreement",
+        responses={200: AgreementSerializer},
+    )
+    def get(self, request):
+        query = AgreementQuerySerializer(
+            data={"interview": request.query_params.getlist("interview")}
+        )
+        query.is_valid(raise_exception=True)
+        return Response(selectors.interview_agreement(query.validated_data["interview"]))
 
 
 # --- the JSON export ----------------------------------------------------------------------

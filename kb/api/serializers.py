@@ -6,6 +6,7 @@ from rest_framework import serializers
 from rest_framework.fields import empty
 
 from analysis.models import AnalysisJob, AnalysisRun
+from kb import transcripts
 from kb.api.fields import LinkField, SafeJSONField, TextListField, UnitIndicesField
 from kb.api.mixins import RefuseUnknownFieldsMixin
 from kb.models import (
@@ -246,6 +247,37 @@ class InterviewUpdateSerializer(KbModelSerializer):
         fields = ["interviewer", "conducted_on", "transcript", "summary", "status"]
 
 
+class InterviewTranscriptUploadSerializer(KbSerializer):
+    """A transcript file for the interview in the context's `interview`; valid data is the
+    `transcript` it becomes (kb.transcripts reads the file)."""
+
+    transcript_file = serializers.FileField(
+        help_text="A .txt, .docx, .vtt or .srt file of at most TRANSCRIPT_MAX_UPLOAD_SIZE "
+        "bytes (5 MiB by default), UTF-8 text. Speaker turns (“Name: text” lines, WebVTT "
+        "voices, bold names opening .docx paragraphs) are kept, one paragraph per turn."
+    )
+    interviewee_speaker = serializers.CharField(
+        required=False,
+        max_length=80,
+        help_text="The speaker, as the file names them, who is the interviewee: their turns "
+        "are labelled with the researcher's pseudonym instead, so their name is not stored.",
+    )
+
+    def validate(self, data: dict) -> dict:
+        try:
+            transcript = transcripts.transcript_from_uploaded_file(data["transcript_file"])
+        except transcripts.TranscriptFileRefused as error:
+            raise serializers.ValidationError({"transcript_file": error.messages}) from None
+        speaker = data.get("interviewee_speaker")
+        if speaker:
+            pseudonym = self.context["interview"].researcher.pseudonym
+            try:
+                transcript = transcript.with_speaker_renamed(speaker, pseudonym)
+            except transcripts.TranscriptFileRefused as error:
+                raise serializers.ValidationError({"interviewee_speaker": error.messages}) from None
+        return {"transcript": transcript.text}
+
+
 class AnswerSerializer(KbModelSerializer):
     url = LinkField("api:answer-detail")
     interview_url = LinkField("api:interview-detail", "interview")
@@ -303,8 +335,8 @@ class HighlightSerializer(KbModelSerializer):
     class Meta:
         model = Highlight
         fields = ["id", "url", "interview", "interview_url", "source", "answer", "start", "end",
-                  "quote", "themes", "note", "created_by", "created_at"]  # fmt: skip
-        read_only_fields = ["source", "created_by"]
+                  "quote", "themes", "note", "coder", "created_by", "created_at"]  # fmt: skip
+        read_only_fields = ["source", "coder", "created_by"]
 
 
 class HighlightUpdateSerializer(KbModelSerializer):

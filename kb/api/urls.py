@@ -52,6 +52,7 @@ urlpatterns = [
         name="theme-prevalence",
     ),
     path("statistics/scoreboard/", reports.ScoreboardView.as_view(), name="scoreboard"),
+    path("statistics/agreement/", reports.AgreementView.as_view(), name="agreement"),
     path("export/", reports.ExportView.as_view(), name="export"),
     path("export/outcomes.csv", reports.OutcomesCSVView.as_view(), name="export-outcomes"),
     path(

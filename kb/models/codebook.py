@@ -87,6 +87,16 @@ class Highlight(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
     )
+    # Whose coding this is, for agreement between coders (kb.agreement); null for highlights
+    # made before coders were recorded. Apart from created_by so that an import or a
+    # consensus merge can record a coder other than the person who saved the row.
+    coder = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="coded_highlights",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     history = HistoricalRecords(m2m_fields=[themes])

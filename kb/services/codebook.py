@@ -46,11 +46,14 @@ def highlight_create(
     themes: list[Theme],
     note: str = "",
     answer: Answer | None = None,
+    coder=None,
 ) -> Highlight:
     """Tag the passage [start, end) of a transcript (or of an answer) with themes.
 
     The quote must be exactly the text the offsets select; at least one theme is required.
+    `coder` is whose coding this is: the signed-in actor unless given (an import, say).
     """
+    signed_in = actor if actor is not None and actor.is_authenticated else None
     highlight = Highlight(
         interview=interview,
         answer=answer,
@@ -59,7 +62,8 @@ def highlight_create(
         quote=quote,
         note=note,
         source=Highlight.Source.ANSWER if answer is not None else Highlight.Source.TRANSCRIPT,
-        created_by=actor if actor is not None and actor.is_authenticated else None,
+        created_by=signed_in,
+        coder=coder if coder is not None else signed_in,
     )
     if not themes:
         raise ValidationError({"themes": "Tag the highlight with at least one theme."})

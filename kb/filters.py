@@ -259,13 +259,22 @@ class ListPageFilters:
         return queryset.order_by(value, "-pk" if value.startswith("-") else "pk")
 
 
+# Records of which a knowledge base holds thousands, too many for a drop-down.
+GROWING_KINDS = (Finding, Insight, ArchitectureChange)
+
+
 def _show_on_page(name: str, field: forms.Field) -> None:
     """Words for a page: "Created after", not the API's "Created at is greater than or
     equal to"; "Any" for no choice; the browser's date pickers."""
     if name == "ordering":
         return
     field.label = name.replace("_", " ").capitalize()
-    if hasattr(field, "empty_label"):  # choices from a list or a table
+    if isinstance(field, forms.ModelChoiceField) and field.queryset.model in GROWING_KINDS:
+        # Every finding, insight or change as an option would make each page view heavier
+        # as the knowledge base grows: the page asks for the record's number instead.
+        field.widget = forms.NumberInput(attrs={"min": 1})
+        field.label = f"{field.label} number"
+    elif hasattr(field, "empty_label"):  # choices from a list or a table
         field.empty_label = "Any"
     if isinstance(field.widget, forms.NullBooleanSelect):
         field.widget.choices = [("", "Any"), ("true", "Yes"), ("false", "No")]

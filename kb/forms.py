@@ -266,7 +266,7 @@ class InterviewForm(AnswersMixin, ServiceModelForm):
     )
     transcript_file = forms.FileField(
         required=False,
-        label="Or upload the transcript",
+        label="Or upload a file",
         help_text="A .txt, .docx, .vtt or .srt file; it replaces the transcript above. "
         "Speaker turns (“Name: text” lines, WebVTT voices, bold names) are kept.",
         widget=forms.FileInput(attrs={"accept": ",".join(transcripts.FORMATS)}),

@@ -411,7 +411,9 @@ def interview_agreement(interview_ids: list[int]) -> dict:
     "themes": [{"theme", "name", "alpha", "kappa", "coders": [{"coder", "username",
     "coded_characters"}]}] in name order, "overall": {"alpha", "kappa", "coders"}}.
     Only transcript highlights with a recorded coder count: answer highlights lie outside
-    the transcript, and older highlights have no coder. Two queries whatever the size.
+    the transcript, and older highlights have no coder. A coder counts only on the interviews
+    where they coded some theme (elsewhere missing, not "coded nothing"). Two queries whatever
+    the size.
     """
     lengths = dict(
         Interview.objects.filter(pk__in=interview_ids)

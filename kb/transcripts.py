@@ -15,6 +15,7 @@ interview page shows a transcript.
 import io
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import PurePath
 from xml.etree.ElementTree import ParseError as XmlParseError
@@ -30,7 +31,7 @@ from webvtt.errors import MalformedCaptionError, MalformedFileError
 FORMATS = (".txt", ".docx", ".vtt", ".srt")
 # A .docx is a zip; its parts may unpack to at most this many times the upload limit, so a
 # small file that inflates to gigabytes (a zip bomb) is refused before python-docx reads it.
-DOCX_MAX_INFLATION = 20
+DOCX_MAX_INFLATION = 10
 # A speaker label: starts with a letter, at most four words, no sentence punctuation, so
 # "Note: ..." passes but "Then she said: ..." (five words) or "10:30" does not.
 SPEAKER_LABEL = r"[^\W\d_][\w.'’-]*(?: [\w.'’-]+){0,3}"
@@ -38,7 +39,8 @@ SPEAKER_LINE = re.compile(rf"^\s*(?:-\s*)?(?P<speaker>{SPEAKER_LABEL})\s*:(?:\s+
 SPEAKER_NAME = re.compile(rf"^{SPEAKER_LABEL}$")
 # Control characters other than tab, line feed and carriage return: a sign of a binary file.
 BINARY_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-CUE_TAG = re.compile(r"<[^>]*>")
+# No "<" inside a tag: a run of unclosed "<" is then passed over once, not rescanned from each.
+CUE_TAG = re.compile(r"<[^<>]*>")
 
 
 class TranscriptFileRefused(ValidationError):
@@ -82,7 +84,24 @@ class Transcript:
         turns = [
             replace(turn, speaker=label) if turn.speaker == speaker else turn for turn in self.turns
         ]
-        return Transcript(_merged(turns))
+        renamed = Transcript(_merged(turns))
+        renamed.refuse_mentions_of(speaker)
+        return renamed
+
+    def refuse_mentions_of(self, name: str) -> None:
+        """Refused when `name` is still a word (or words) of a speaker label or of the text,
+        whatever its case: renaming the interviewee must leave no trace of their real name."""
+        mention = re.compile(rf"(?<!\w){re.escape(name)}(?!\w)", re.IGNORECASE)
+        for other in self.speakers:
+            if mention.search(other):
+                raise TranscriptFileRefused(
+                    f"“{name}” still appears as the speaker “{other}”: name that speaker the "
+                    "same way throughout the file, or name the speaker exactly."
+                )
+        if any(mention.search(turn.text) for turn in self.turns):
+            raise TranscriptFileRefused(
+                f"“{name}” still appears in the text: remove it or name the speaker exactly."
+            )
 
 
 def max_upload_size() -> int:
@@ -112,6 +131,7 @@ def transcript_from_upload(name: str, data: bytes) -> Transcript:
     transcript = Transcript(_merged(readers[extension](data), joiner))
     if not transcript.turns:
         raise TranscriptFileRefused("The file holds no transcript text.")
+    _refuse_too_long(len(transcript.text))
     return transcript
 
 
@@ -120,6 +140,17 @@ def _refuse_too_large(size: int) -> None:
     if size > limit:
         raise TranscriptFileRefused(
             f"The file is {_in_words(size)}; transcripts may be at most {_in_words(limit)}."
+        )
+
+
+def _refuse_too_long(length: int) -> None:
+    """The stored text has the upload limit too, in characters: a .docx inflates when
+    unpacked, so a file within the limit may hold far more text."""
+    limit = max_upload_size()
+    if length > limit:
+        raise TranscriptFileRefused(
+            f"The transcript text is {length:,} characters; transcripts may be at most "
+            f"{limit:,} characters."
         )
 
 
@@ -152,14 +183,16 @@ def _labelled(line: str) -> Turn:
 def _merged(pieces, joiner: str = "\n") -> tuple[Turn, ...]:
     """Pieces joined into turns: a piece without a speaker continues the turn before it (a
     paragraph's next line, a caption split across cues), as does one by the same speaker."""
-    turns: list[Turn] = []
+    # Each turn's pieces are collected and joined once: adding to a growing string would copy
+    # it for every line, quadratic in a long turn.
+    turns: list[tuple[str, list[str]]] = []
     for piece in pieces:
-        if turns and (not piece.speaker or piece.speaker == turns[-1].speaker):
-            text = f"{turns[-1].text}{joiner}{piece.text}"
-            turns[-1] = replace(turns[-1], text=text)
+        if turns and (not piece.speaker or piece.speaker == turns[-1][0]):
+            turns[-1][1].append(piece.text)
         elif piece.speaker or piece.text:
-            turns.append(piece)
-    return tuple(replace(turn, text=_tidy(turn.text)) for turn in turns if turn.text)
+            turns.append((piece.speaker, [piece.text]))
+    joined = ((speaker, joiner.join(texts)) for speaker, texts in turns)
+    return tuple(Turn(speaker, _tidy(text)) for speaker, text in joined if text)
 
 
 def _tidy(text: str) -> str:
@@ -210,7 +243,15 @@ def _read_docx(data: bytes) -> list[Turn]:
             raise TranscriptFileRefused("The Word document unpacks to too much data.")
         paragraphs = docx.Document(io.BytesIO(data)).paragraphs
     except (
+        # What zipfile and python-docx raise on a damaged or unusual archive: corrupted
+        # deflate data, an unsupported compression method, an encrypted entry, a truncated
+        # member, a missing part, XML that does not parse.
         zipfile.BadZipFile,
+        zlib.error,
+        NotImplementedError,
+        RuntimeError,
+        EOFError,
+        OSError,
         KeyError,
         ValueError,
         PackageNotFoundError,
@@ -218,20 +259,30 @@ def _read_docx(data: bytes) -> list[Turn]:
         XmlParseError,
     ):
         raise refused from None
-    return [_paragraph_turn(paragraph) for paragraph in paragraphs]
+    return [turn for paragraph in paragraphs for turn in _paragraph_turns(paragraph)]
 
 
-def _paragraph_turn(paragraph) -> Turn:
+def _paragraph_turns(paragraph) -> list[Turn]:
     """A paragraph opening with a bold name ("**Alice** Hello", "**Alice:** Hello") is that
-    speaker's; otherwise a "Name:" opening names one, as in a text file."""
+    speaker's; otherwise a "Name:" opening names one, as in a text file. Each line after a
+    soft line break is read as a line of a text file, so a "Name:" there starts a turn."""
+    first, *more = paragraph.text.split("\n")
     bold = []
     for run in paragraph.runs:
         if not run.bold:
             break
         bold.append(run.text)
-    label = "".join(bold).strip()
-    rest = paragraph.text[len("".join(bold)) :].strip()
+    opening = "".join(bold)
+    label = opening.strip()
     named = label.rstrip(":").strip()
-    if named and SPEAKER_NAME.match(named) and (rest or label.endswith(":")):
-        return Turn(named, rest.removeprefix(":").strip())
-    return _labelled(paragraph.text)
+    rest = first[len(opening) :].strip()
+    if (
+        "\n" not in opening
+        and named
+        and SPEAKER_NAME.match(named)
+        and (rest or label.endswith(":"))
+    ):
+        turn = Turn(named, rest.removeprefix(":").strip())
+    else:
+        turn = _labelled(first)
+    return [turn, *(_labelled(line) for line in more)]

@@ -2,6 +2,9 @@
 turns kept and the interviewee labelled with their pseudonym; refusals answer 400 under the
 field at fault and write nothing."""
 
+import io
+import zipfile
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -19,6 +22,17 @@ VTT = b"""WEBVTT
 00:00:03.000 --> 00:00:05.000
 <v Alice Smith>Actionable steps, not pictures.
 """
+
+
+def _docx_of_unknown_compression() -> bytes:
+    """A zip whose one entry names compression method 99, which zipfile cannot read."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("word/document.xml", b"<w:document/>")
+    data = bytearray(buffer.getvalue())
+    central = data.rindex(b"PK\x01\x02")
+    data[8:10] = data[central + 10 : central + 12] = (99).to_bytes(2, "little")
+    return bytes(data)
 
 
 @pytest.fixture
@@ -62,13 +76,22 @@ def test_a_file_replaces_the_transcript_with_the_interviewee_pseudonymised(
     [
         ("call.docx", b"WEBVTT", {},
          {"transcript_file": ["The file is not a Word document (.docx)."]}),
+        ("call.docx", _docx_of_unknown_compression(), {},
+         {"transcript_file": ["The file is not a Word document (.docx)."]}),
         ("call.vtt", VTT, {"interviewee_speaker": "Bob"},
          {"interviewee_speaker": ["No speaker “Bob” in the file. Speakers found: Interviewer, "
                                   "Alice Smith."]}),
+        ("call.vtt", VTT + b"\n00:00:05.000 --> 00:00:07.000\n<v Interviewer>Bye alice smith\n",
+         {"interviewee_speaker": "Alice Smith"},
+         {"interviewee_speaker": ["“Alice Smith” still appears in the text: remove it or name "
+                                  "the speaker exactly."]}),
         ("call.txt", b"Bob: something else entirely", {},
          {"transcript": ["This edit removes 1 highlighted passage"]}),
     ],
-    ids=["not what its name says", "unknown speaker", "removes a highlight"],
+    ids=[
+        "not what its name says", "unknown compression", "unknown speaker",
+        "real name left in the text", "removes a highlight",
+    ],
 )  # fmt: skip
 def test_a_refused_upload_answers_400_under_its_field_and_writes_nothing(
     api, researcher_user, interview, name, data, fields, errors

@@ -10,10 +10,16 @@ For m coders who all code every unit (nominal, binary values):
     a_u and b_u the coders who gave unit u a 0 and a 1.
 """
 
+import math
+import warnings
+
+import krippendorff
+import numpy as np
 import pytest
 from django.core.cache import cache
 from django.urls import reverse
 from rest_framework.test import APIClient
+from sklearn.metrics import cohen_kappa_score
 
 from kb.agreement import MAX_INTERVIEWS, agreement
 from kb.models import Highlight
@@ -111,9 +117,105 @@ def test_interviews_are_concatenated_and_other_interviews_ignored():
     result = agreement({I2: 4, I1: 4}, spans)
     assert result["coders"] == [A, B]
     assert result["characters"] == 8
-    # A 1100 0000, B 0000 1111: p_o = 2/8, p_e = (2/8)(4/8) + (6/8)(4/8) = 1/2.
-    assert result["themes"][T]["kappa"] == pytest.approx((2 / 8 - 1 / 2) / (1 / 2))
-    assert result["themes"][T]["coded"] == {A: 2, B: 4}
+    # A coded only I1 and B only I2: each is missing on the other's interview, so no unit
+    # was seen by both and nothing is defined (not A 1100 0000 against B 0000 1111).
+    assert result["themes"][T] == {"alpha": None, "kappa": None, "coded": {A: 2, B: 4}}
+
+
+def test_a_coder_counts_only_on_interviews_they_coded():
+    # The reviewer's case: A and B agree on I1; I2, coded only by A, changes nothing.
+    agreeing = [(A, T, I1, 2, 6), (B, T, I1, 2, 6)]
+    for spans in (agreeing, [*agreeing, (A, T, I2, 0, 5)]):
+        result = agreement({I1: 10, I2: 10}, spans)
+        assert result["themes"][T]["alpha"] == result["themes"][T]["kappa"] == 1.0
+        assert result["overall"]["alpha"] == result["overall"]["kappa"] == 1.0
+
+
+def test_a_highlight_on_any_theme_makes_a_coder_present():
+    # B coded U on I2, so on I2 B saw T and left it uncoded: A 0011 1100, B 0011 0000.
+    # 2x2 over 8 units: both 1: 2, A only: 2, neither: 4; p_o = 6/8,
+    # p_e = (4/8)(2/8) + (4/8)(6/8) = 1/2: kappa = (3/4 - 1/2) / (1/2) = 1/2.
+    spans = [(A, T, I1, 2, 4), (B, T, I1, 2, 4), (A, T, I2, 0, 2), (B, U, I2, 3, 4)]
+    assert theme_row({I1: 4, I2: 4}, spans)["kappa"] == pytest.approx(0.5)
+
+
+def per_character(lengths, spans, coders, themes) -> np.ndarray:
+    """(coders, units) matrix, units each (theme, interview, character): 1 coded, 0 not, NaN
+    where the coder has no highlight on the interview (missing), as the libraries take it."""
+    present = {(coder, interview) for coder, _, interview, *_ in spans}
+    blocks = []
+    for theme in themes:
+        for interview, length in sorted(lengths.items()):
+            block = np.full((len(coders), length), np.nan)
+            for row, coder in enumerate(coders):
+                if (coder, interview) in present:
+                    block[row] = 0
+            for coder, span_theme, span_interview, start, end in spans:
+                if (span_theme, span_interview) == (theme, interview):
+                    block[coders.index(coder), start : min(end, length)] = 1
+            blocks.append(block)
+    return np.concatenate(blocks, axis=1)
+
+
+def library_alpha(matrix: np.ndarray) -> float | None:
+    try:
+        value = krippendorff.alpha(reliability_data=matrix, level_of_measurement="nominal")
+    except ValueError:  # a single value in the whole domain
+        return None
+    return None if math.isnan(value) else float(value)
+
+
+def library_kappa(matrix: np.ndarray) -> float | None:
+    both = ~np.isnan(matrix).any(axis=0)
+    if not both.any():
+        return None
+    value = cohen_kappa_score(matrix[0, both], matrix[1, both], labels=[0, 1])
+    return None if math.isnan(value) else float(value)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_closed_forms_equal_the_libraries_on_random_cases(seed):
+    random = np.random.default_rng(seed)
+    coders = [A, B] if seed % 2 else [A, B, C]
+    lengths = {I1: int(random.integers(1, 12)), I2: int(random.integers(1, 12)), I3: 5}
+    spans = []
+    for coder in coders:
+        for interview in random.choice(list(lengths), size=int(random.integers(1, 3))):
+            for _ in range(int(random.integers(1, 4))):
+                start = int(random.integers(0, lengths[interview] + 1))
+                end = start + int(random.integers(0, 6))  # may run past the end: cut there
+                spans.append((coder, int(random.choice([T, U])), int(interview), start, end))
+    result = agreement(lengths, spans)
+    coders = result["coders"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no variation: the libraries warn, then answer nan
+        for theme, row in result["themes"].items():
+            matrix = per_character(lengths, spans, coders, [theme])
+            assert row["alpha"] == pytest.approx(library_alpha(matrix))
+            if len(coders) == 2:
+                assert row["kappa"] == pytest.approx(library_kappa(matrix))
+            assert row["coded"] == dict(zip(coders, np.nansum(matrix, axis=1), strict=True))
+        matrix = per_character(lengths, spans, coders, sorted(result["themes"]))
+        assert result["overall"]["alpha"] == pytest.approx(library_alpha(matrix))
+        if len(coders) == 2:
+            assert result["overall"]["kappa"] == pytest.approx(library_kappa(matrix))
+
+
+def test_long_transcripts_need_no_per_character_arrays():
+    # 50 transcripts of 200,000 characters, 30 themes: 300M (theme, character) units.
+    random = np.random.default_rng(0)
+    lengths = {interview: 200_000 for interview in range(1, 51)}
+    spans = [
+        (coder, theme, interview, start, start + int(random.integers(1, 5_000)))
+        for coder in (A, B)
+        for theme in range(1, 31)
+        for interview in lengths
+        for start in random.integers(0, 200_000, size=3).tolist()
+    ]
+    result = agreement(lengths, spans)
+    assert result["coders"] == [A, B] and result["characters"] == 10_000_000
+    assert sorted(result["themes"]) == list(range(1, 31))
+    assert set(result["overall"]) == {"alpha", "kappa", "coded"}
 
 
 # --- the coder of each highlight ----------------------------------------------------------

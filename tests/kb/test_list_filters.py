@@ -132,3 +132,19 @@ def test_viewers_filter_the_pages_they_may_read(as_role):
     response = as_role("viewer").get(reverse("insight-list"), {"status": ACTIONED})
 
     assert _titles(response) == ["Done"]
+
+
+def test_findings_and_changes_are_asked_for_by_number_not_listed(client_r):
+    """A drop-down of every finding would grow each page view with the knowledge base."""
+    findings = FindingFactory.create_batch(3)
+    kept = InsightFactory(title="Linked")
+    kept.findings.add(findings[0], through_defaults={"stance": "supports"})
+    InsightFactory(title="Other")
+
+    response = client_r.get(reverse("insight-list"), {"finding": findings[0].pk})
+
+    html = response.content.decode()
+    assert 'type="number" name="finding"' in html
+    assert '<select name="finding"' not in html
+    assert str(findings[1]) not in html
+    assert _titles(response) == ["Linked"]

@@ -68,6 +68,21 @@ def _docx(*paragraphs: tuple[str, str]) -> bytes:
     return buffer.getvalue()
 
 
+def _damaged(data: bytes, member: str, damage) -> bytes:
+    """The zip `data` with `damage(bytes, local header offset, central header offset)` done
+    to `member`'s entry."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        entry = archive.getinfo(member)
+    local = entry.header_offset
+    # The central directory entry: its signature, then 42 bytes of fields, then the name.
+    central = data.index(b"PK\x01\x02", local)
+    while data[central + 46 : central + 46 + len(member)] != member.encode():
+        central = data.index(b"PK\x01\x02", central + 4)
+    damaged = bytearray(data)
+    damage(damaged, local, central)
+    return bytes(damaged)
+
+
 def _zip(name: str, content: bytes) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -111,6 +126,30 @@ def test_a_word_document_takes_bold_names_and_name_prefixes_as_speakers():
     )
 
 
+def test_a_soft_line_break_in_a_word_paragraph_starts_a_line_that_may_name_a_speaker():
+    data = _docx(("", "Interviewer: Hi\nAlice Smith: it was fine\nand then more"))
+    transcript = transcript_from_upload("talk.docx", data)
+    assert transcript.turns == (
+        Turn("Interviewer", "Hi"),
+        Turn("Alice Smith", "it was fine\nand then more"),
+    )
+    assert "Alice" not in transcript.with_speaker_renamed("Alice Smith", "P7").text
+
+
+def test_one_long_turn_is_read_in_linear_time():
+    # 100,000 lines of one turn: adding each line to the growing turn took minutes.
+    data = ("Alice: start\n" + "and then more\n" * 100_000).encode()
+    (turn,) = transcript_from_upload("talk.txt", data).turns
+    assert turn.speaker == "Alice"
+    assert len(turn.text) == len("start") + len("\nand then more") * 100_000
+
+
+def test_a_cue_of_unclosed_tag_openings_is_read_in_linear_time():
+    # Each unclosed "<" made the tag pattern rescan the rest of the cue: quadratic.
+    data = f"WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nAlice: {'<' * 40_000} hi\n".encode()
+    assert transcript_from_upload("call.vtt", data).turns == (Turn("Alice", "<" * 40_000 + " hi"),)
+
+
 def test_webvtt_voices_and_name_prefixes_are_speakers_and_split_cues_join():
     transcript = transcript_from_upload("call.vtt", VTT.encode())
     assert transcript.turns == (
@@ -136,6 +175,31 @@ def test_the_interviewee_is_labelled_with_the_pseudonym_only():
     assert renamed.text.startswith("Interviewer: What do you need from the tool?\n\nP7: Steps")
 
 
+MENTIONS = {
+    "in the text": (
+        (Turn("Interviewer", "Thanks, alice smith."), Turn("Alice Smith", "Bye.")),
+        "“Alice Smith” still appears in the text: remove it or name the speaker exactly.",
+    ),
+    "as another speaker": (
+        (Turn("ALICE SMITH", "Hi."), Turn("Alice Smith", "Bye.")),
+        "“Alice Smith” still appears as the speaker “ALICE SMITH”: name that speaker the same "
+        "way throughout the file, or name the speaker exactly.",
+    ),
+}
+
+
+@pytest.mark.parametrize(("turns", "message"), MENTIONS.values(), ids=MENTIONS.keys())
+def test_renaming_is_refused_while_the_real_name_still_appears(turns, message):
+    with pytest.raises(TranscriptFileRefused) as refused:
+        Transcript(turns).with_speaker_renamed("Alice Smith", "P7")
+    assert refused.value.messages == [message]
+
+
+def test_a_name_inside_another_word_is_not_a_mention():
+    transcript = Transcript((Turn("Al", "Also fine."), Turn("Interviewer", "Thanks, Alan.")))
+    assert transcript.with_speaker_renamed("Al", "P7").speakers == ("P7", "Interviewer")
+
+
 def test_naming_a_speaker_the_file_lacks_lists_those_it_has():
     transcript = Transcript((Turn("Interviewer", "Hi"), Turn("Alice", "Hello")))
     with pytest.raises(TranscriptFileRefused) as refused:
@@ -148,9 +212,42 @@ def test_naming_a_speaker_the_file_lacks_lists_those_it_has():
 # --- refusals -----------------------------------------------------------------------------
 
 NOT_DOCX = "The file is not a Word document (.docx)."
+DOCX = _docx(("Interviewer:", " What do you need?"), ("", "Alice: " + "Steps. " * 200))
+
+
+def _corrupted_deflate(data: bytearray, local: int, central: int) -> None:
+    start = local + 30 + int.from_bytes(data[local + 26 : local + 28], "little")
+    data[start + 20 : start + 120] = b"\xff" * 100
+
+
+def _unknown_compression(data: bytearray, local: int, central: int) -> None:
+    data[local + 8 : local + 10] = data[central + 10 : central + 12] = (99).to_bytes(2, "little")
+
+
+def _encrypted(data: bytearray, local: int, central: int) -> None:
+    data[local + 6] |= 1
+    data[central + 8] |= 1
+
+
 REFUSED = {
     "docx not a zip": ("talk.docx", b"Interviewer: hello", NOT_DOCX),
     "zip not a docx": ("talk.docx", _zip("notes.txt", b"hi"), NOT_DOCX),
+    "docx corrupted deflate data": (
+        "talk.docx",
+        _damaged(DOCX, "word/document.xml", _corrupted_deflate),
+        NOT_DOCX,
+    ),
+    "docx unknown compression": (
+        "talk.docx",
+        _damaged(DOCX, "word/document.xml", _unknown_compression),
+        NOT_DOCX,
+    ),
+    "docx encrypted entry": (
+        "talk.docx",
+        _damaged(DOCX, "word/document.xml", _encrypted),
+        NOT_DOCX,
+    ),
+    "docx truncated": ("talk.docx", DOCX[: len(DOCX) // 2], NOT_DOCX),
     "binary text": (
         "talk.txt",
         b"\x00\x01\x02PNG",
@@ -201,6 +298,19 @@ def test_a_word_document_that_unpacks_to_far_more_than_the_limit_is_refused(sett
     with pytest.raises(TranscriptFileRefused) as refused:
         transcript_from_upload("talk.docx", bomb)
     assert refused.value.messages == ["The Word document unpacks to too much data."]
+
+
+def test_a_word_document_whose_text_is_over_the_size_setting_is_refused(settings):
+    # 140,006 characters of text in a file of about 40 KB that unpacks to about 970 KB
+    # (python-docx's template alone is 830 KB): within the size and inflation limits, yet
+    # more text than the setting allows.
+    settings.TRANSCRIPT_MAX_UPLOAD_SIZE = 120_000
+    data = _docx(("", "Alice: " + " ".join(["Steps I can act on."] * 7_000)))
+    with pytest.raises(TranscriptFileRefused) as refused:
+        transcript_from_upload("talk.docx", data)
+    assert refused.value.messages == [
+        "The transcript text is 140,006 characters; transcripts may be at most 120,000 characters."
+    ]
 
 
 # --- the interview form -------------------------------------------------------------------

@@ -26,6 +26,13 @@ def pytest_sessionstart(session) -> None:
 
 
 @pytest.fixture
+def fast_passwords(settings) -> None:
+    """MD5 instead of PBKDF2 for tests that create or sign in many users: each PBKDF2 hash
+    costs a noticeable part of a second here."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
 def roles(db) -> None:
     roles_ensure()
 

@@ -22,9 +22,9 @@ TRANSCRIPT = "We want actionable steps for improving the model, not pretty pictu
 
 
 @pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # The cast of users is created for every test; PBKDF2 would cost seconds each time.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def _fast_passwords(fast_passwords):
+    # The cast of users is created for every test.
+    pass
 
 
 @pytest.fixture(autouse=True)

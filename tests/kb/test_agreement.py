@@ -27,6 +27,9 @@ from kb.services.codebook import highlight_create
 from tests.factories import InterviewFactory, ThemeFactory
 from tests.helpers import nothing_written
 
+# Users are created by many tests here.
+pytestmark = pytest.mark.usefixtures("fast_passwords")
+
 A, B, C = 1, 2, 3  # coders
 T, U = 10, 20  # themes
 I1, I2, I3 = 100, 200, 300  # interviews
@@ -221,12 +224,6 @@ def test_long_transcripts_need_no_per_character_arrays():
 # --- the coder of each highlight ----------------------------------------------------------
 
 TRANSCRIPT = "We want actionable steps for improving the model, not pretty pictures."
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # PBKDF2 would cost seconds for each user of the cast each test creates.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)

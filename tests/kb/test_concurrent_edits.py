@@ -20,7 +20,7 @@ from tests.analysis.workers import require_postgresql
 from tests.factories import ChangeFactory, FindingFactory, InsightFactory
 from tests.helpers import nothing_written
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_passwords")]
 
 # kind: (factory, model, edit page, field a person edits, first and second person's values)
 KINDS = {
@@ -28,11 +28,6 @@ KINDS = {
     "finding": (FindingFactory, Finding, "finding-update", "concept", "curves", "edges"),
     "change": (ChangeFactory, ArchitectureChange, "change-update", "rationale", "Room", "Cost"),
 }
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

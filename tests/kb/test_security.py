@@ -24,10 +24,9 @@ FAILURE_LIMIT = 3
 
 
 @pytest.fixture(autouse=True)
-def fast_hashes_and_fresh_counts(settings):
+def fast_hashes_and_fresh_counts(settings, fast_passwords):
     """Each failed login hashes a password: MD5 keeps the lockout tests quick. Rate limits
     and throttles count in the cache, which would carry counts from test to test."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.AXES_FAILURE_LIMIT = FAILURE_LIMIT
     cache.clear()
     yield

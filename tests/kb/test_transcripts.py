@@ -317,9 +317,9 @@ def test_a_word_document_whose_text_is_over_the_size_setting_is_refused(settings
 
 
 @pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # The signed-in researcher is created for each page test; PBKDF2 would cost most of it.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def _fast_passwords(fast_passwords):
+    # The signed-in researcher is created for each page test.
+    pass
 
 
 def _upload(name: str, data: bytes) -> SimpleUploadedFile:

@@ -23,21 +23,31 @@ COMPARISON_ROWS = [
     ("Baseline", "variant_vs_baseline"),
     ("Random control", "variant_vs_control"),
 ]
+ARM_ORDER = ("baseline", "variant", "control")
+
+
+def _arm_rows(run) -> list[tuple[str, dict]]:
+    """The result's arms in the experiment's order, whatever order the stored JSON keeps."""
+    arms = ((run.result or {}).get("aggregate") or {}).get("arms") or {}
+    rank = {arm: index for index, arm in enumerate(ARM_ORDER)}
+    return sorted(arms.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0]))
+
+
+def _run_context(run) -> dict:
+    return {"run": run, "comparison_rows": COMPARISON_ROWS, "arm_rows": _arm_rows(run)}
 
 
 @require_perm("analysis.view_analysisrun")
 def run_detail(request, pk: int):
     run = get_or_404(selectors.run_get, pk)
-    context = {"run": run, "comparison_rows": COMPARISON_ROWS}
-    return render(request, "kb/run_detail.html", context)
+    return render(request, "kb/run_detail.html", _run_context(run))
 
 
 @require_perm("analysis.view_analysisrun")
 def run_live(request, pk: int):
     """The part of the run page that changes while it runs; the page polls it."""
     run = get_or_404(selectors.run_get, pk)
-    context = {"run": run, "comparison_rows": COMPARISON_ROWS}
-    return render(request, "kb/_run_live.html", context)
+    return render(request, "kb/_run_live.html", _run_context(run))
 
 
 def _run_action(request, pk: int, action, done: str):

@@ -28,7 +28,9 @@ RUN_TIMEOUT = 240
 def worker_settings(settings, tmp_path):
     require_redis()
     settings.ANALYSIS_QUEUE = unique_queue()
-    settings.ANALYSIS_JOB_LEASE_SECONDS = 3
+    # Long enough that a busy host (SQLite's write lock, the other test process training)
+    # never lets a live job's lease run out; the killed-worker test shortens it.
+    settings.ANALYSIS_JOB_LEASE_SECONDS = 60
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings
 
@@ -86,6 +88,7 @@ def test_worker_runs_an_experiment_and_writes_one_outcome(
 def test_killed_worker_child_leads_to_redelivery_and_one_outcome(
     worker_settings, tmp_path, researcher_user
 ):
+    worker_settings.ANALYSIS_JOB_LEASE_SECONDS = 3  # the dead job is claimed again soon
     change = ChangeFactory(parameters={"layer": "conv2", "units": 2})
     log = tmp_path / "worker.log"
     with celery_worker(

@@ -128,8 +128,11 @@ def database_traces() -> dict[str, list[str]]:
     quoted = connection.ops.quote_name
     with connection.cursor() as cursor:
         for table in connection.introspection.table_names(cursor):
-            columns = connection.introspection.get_table_description(cursor, table)
-            row = " OR ".join(f"LOWER(CAST({quoted(c.name)} AS TEXT)) LIKE %s" for c in columns)
+            # Column names from a query, not get_table_description: Django's SQLite
+            # introspection cannot parse a CHECK constraint with a comma in it.
+            cursor.execute(f"SELECT * FROM {quoted(table)} WHERE 1 = 0")
+            columns = [column[0] for column in cursor.description]
+            row = " OR ".join(f"LOWER(CAST({quoted(c)} AS TEXT)) LIKE %s" for c in columns)
             counts = ", ".join(f"SUM(CASE WHEN {row} THEN 1 ELSE 0 END)" for _ in TRACES)
             cursor.execute(
                 f"SELECT {counts} FROM {quoted(table)}",

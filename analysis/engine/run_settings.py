@@ -380,3 +380,82 @@ def dataset_fit_model(dataset: dict, spec: dict) -> dict:
             }
         )
     return dataset
+
+
+# The transformer family's datasets: procedural sequence tasks (analysis.engine.sequence_tasks).
+# Kept apart from DATASET_NAMES until runs can train transformers, so no form offers them yet.
+# Task -> option -> (lowest, highest); whole numbers except train_fraction. The induction
+# task's vocabulary is the model's d_vocab; modular addition's p must be the model's d_vocab - 1.
+SEQUENCE_TASK_BOUNDS: dict[str, dict[str, tuple[int | float, int | float]]] = {
+    "induction": {"length": (4, 512), "segment": (2, 256), "eval_seed": (0, MAX_SEED)},
+    "modular-addition": {"p": (2, 257), "train_fraction": (0.05, 0.95),
+                         "split_seed": (0, MAX_SEED)},
+}  # fmt: skip
+SEQUENCE_TASK_NAMES = tuple(SEQUENCE_TASK_BOUNDS)
+# The per-position attributes each task gives profiling.
+SEQUENCE_TASK_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "induction": ("position", "occurred_earlier", "earlier_offset"),
+    "modular-addition": ("position", "a", "b", "answer"),
+}
+
+
+def _sequence_option(errors: Errors, name: str, option: str, value: Any) -> Any:
+    low, high = SEQUENCE_TASK_BOUNDS[name][option]
+    key, suffix = f"dataset.{option}", f" for {name}"
+    if isinstance(low, int) and isinstance(high, int):
+        return _gather(errors, key, _whole_number, value, low, high, suffix)
+    return _gather(errors, key, _number, value, low, high)
+
+
+def _sequence_defaults(name: str, n_ctx: int, d_vocab: int) -> dict:
+    if name == "induction":
+        length = min(n_ctx, SEQUENCE_TASK_BOUNDS["induction"]["length"][1])
+        return {"name": name, "length": length, "segment": max(2, length // 4),
+                "eval_seed": 10_000}  # fmt: skip
+    return {"name": name, "p": d_vocab - 1, "train_fraction": 0.3, "split_seed": 0}
+
+
+def _sequence_fit(cleaned: dict, n_ctx: int, d_vocab: int) -> Errors:
+    """Problems between the task's options and the model, keyed by the option to change."""
+    if cleaned["name"] == "induction":
+        if cleaned["length"] > n_ctx:
+            return {"dataset.length": [f"the model takes at most {n_ctx} positions (n_ctx)."]}
+        if 2 * cleaned["segment"] > cleaned["length"]:
+            return {"dataset.segment": ["must be at most half the length, so it can repeat."]}
+        return {}
+    if cleaned["p"] != d_vocab - 1:
+        return {"dataset.p": [f"the model's vocabulary of {d_vocab} tokens fits p = "
+                              f"{d_vocab - 1} (the numbers and '=')."]}  # fmt: skip
+    if n_ctx < 3:
+        return {"dataset.name": ["modular addition needs 3 positions; the model's n_ctx is "
+                                 f"{n_ctx}."]}  # fmt: skip
+    return {}
+
+
+def sequence_task_clean(raw: Any, *, n_ctx: int, d_vocab: int) -> dict:
+    """Clean a sequence task's settings for a transformer taking n_ctx positions over d_vocab
+    tokens (its validated spec's fields).
+
+    In: {"name": "induction", "length", "segment", "eval_seed"} or {"name":
+    "modular-addition", "p", "train_fraction", "split_seed"}, options optional. Out: the
+    complete settings; left-out options follow the model (length = n_ctx up to 512, segment =
+    length // 4, p = d_vocab - 1). Raises SettingsError keyed "dataset.<option>" ("dataset"
+    when raw is not an object, "dataset.name" for an unknown task).
+    """
+    if not isinstance(raw, dict):
+        raise SettingsError({"dataset": 'must be an object such as {"name": "induction"}.'})
+    name = raw.get("name")
+    if name not in SEQUENCE_TASK_NAMES:
+        known = ", ".join(SEQUENCE_TASK_NAMES)
+        raise SettingsError({"dataset.name": f"must be one of {known}, got {_shown(name)}."})
+    errors: Errors = {}
+    _unknown(errors, raw, ("name", *SEQUENCE_TASK_BOUNDS[name]), prefix="dataset.")
+    cleaned = _sequence_defaults(name, n_ctx, d_vocab)
+    for option in SEQUENCE_TASK_BOUNDS[name]:
+        if option in raw:
+            cleaned[option] = _sequence_option(errors, name, option, raw[option])
+    if errors:
+        raise SettingsError(errors)
+    if fit := _sequence_fit(cleaned, n_ctx, d_vocab):
+        raise SettingsError(fit)
+    return cleaned

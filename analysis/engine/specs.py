@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,25 @@ _LAYER_FIELDS: dict[str, dict[str, bool]] = {
 
 class SpecError(ValueError):
     """A spec (or its hyperparameters) is invalid; the message names the offending layer."""
+
+
+class SpecFieldError(SpecError):
+    """A spec was refused with its problems keyed by field: `field_errors` {key: [messages]}
+    (the transformer family's dotted paths such as "blocks.1.n_heads"; "spec" for a problem
+    that no one field holds). str() joins them as "key: message; ..." for callers that log."""
+
+    def __init__(self, field_errors: Mapping[str, str | list[str]]) -> None:
+        self.field_errors: dict[str, list[str]] = {
+            key: [messages] if isinstance(messages, str) else list(messages)
+            for key, messages in field_errors.items()
+        }
+        super().__init__(
+            "; ".join(f"{key}: {' '.join(messages)}" for key, messages in self.field_errors.items())
+        )
+
+    def __reduce__(self):
+        # Rebuilt from the dict, not from the joined message, when pickled (e.g. by a worker).
+        return (type(self), (self.field_errors,))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,164 @@
+"""Streaming head scores and MLP neuron statistics; planted heads are found; hooks removed."""
+
+import weakref
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from analysis.engine.builder import set_seed
+from analysis.engine.head_profiles import TransformerProfile, profile_transformer
+from analysis.engine.sequence_tasks import InductionTask
+from analysis.engine.transformer import HookPoint, build_transformer
+from tests.analysis.transformer_helpers import (
+    INDUCTION_HEAD,
+    PLANTED_CTX,
+    PLANTED_VOCAB,
+    PREVIOUS_TOKEN_HEAD,
+    TINY_TRANSFORMER,
+    full_pattern_scores,
+    planted_induction_model,
+)
+
+
+def _tiny_model_and_probe(n=23):
+    set_seed(5)
+    model = build_transformer(TINY_TRANSFORMER)
+    # a small vocabulary so duplicates and induction targets occur often
+    probe = InductionTask(d_vocab=6, length=12, segment=3).sample(
+        n, torch.Generator().manual_seed(2)
+    )
+    return model, probe
+
+
+def _captured(model, names, tokens):
+    captured = {name: [] for name in names}
+    modules = dict(model.named_modules())
+    handles = [
+        modules[name].register_forward_hook(
+            lambda _m, _i, output, name=name: captured[name].append(output.detach())
+        )
+        for name in names
+    ]
+    try:
+        with torch.inference_mode():
+            model.eval()(tokens)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return captured
+
+
+def test_streamed_head_scores_equal_full_pattern_scores():
+    model, probe = _tiny_model_and_probe()
+    # uneven batches: 23 sequences in batches of 5
+    profile = profile_transformer(model, probe, batch_size=5)
+    names = [f"blocks.{block}.attn.hook_pattern" for block in (0, 1)]
+    patterns = _captured(model, names, probe.tokens)
+    for block in (0, 1):
+        expected = full_pattern_scores(patterns[names[block]], probe.tokens)
+        streamed = profile.heads[f"blocks.{block}.attn"]
+        for score, values in expected.items():
+            np.testing.assert_allclose(getattr(streamed, score), values, rtol=0, atol=1e-6)
+    assert profile.n_sequences == 23
+
+
+def test_streamed_neuron_statistics_equal_full_tensor_statistics():
+    model, probe = _tiny_model_and_probe()
+    profile = profile_transformer(model, probe, batch_size=4)
+    post = _captured(model, ["blocks.1.mlp.hook_post"], probe.tokens)["blocks.1.mlp.hook_post"]
+    rows = post[0].reshape(-1, 24).double().numpy()  # [N * P, M]
+    layer = profile.neurons.layers["blocks.1.mlp"]
+    assert layer.n == 23 * 12 and list(profile.neurons.layers) == ["blocks.1.mlp"]
+    np.testing.assert_allclose(layer.mean, rows.mean(axis=0), atol=1e-9)
+    np.testing.assert_allclose(layer.variance, rows.var(axis=0), atol=1e-9)
+    np.testing.assert_allclose(layer.fraction_inactive, (rows <= 0).mean(axis=0))
+    tokens = probe.tokens.reshape(-1).numpy()
+    np.testing.assert_allclose(layer.class_means[3], rows[tokens == 3].mean(axis=0), atol=1e-9)
+    assert profile.neurons.class_names[3] == "token 3"
+    position = probe.attributes["position"].reshape(-1).numpy()
+    for unit in range(24):
+        if rows[:, unit].std() > 0:
+            expected = np.corrcoef(rows[:, unit], position)[0, 1]
+            assert layer.correlations["position"][unit] == pytest.approx(expected, abs=1e-9)
+    stored = profile.to_dict()
+    assert stored["neurons"]["layers"]["blocks.1.mlp"]["n"] == 23 * 12
+    # a stored profile reads back as it was written
+    assert TransformerProfile.from_dict(stored).to_dict() == stored
+
+
+def test_planted_previous_token_and_induction_heads_are_found():
+    model = planted_induction_model()
+    probe = InductionTask(d_vocab=PLANTED_VOCAB, length=PLANTED_CTX, segment=5).sample(
+        64, torch.Generator().manual_seed(3)
+    )
+    profile = profile_transformer(model, probe, batch_size=16)
+    previous = profile.heads["blocks.0.attn"].previous_token
+    induction = profile.heads["blocks.1.attn"].induction
+    assert previous[PREVIOUS_TOKEN_HEAD[1]] > 0.99
+    assert induction[INDUCTION_HEAD[1]] > 0.8
+    # the zero-weight heads attend uniformly: neither role
+    assert previous[1] < 0.3 and induction[1] < 0.3
+    assert profile.heads["blocks.0.attn"].entropy[0] < 1e-6  # one key per query
+    findings = {finding["role"]: finding for finding in profile.proposed_findings()}
+    assert set(findings) == {"previous_token", "induction"}
+    assert findings["induction"] == {
+        "role": "induction",
+        "layer": "blocks.1.attn",
+        "block": 1,
+        "head": 0,
+        "score": round(float(induction[0]), 6),
+        "text": f"layer 1 head 0 is an induction head (score {induction[0]:.2f})",
+    }
+    assert findings["previous_token"]["text"] == (
+        f"layer 0 head 0 is a previous-token head (score {previous[0]:.2f})"
+    )
+    assert profile.neurons is None  # attention only
+    assert profile.to_dict()["heads"]["blocks.1.attn"]["induction"][0] == round(
+        float(induction[0]), 6
+    )
+
+
+class _Broken(nn.Module):
+    def forward(self, x):
+        raise RuntimeError("broken activation")
+
+
+def _hooks_left(model):
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, HookPoint) and (module._forward_hooks or module._forward_pre_hooks)
+    ]
+
+
+def test_hooks_are_removed_and_mode_restored_when_the_forward_raises():
+    model, probe = _tiny_model_and_probe(4)
+    model.train()
+    model.blocks[1].mlp.act = _Broken()  # raises after the layer 0 pattern hook has run
+    with pytest.raises(RuntimeError, match="broken activation"):
+        profile_transformer(model, probe)
+    assert _hooks_left(model) == []
+    assert model.training
+    with pytest.raises(ValueError, match="empty probe set"):
+        profile_transformer(model, probe.slice(0, 0))
+
+
+def test_no_attention_pattern_outlives_its_batch():
+    model, probe = _tiny_model_and_probe(12)
+    patterns = []
+    handles = [
+        block.attn.hook_pattern.register_forward_hook(
+            lambda _m, _i, output: patterns.append(weakref.ref(output))
+        )
+        for block in model.blocks
+    ]
+    try:
+        profile_transformer(model, probe, batch_size=4)
+    finally:
+        for handle in handles:
+            handle.remove()
+    # 3 batches x 2 layers: every pattern was freed once its batch was scored
+    assert len(patterns) == 6
+    assert all(reference() is None for reference in patterns)

@@ -435,6 +435,89 @@ def random_control_change(
     return RandomControl(operation, chosen, seed, result, candidates)
 
 
+# "Any operation at any place": the budget-matched random tweak a guided change is compared
+# against. set_hyperparameter is left out: it costs no parameters, so it never spends a budget.
+ANY_CHANGE_OPERATIONS = ("widen_layer", "insert_layer", "remove_layer")
+ANY_CHANGE_POLICY = (
+    "every budget-matched (operation, place) pair is equally likely: widen any unit-holding "
+    "layer, insert a conv2d (3x3, padding 1) or linear layer after any layer, or remove any "
+    "layer, each sized to add the budget's parameters within the tolerance"
+)
+
+
+def _free_name(spec: dict, stem: str) -> str:
+    taken = {layer["name"] for layer in spec["layers"]}
+    return next(f"{stem}{n}" for n in range(1, len(taken) + 2) if f"{stem}{n}" not in taken)
+
+
+def insert_templates(spec: dict) -> list[dict]:
+    """Out: the unit-holding layers a budget-sized insertion may add, width still open: a 3x3
+    conv2d that keeps the spatial size (placed where the input is [C, H, W]) and a linear layer
+    (placed where it is flat), each with a name the spec does not use yet."""
+    return [
+        {"name": _free_name(spec, "conv_added"), "type": "conv2d", "kernel_size": 3, "padding": 1},
+        {"name": _free_name(spec, "fc_added"), "type": "linear"},
+    ]
+
+
+def _any_remove_candidates(spec: dict, budget: int, tolerance: float):
+    options = []
+    for existing in spec["layers"]:
+        match = _try_exact(
+            lambda _, name=existing["name"]: remove_layer(spec, layer=name), budget, tolerance
+        )
+        if match:
+            options.append(({"layer": existing["name"]}, match[1]))
+    return options
+
+
+def _any_change_options(spec: dict, budget: int, tolerance: float) -> list[tuple[str, dict, Any]]:
+    options = [
+        ("widen_layer", chosen, result)
+        for chosen, result in _widen_candidates(spec, {"layer": None}, budget, tolerance)
+    ]
+    for template in insert_templates(spec):
+        found = _insert_candidates(spec, {"after": None, "layer": template}, budget, tolerance)
+        options += [("insert_layer", chosen, result) for chosen, result in found]
+    options += [
+        ("remove_layer", chosen, result)
+        for chosen, result in _any_remove_candidates(spec, budget, tolerance)
+    ]
+    return options
+
+
+def random_any_change(
+    spec: dict, budget: int, *, seed: int, tolerance: float = 0.05
+) -> RandomControl:
+    """Draw any operation at any place that adds `budget` parameters (within `tolerance`).
+
+    In: the spec, the parameters to add (a positive integer), a seed, the relative tolerance.
+    Out: RandomControl whose `operation` is the drawn operation and whose `candidates` list
+    every eligible {"operation", "parameters", "params_added"} in spec order; the draw is
+    uniform over them (ANY_CHANGE_POLICY) with numpy default_rng(seed). Raises ChangeError
+    (field "budget") when no change of any kind fits the budget.
+    """
+    validate_spec(spec)
+    if not _is_positive_int(budget):
+        raise ChangeError(
+            f"budget must be a positive integer, got {budget!r}",
+            {"budget": "must be a positive integer"},
+        )
+    options = _any_change_options(spec, budget, tolerance)
+    if not options:
+        raise ChangeError(
+            f"no change adds {budget:+d} parameters within {tolerance:.0%}: no widening, "
+            "insertion or removal anywhere in the model costs that much",
+            {"budget": "no change of any kind fits this budget"},
+        )
+    candidates = [
+        {"operation": operation, "parameters": chosen, "params_added": result.params_added}
+        for operation, chosen, result in options
+    ]
+    operation, chosen, result = options[int(np.random.default_rng(seed).integers(len(options)))]
+    return RandomControl(operation, chosen, seed, result, candidates)
+
+
 def change_location(operation: str, parameters: dict) -> str:
     """Out: where a change acts (layer name, insertion point or hyperparameter name)."""
     if operation == "insert_layer":
@@ -445,6 +528,8 @@ def change_location(operation: str, parameters: dict) -> str:
 
 
 __all__ = [
+    "ANY_CHANGE_OPERATIONS",
+    "ANY_CHANGE_POLICY",
     "APPLICABLE_OPERATIONS",
     "CONTROL_HYPERPARAMETER_RANGES",
     "OPERATIONS",
@@ -454,7 +539,9 @@ __all__ = [
     "apply_change",
     "change_location",
     "insert_layer",
+    "insert_templates",
     "layer_widths",
+    "random_any_change",
     "random_control_change",
     "remove_layer",
     "set_hyperparameter",

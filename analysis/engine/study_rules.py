@@ -1,0 +1,294 @@
+"""The guided track of a study: a written, inspectable rule that turns a profile into a change.
+
+Each round a study profiles the guided track's current model and asks a rule here for the
+change to try next, within the round's parameter budget. The answer (the change, the rule's
+name, the per-layer numbers it compared and its choice in words) is JSON-able, so it is stored
+with the round. Torch-free, like changes.py: the web process may plan rounds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import silhouette_score
+
+from analysis.engine.changes import ChangeError, apply_change, insert_templates
+from analysis.engine.profiles import (
+    LOCALISE_TOP_FRACTION,
+    ActivationProfile,
+    as_profile,
+    cluster_units,
+    concept_scores,
+    localise_concept,
+)
+from analysis.engine.specs import UNIT_TYPES, count_parameters, find_layer, unit_layers
+
+WIDEN_MOST_SELECTIVE = "widen_most_selective"
+INSERT_AFTER_TIGHTEST_CLUSTERS = "insert_after_tightest_clusters"
+GUIDED_RULES = {
+    WIDEN_MOST_SELECTIVE: "widen the layer that holds the concept's most selective units",
+    INSERT_AFTER_TIGHTEST_CLUSTERS: (
+        "insert a unit-holding layer after the layer whose units cluster most tightly"
+    ),
+}
+DEFAULT_BUDGET_FRACTION = 0.10
+DEFAULT_CLUSTERS = 2
+
+
+@dataclass
+class GuidedChoice:
+    """What a guided rule chose and why; to_dict() is what a study stores with the round.
+
+    operation/parameters: a change valid for apply_change on the spec the rule was given;
+    inputs: the per-layer numbers the rule compared; reason: the choice in words.
+    """
+
+    rule: str
+    rule_text: str
+    concept: str
+    operation: str
+    parameters: dict[str, Any]
+    layer: str
+    inputs: list[dict[str, Any]]
+    budget: int
+    params_before: int
+    params_added: int
+    description: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Out: a JSON-able dict of all fields."""
+        return asdict(self)
+
+
+def round_budget(spec: dict, fraction: float = DEFAULT_BUDGET_FRACTION) -> int:
+    """Out: the parameters a round may add: `fraction` of the spec's parameters, rounded, at
+    least 1. Raises ValueError for a fraction that is not a positive finite number."""
+    if not isinstance(fraction, int | float) or not math.isfinite(fraction) or fraction <= 0:
+        raise ValueError(f"fraction must be a positive number, got {fraction!r}")
+    return max(1, round(count_parameters(spec) * fraction))
+
+
+def unit_layer_of(spec: dict, name: str) -> str | None:
+    """Out: the conv2d/linear layer whose units the layer `name` carries (itself, or the nearest
+    one before it for activations, pooling, batchnorm and dropout), or None when that is the
+    output layer, a flatten stands between them, or nothing before it holds units."""
+    index, _ = find_layer(spec, name)
+    for layer in reversed(spec["layers"][: index + 1]):
+        if layer["type"] == "flatten":
+            return None
+        if layer["type"] in UNIT_TYPES:
+            return layer["name"] if layer["name"] in unit_layers(spec) else None
+    return None
+
+
+def _profiled_unit_layers(spec: dict, profile: ActivationProfile) -> dict[str, str]:
+    """Out: {profiled layer: unit layer it carries}, in spec order, widenable ones only."""
+    names = {layer["name"] for layer in spec["layers"]}
+    stale = [name for name in profile.layers if name not in names]
+    if stale:
+        raise ChangeError(
+            f"the profile has layers the spec lacks ({', '.join(stale)}): it was made on "
+            "another model",
+            {"profile": "the profile does not belong to this spec"},
+        )
+    order = [layer["name"] for layer in spec["layers"] if layer["name"] in profile.layers]
+    mapped = {name: unit_layer_of(spec, name) for name in order}
+    return {name: unit for name, unit in mapped.items() if unit}
+
+
+def _sized_to_budget(spec: dict, operation: str, make_parameters, budget: int):
+    """Out: (parameters, ChangeResult) of the change whose params_added is nearest the budget,
+    at least one unit; the cost is affine in the units, so two probes locate the best count."""
+    one = apply_change(spec, operation, make_parameters(1)).params_added
+    two = apply_change(spec, operation, make_parameters(2)).params_added
+    slope = two - one
+    centre = max(1, round((budget - one) / slope + 1)) if slope > 0 else 1
+    options = []
+    for units in sorted({max(1, centre + delta) for delta in (-1, 0, 1)}):
+        try:
+            result = apply_change(spec, operation, make_parameters(units))
+        except ChangeError:
+            continue
+        options.append((abs(result.params_added - budget), units, result))
+    if not options:
+        raise ChangeError(
+            f"no {operation} change of this kind is valid here",
+            {"operation": f"{operation} is not possible at the rule's choice"},
+        )
+    _, units, result = min(options, key=lambda option: option[:2])
+    return make_parameters(units), result
+
+
+def _units(count: int) -> str:
+    return f"{count} unit" if count == 1 else f"{count} units"
+
+
+def _budget_words(result, budget: int) -> str:
+    return f"{result.params_added:+,} parameters of a {budget:,} budget"
+
+
+def _widen_most_selective(spec, profile, concept, budget, carriers) -> GuidedChoice:
+    by_layer = {row["layer"]: row for row in localise_concept(profile, concept)}
+    inputs = []
+    for name, unit in carriers.items():
+        row = by_layer[name]
+        top = max(1, round(LOCALISE_TOP_FRACTION * row["units"]))
+        inputs.append({"profiled_layer": name, "layer": unit, "score": row["score"],
+                       "top_units": top, "top_unit": row["top_unit"],
+                       "top_score": row["top_score"], "units": row["units"]})  # fmt: skip
+    # Highest score wins; on a tie the earlier layer, so the choice never depends on dict order.
+    best = max(inputs, key=lambda row: row["score"])
+    parameters, result = _sized_to_budget(
+        spec, "widen_layer", lambda k: {"layer": best["layer"], "units": k}, budget
+    )
+    others = [row for row in inputs if row["layer"] != best["layer"]]
+    runner = max(others, key=lambda row: row["score"]) if others else None
+    versus = f" vs {runner['score']:.2f} in {runner['profiled_layer']}" if runner else ""
+    reason = (
+        f"{best['profiled_layer']} holds the most {concept}-selective units (its top "
+        f"{best['top_units']} score {best['score']:.2f} on average{versus}): widen "
+        f"{best['layer']} by {_units(parameters['units'])}, {_budget_words(result, budget)}"
+    )
+    return _choice(WIDEN_MOST_SELECTIVE, concept, "widen_layer", parameters, best["layer"],
+                   inputs, budget, result, reason)  # fmt: skip
+
+
+def cluster_tightness(profile: ActivationProfile | dict, layer: str, n_clusters: int) -> float:
+    """How tightly a layer's units cluster by their class-response patterns.
+
+    Out: the silhouette score in [-1, 1] (higher: tighter, better separated clusters) of
+    cluster_units' grouping, on the same per-unit standardised class means it clusters.
+    """
+    profile = as_profile(profile)
+    try:
+        clusters = cluster_units(profile, layer, n_clusters)
+    except ValueError as error:
+        raise ChangeError(str(error), {"n_clusters": str(error)}) from error
+    class_means = profile.layers[layer].class_means  # [K, U]
+    features = class_means.T
+    spread = features.std(axis=1, keepdims=True)
+    features = (features - features.mean(axis=1, keepdims=True)) / np.where(spread > 0, spread, 1)
+    labels = np.empty(features.shape[0], dtype=np.int64)
+    for label, members in enumerate(clusters):
+        labels[members] = label
+    return float(silhouette_score(features, labels))
+
+
+def _insert_after_tightest(spec, profile, concept, budget, carriers, n_clusters) -> GuidedChoice:
+    if not isinstance(n_clusters, int) or isinstance(n_clusters, bool) or n_clusters < 2:
+        raise ChangeError(
+            f"n_clusters must be an integer >= 2, got {n_clusters!r}",
+            {"n_clusters": "must be an integer >= 2 (a silhouette compares clusters)"},
+        )
+    eligible = {
+        name: unit for name, unit in carriers.items() if n_clusters < profile.layers[name].width
+    }
+    if not eligible:
+        raise ChangeError(
+            f"no profiled layer has more than {n_clusters} units to cluster",
+            {"n_clusters": "fewer clusters than every profiled layer's units"},
+        )
+    inputs = [{"profiled_layer": name, "layer": unit, "n_clusters": n_clusters,
+               "silhouette": cluster_tightness(profile, name, n_clusters)}
+              for name, unit in eligible.items()]  # fmt: skip
+    best = max(inputs, key=lambda row: row["silhouette"])
+    after = best["profiled_layer"]
+    template = _template_after(spec, after)
+    width_field = "out_channels" if template["type"] == "conv2d" else "out_features"
+    parameters, result = _sized_to_budget(
+        spec,
+        "insert_layer",
+        lambda k: {"after": after, "layer": {**template, width_field: k}},
+        budget,
+    )
+    others = [row for row in inputs if row["layer"] != best["layer"]]
+    runner = max(others, key=lambda row: row["silhouette"]) if others else None
+    versus = f" vs {runner['silhouette']:.2f} in {runner['profiled_layer']}" if runner else ""
+    reason = (
+        f"{after}'s units cluster most tightly into {n_clusters} groups (silhouette "
+        f"{best['silhouette']:.2f}{versus}): insert a {template['type']} layer of "
+        f"{_units(parameters['layer'][width_field])} after {after}, {_budget_words(result, budget)}"
+    )
+    return _choice(INSERT_AFTER_TIGHTEST_CLUSTERS, concept, "insert_layer", parameters,
+                   parameters["layer"]["name"], inputs, budget, result, reason)  # fmt: skip
+
+
+def _template_after(spec: dict, after: str) -> dict:
+    """A conv2d where the layer's output is [C, H, W], a linear layer where it is flat."""
+    conv, linear = insert_templates(spec)
+    index, _ = find_layer(spec, after)
+    flat = any(layer["type"] in ("flatten", "linear") for layer in spec["layers"][: index + 1])
+    flat = flat or len(spec["input_shape"]) == 1
+    return linear if flat else conv
+
+
+def _choice(rule, concept, operation, parameters, layer, inputs, budget, result, reason):
+    return GuidedChoice(
+        rule=rule, rule_text=GUIDED_RULES[rule], concept=concept, operation=operation,
+        parameters=parameters, layer=layer, inputs=inputs, budget=budget,
+        params_before=result.params_before, params_added=result.params_added,
+        description=result.description, reason=reason,
+    )  # fmt: skip
+
+
+def guided_change(
+    spec: dict,
+    profile: ActivationProfile | dict,
+    concept: str,
+    *,
+    budget: int,
+    rule: str = WIDEN_MOST_SELECTIVE,
+    n_clusters: int = DEFAULT_CLUSTERS,
+) -> GuidedChoice:
+    """Apply a guided rule to the track's current model.
+
+    In: the current spec, its ActivationProfile (or the stored dict form), the guiding concept
+    (a class or attribute name of the profile), the parameters the round may add, the rule
+    (a key of GUIDED_RULES) and, for the clustering rule, the number of clusters. Only profiled
+    layers that carry a widenable layer's units are compared. The change is sized to the units
+    whose cost is nearest the budget (at least one unit): a unit's cost is fixed by the model,
+    so the result states how far it is from the budget. Out: GuidedChoice. Raises ChangeError
+    keyed by field for an unknown rule or concept, a profile of another model, or a profile
+    without any widenable layer.
+    """
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+        raise ChangeError(
+            f"budget must be a positive integer, got {budget!r}",
+            {"budget": "must be a positive integer"},
+        )
+    if rule not in GUIDED_RULES:
+        known = ", ".join(GUIDED_RULES)
+        raise ChangeError(f"unknown rule {rule!r}", {"rule": f"must be one of {known}"})
+    profile = as_profile(profile)
+    try:
+        concept_scores(profile, next(iter(profile.layers)), concept)
+    except (KeyError, StopIteration) as error:
+        raise ChangeError(
+            str(error), {"concept": "the profile does not know this concept"}
+        ) from error
+    carriers = _profiled_unit_layers(spec, profile)
+    if not carriers:
+        raise ChangeError(
+            "no profiled layer carries the units of a widenable layer",
+            {"profile": "profile a hidden layer (not only the output layer)"},
+        )
+    if rule == WIDEN_MOST_SELECTIVE:
+        return _widen_most_selective(spec, profile, concept, budget, carriers)
+    return _insert_after_tightest(spec, profile, concept, budget, carriers, n_clusters)
+
+
+__all__ = [
+    "DEFAULT_BUDGET_FRACTION",
+    "GUIDED_RULES",
+    "INSERT_AFTER_TIGHTEST_CLUSTERS",
+    "WIDEN_MOST_SELECTIVE",
+    "GuidedChoice",
+    "cluster_tightness",
+    "guided_change",
+    "round_budget",
+    "unit_layer_of",
+]

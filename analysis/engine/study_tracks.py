@@ -1,0 +1,239 @@
+"""The control tracks of a study: the random tweak and "just make it bigger", at equal budget.
+
+- random: any operation at any place that adds the round's budget (changes.random_any_change),
+  drawn from a seed the study records;
+- uniform: every unit-holding layer widened by the same factor, so the model grows evenly by
+  the round's budget.
+
+Both answer with a JSON-able record stored with the round. Torch-free, like changes.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass, field, replace
+from fractions import Fraction
+from typing import Any
+
+from analysis.engine.changes import (
+    ANY_CHANGE_POLICY,
+    ChangeError,
+    ChangeResult,
+    random_any_change,
+    widen_layer,
+)
+from analysis.engine.specs import copy_spec, count_parameters, layer_widths, unit_layers
+
+DEFAULT_TOLERANCE = 0.05
+# 2^layers roundings are tried per factor; past this many layers only "all down" and "all up".
+MAX_ROUNDED_LAYERS = 8
+
+
+@dataclass
+class TrackChange:
+    """A control track's change for one round; to_dict() is what a study stores.
+
+    changes: the widen/insert/remove steps, each {"operation", "parameters"}, valid for
+    apply_change in order; spec: the spec after all of them.
+    """
+
+    track: str
+    policy: str
+    changes: list[dict[str, Any]]
+    spec: dict
+    budget: int
+    tolerance: float
+    params_before: int
+    params_added: int
+    description: str
+    seed: int | None = None
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    factor: float | None = None
+    widths: dict[str, list[int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Out: a JSON-able dict of all fields."""
+        return asdict(self)
+
+
+def _check_budget(budget: Any, tolerance: Any) -> None:
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+        raise ChangeError(
+            f"budget must be a positive integer, got {budget!r}",
+            {"budget": "must be a positive integer"},
+        )
+    if not isinstance(tolerance, int | float) or not 0 <= tolerance < 1:
+        raise ChangeError(
+            f"tolerance must be a number in [0, 1), got {tolerance!r}",
+            {"tolerance": "must be a number in [0, 1)"},
+        )
+
+
+def random_track_change(
+    spec: dict, budget: int, *, seed: int, tolerance: float = DEFAULT_TOLERANCE
+) -> TrackChange:
+    """The random track's change: any operation at any place adding `budget` parameters.
+
+    In: the track's current spec, the round's budget, the seed the study records, the relative
+    tolerance. Out: TrackChange with the drawn change and every candidate it was drawn from.
+    Deterministic from the seed. Raises ChangeError (field "budget") when nothing fits.
+    """
+    _check_budget(budget, tolerance)
+    control = random_any_change(spec, budget, seed=seed, tolerance=tolerance)
+    result, parameters = control.result, control.parameters
+    width = parameters.get("layer", {}) if control.operation == "insert_layer" else {}
+    size = width.get("out_channels", width.get("out_features"))
+    description = (
+        f"{result.description}{f' ({size} units)' if size else ''}, {result.params_added:+,} "
+        f"parameters of a {budget:,} budget; drawn with seed {seed} from "
+        f"{len(control.candidates)} candidates"
+    )
+    result = replace(result, description=description)
+    return _track_change(
+        "random", ANY_CHANGE_POLICY, [(control.operation, parameters)], spec,
+        result, budget, tolerance, seed=seed, candidates=control.candidates,
+    )  # fmt: skip
+
+
+def _track_change(track, policy, steps, spec, result: ChangeResult, budget, tolerance, **extra):
+    changes = [
+        {"operation": operation, "parameters": parameters} for operation, parameters in steps
+    ]
+    return TrackChange(
+        track=track, policy=policy, changes=changes, spec=result.spec, budget=budget,
+        tolerance=tolerance, params_before=result.params_before,
+        params_added=result.params_added, description=result.description, **extra,
+    )  # fmt: skip
+
+
+# --- uniform --------------------------------------------------------------------------------
+
+UNIFORM_POLICY = (
+    "every unit-holding layer is widened by the same factor f: each new width is w*f rounded "
+    "down or up to a whole unit (never below w); of the widths that add the budget's "
+    "parameters within the tolerance, those whose layers' growth factors are most nearly "
+    "equal, then those nearest the budget"
+)
+
+
+def _widened(spec: dict, widths: dict[str, int]) -> dict:
+    new_spec = copy_spec(spec)
+    for layer in new_spec["layers"]:
+        if layer["name"] in widths:
+            layer["out_channels" if layer["type"] == "conv2d" else "out_features"] = widths[
+                layer["name"]
+            ]
+    return new_spec
+
+
+def _roundings(widths: dict[str, int], factor: Fraction) -> list[dict[str, int]]:
+    """Out: the width maps within one unit of w*factor for every layer, none below w."""
+    choices = []
+    for width in widths.values():
+        scaled = width * factor
+        low, high = math.floor(scaled), math.ceil(scaled)
+        choices.append(sorted({max(width, low), max(width, high)}))
+    if len(widths) > MAX_ROUNDED_LAYERS:
+        combos = [
+            tuple(options[0] for options in choices),
+            tuple(options[-1] for options in choices),
+        ]
+    else:
+        combos = list(itertools.product(*choices))
+    return [dict(zip(widths, combo, strict=True)) for combo in combos]
+
+
+def _growth_spread(widths: dict[str, int], new_widths: dict[str, int]) -> Fraction:
+    """Out: how unequal the layers' growth factors are, max(n/w) - min(n/w); 0 when every
+    layer grew by exactly the same factor."""
+    growth = [Fraction(new_widths[name], width) for name, width in widths.items()]
+    return max(growth) - min(growth)
+
+
+def _uniform_options(spec: dict, widths: dict[str, int], upper: float):
+    """Yield (factor, new widths, params added) for factors between the points where some
+    layer's w*f crosses a whole number, until even rounding every layer down costs too much."""
+    before = count_parameters(spec)
+    step, seen = 1, set()
+    while True:
+        points = sorted({Fraction(n, w) for w in widths.values() for n in range(w, w * step + 1)})
+        for low, high in itertools.pairwise(points):
+            factor = (low + high) / 2
+            if factor <= 1 or factor in seen:
+                continue
+            seen.add(factor)
+            floors = {name: max(w, math.floor(w * factor)) for name, w in widths.items()}
+            if count_parameters(_widened(spec, floors)) - before > upper:
+                return
+            for option in _roundings(widths, factor):
+                if option != widths:
+                    yield factor, option, count_parameters(_widened(spec, option)) - before
+        step += 1
+
+
+def uniform_track_change(
+    spec: dict, budget: int, *, tolerance: float = DEFAULT_TOLERANCE
+) -> TrackChange:
+    """The uniform track's change: every unit-holding layer widened by the same factor.
+
+    In: the track's current spec, the round's budget, the relative tolerance. Out: TrackChange
+    whose `changes` are widen_layer steps (one per layer that grew, in spec order), `widths`
+    {layer: [before, after]} and `factor` the common factor (UNIFORM_POLICY). The width maps
+    within the tolerance whose growth factors n/w are most nearly equal
+    win, then the nearest the budget, then the smallest factor. Raises ChangeError (field
+    "budget") when no common factor adds the budget within the tolerance.
+    """
+    _check_budget(budget, tolerance)
+    widths = {name: layer_widths(spec)[name] for name in unit_layers(spec)}
+    if not widths:
+        raise ChangeError(
+            "the model has no unit-holding layer to widen", {"budget": "nothing to widen"}
+        )
+    upper = budget * (1 + tolerance)
+    best, below, above = None, None, None
+    for factor, option, added in _uniform_options(spec, widths, upper):
+        gap = abs(added - budget)
+        key = (_growth_spread(widths, option), gap)
+        if gap <= tolerance * budget and (best is None or key < best[0]):
+            best = (key, factor, option)
+        below = max(below or added, added) if added < budget else below
+        above = min(above or added, added) if added > budget else above
+    if best is None:
+        nearest = " and ".join(f"{value:+,}" for value in (below, above) if value is not None)
+        raise ChangeError(
+            f"no common widening factor adds {budget:+,} parameters within {tolerance:.0%}: "
+            f"whole units of these layers step past the budget (nearest: {nearest or 'none'})",
+            {"budget": "no uniform widening fits this budget"},
+        )
+    return _uniform_result(spec, widths, best[1], best[2], budget, tolerance)
+
+
+def _uniform_result(spec, widths, factor, new_widths, budget, tolerance) -> TrackChange:
+    steps, current = [], spec
+    for name, width in widths.items():
+        if new_widths[name] > width:
+            parameters = {"layer": name, "units": new_widths[name] - width}
+            current = widen_layer(current, **parameters).spec
+            steps.append(("widen_layer", parameters))
+    grown = ", ".join(f"{name} {widths[name]}->{new_widths[name]}" for name in widths)
+    added = count_parameters(current) - count_parameters(spec)
+    description = (
+        f"widen every unit-holding layer by x{float(factor):.4g} ({grown}), {added:+,} parameters"
+    )
+    before = count_parameters(spec)
+    result = ChangeResult(current, before, before + added, added, description, "")
+    return _track_change(
+        "uniform", UNIFORM_POLICY, steps, spec, result, budget, tolerance,
+        factor=round(float(factor), 6),
+        widths={name: [widths[name], new_widths[name]] for name in widths},
+    )  # fmt: skip
+
+
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "UNIFORM_POLICY",
+    "TrackChange",
+    "random_track_change",
+    "uniform_track_change",
+]

@@ -25,6 +25,7 @@ from analysis.engine.specs import (
     unit_layers,
     validate_spec,
 )
+from analysis.engine.transformer_specs import is_transformer_spec
 
 OPERATIONS = ("widen_layer", "insert_layer", "remove_layer", "set_hyperparameter", "manual")
 APPLICABLE_OPERATIONS = OPERATIONS[:-1]
@@ -70,13 +71,15 @@ class ChangeResult:
 
 @dataclass
 class RandomControl:
-    """A change of the same kind and parameter budget at a randomly drawn other location."""
+    """A budget-matched change drawn at random: under policy "same_operation" the guided
+    change's kind at another location, under "any_operation" any operation at any place."""
 
     operation: str
     parameters: dict
     seed: int
     result: ChangeResult
     candidates: list[dict]
+    policy: str = "same_operation"
 
     def to_dict(self) -> dict[str, Any]:
         """Out: a JSON-able dict of all fields."""
@@ -241,8 +244,15 @@ def validate_change_parameters(operation: str, parameters: Any, spec: dict | Non
     """Check a change request without applying it (also applies it when `spec` is given).
 
     In: operation name, parameters dict, optional spec. Out: the parameters dict unchanged.
-    Raises ChangeError whose `field_errors` maps parameter names to messages.
+    Raises ChangeError whose `field_errors` maps parameter names to messages. A transformer
+    spec (or, without a spec, a transformer-only operation) is checked by transformer_changes.
     """
+    transformer = is_transformer_spec(spec) or (spec is None and operation in _transformer_only())
+    if transformer and operation != "manual":
+        from analysis.engine.transformer_changes import validate_transformer_change
+
+        return validate_transformer_change(operation, parameters, spec)
+    _refuse_transformer_operation(operation)
     if operation not in OPERATIONS:
         raise ChangeError(
             f"unknown operation {operation!r}",
@@ -256,6 +266,19 @@ def validate_change_parameters(operation: str, parameters: Any, spec: dict | Non
     return parameters
 
 
+def _transformer_only() -> tuple[str, ...]:
+    # Imported late: transformer_changes builds on this module's ChangeError and ChangeResult.
+    from analysis.engine.transformer_changes import TRANSFORMER_ONLY_OPERATIONS
+
+    return TRANSFORMER_ONLY_OPERATIONS
+
+
+def _refuse_transformer_operation(operation: str) -> None:
+    if operation in _transformer_only():
+        message = f"{operation} applies to transformers; must be one of {', '.join(OPERATIONS)}"
+        raise ChangeError(f"{operation} cannot change this model", {"operation": message})
+
+
 def _summarise(errors: dict[str, str]) -> str:
     return "; ".join(f"{key}: {message}" for key, message in errors.items())
 
@@ -263,13 +286,19 @@ def _summarise(errors: dict[str, str]) -> str:
 def apply_change(spec: dict, operation: str, parameters: dict) -> ChangeResult:
     """Apply a change by name. In: spec, operation, its parameters. Out: ChangeResult.
 
-    Raises ChangeError for unknown or 'manual' operations and invalid parameters.
+    Raises ChangeError for unknown or 'manual' operations and invalid parameters. Transformer
+    specs go to transformer_changes.apply_transformer_change.
     """
+    if is_transformer_spec(spec):
+        from analysis.engine.transformer_changes import apply_transformer_change
+
+        return apply_transformer_change(spec, operation, parameters)
     if operation == "manual":
         raise ChangeError(
             "a manual change is free-form and cannot be applied automatically",
             {"operation": "manual changes cannot be applied"},
         )
+    _refuse_transformer_operation(operation)
     validate_change_parameters(operation, parameters)
     try:
         if operation == "widen_layer":
@@ -417,8 +446,15 @@ def random_control_change(
     In: the spec, the guided change (operation, parameters), a seed, the relative tolerance on
     params_added. Out: RandomControl with the chosen parameters, its ChangeResult and all
     eligible candidates. The location is drawn uniformly with numpy default_rng(seed).
-    Raises ChangeError when no eligible location exists.
+    Raises ChangeError when no eligible location exists. Transformer specs go to
+    transformer_changes.transformer_random_control.
     """
+    if is_transformer_spec(spec):
+        from analysis.engine.transformer_changes import transformer_random_control
+
+        return transformer_random_control(
+            spec, operation, parameters, seed=seed, tolerance=tolerance
+        )
     guided = apply_change(spec, operation, parameters)
     rng = np.random.default_rng(seed)
     if operation == "set_hyperparameter":
@@ -487,7 +523,12 @@ def _any_change_options(spec: dict, budget: int, tolerance: float) -> list[tuple
 
 
 def random_any_change(
-    spec: dict, budget: int, *, seed: int, tolerance: float = 0.05
+    spec: dict,
+    budget: int,
+    *,
+    seed: int,
+    tolerance: float = 0.05,
+    exclude: tuple[str, dict] | None = None,
 ) -> RandomControl:
     """Draw any operation at any place that adds `budget` parameters (within `tolerance`).
 
@@ -495,15 +536,27 @@ def random_any_change(
     Out: RandomControl whose `operation` is the drawn operation and whose `candidates` list
     every eligible {"operation", "parameters", "params_added"} in spec order; the draw is
     uniform over them (ANY_CHANGE_POLICY) with numpy default_rng(seed). Raises ChangeError
-    (field "budget") when no change of any kind fits the budget.
+    (field "budget") when no change of any kind fits the budget. `exclude`: an (operation,
+    parameters) pair left out, the guided change a control must not repeat. Transformer specs
+    go to transformer_changes.transformer_random_any_change.
     """
+    if is_transformer_spec(spec):
+        from analysis.engine.transformer_changes import transformer_random_any_change
+
+        return transformer_random_any_change(
+            spec, budget, seed=seed, tolerance=tolerance, exclude=exclude
+        )
     validate_spec(spec)
     if not _is_positive_int(budget):
         raise ChangeError(
             f"budget must be a positive integer, got {budget!r}",
             {"budget": "must be a positive integer"},
         )
-    options = _any_change_options(spec, budget, tolerance)
+    options = [
+        option
+        for option in _any_change_options(spec, budget, tolerance)
+        if exclude is None or option[:2] != exclude
+    ]
     if not options:
         raise ChangeError(
             f"no change adds {budget:+d} parameters within {tolerance:.0%}: no widening, "
@@ -515,7 +568,53 @@ def random_any_change(
         for operation, chosen, result in options
     ]
     operation, chosen, result = options[int(np.random.default_rng(seed).integers(len(options)))]
-    return RandomControl(operation, chosen, seed, result, candidates)
+    return RandomControl(operation, chosen, seed, result, candidates, "any_operation")
+
+
+SAME_OPERATION, ANY_OPERATION = "same_operation", "any_operation"
+CONTROL_POLICIES = (SAME_OPERATION, ANY_OPERATION)
+
+
+def random_control_for(
+    spec: dict,
+    operation: str,
+    parameters: dict,
+    *,
+    seed: int,
+    policy: str = SAME_OPERATION,
+    tolerance: float = 0.05,
+) -> RandomControl:
+    """The random control of a guided change under `policy`, for either family.
+
+    "same_operation": random_control_change; "any_operation": any operation at any place
+    that adds the guided change's parameters (random_any_change, the guided change itself
+    left out). A guided change that adds no parameters (set_hyperparameter) gets a random
+    other hyperparameter under either policy. Out: RandomControl recording the policy.
+    Raises ChangeError ("policy" for an unknown policy, or for a CNN change that removes
+    parameters, which no insertion or widening can match).
+    """
+    if policy not in CONTROL_POLICIES:
+        message = f"must be one of {', '.join(CONTROL_POLICIES)}"
+        raise ChangeError(f"unknown control policy {policy!r}", {"policy": message})
+    if is_transformer_spec(spec):
+        from analysis.engine.transformer_changes import transformer_control_for
+
+        return transformer_control_for(
+            spec, operation, parameters, seed=seed, policy=policy, tolerance=tolerance
+        )
+    if policy == SAME_OPERATION:
+        return random_control_change(spec, operation, parameters, seed=seed, tolerance=tolerance)
+    guided = apply_change(spec, operation, parameters)
+    if operation == "set_hyperparameter":
+        control = _hyperparameter_control(spec, parameters, seed, np.random.default_rng(seed))
+        control.policy = ANY_OPERATION
+        return control
+    if guided.params_added <= 0:
+        message = "the any-operation control needs a change that adds parameters"
+        raise ChangeError(f"{message}; this one adds {guided.params_added}", {"policy": message})
+    return random_any_change(
+        spec, guided.params_added, seed=seed, tolerance=tolerance, exclude=(operation, parameters)
+    )
 
 
 def change_location(operation: str, parameters: dict) -> str:
@@ -530,18 +629,22 @@ def change_location(operation: str, parameters: dict) -> str:
 __all__ = [
     "ANY_CHANGE_OPERATIONS",
     "ANY_CHANGE_POLICY",
+    "ANY_OPERATION",
     "APPLICABLE_OPERATIONS",
+    "CONTROL_POLICIES",
     "CONTROL_HYPERPARAMETER_RANGES",
     "OPERATIONS",
     "ChangeError",
     "ChangeResult",
     "RandomControl",
+    "SAME_OPERATION",
     "apply_change",
     "change_location",
     "insert_layer",
     "insert_templates",
     "layer_widths",
     "random_any_change",
+    "random_control_for",
     "random_control_change",
     "remove_layer",
     "set_hyperparameter",

@@ -35,6 +35,8 @@ from analysis.engine.run_settings import (
     SettingsError,
     dataset_concepts,
 )
+from analysis.engine.specs import SpecError, validate_hyperparameters
+from analysis.engine.transformer_specs import validate_transformer_spec
 
 __all__ = [
     "BOUNDS",
@@ -58,6 +60,7 @@ __all__ = [
     "dataset_fit_model",
     "experiment_config_clean",
     "profile_config_clean",
+    "transformer_run_config_clean",
 ]
 
 
@@ -97,3 +100,20 @@ def dataset_fit_model(dataset: dict, spec: dict) -> dict:
     feed the model, under "dataset.size" when the given size does not fit."""
     with _as_validation_error():
         return run_settings.dataset_fit_model(dataset, spec)
+
+
+def transformer_run_config_clean(raw: dict | None, *, kind: str, spec: dict) -> dict:
+    """In: the settings of a profiling (`kind` "profile") or ablation ("ablation") run on the
+    transformer `spec`: {"dataset": a sequence task, "train", "seed", "probe_size"} (ablation
+    also "mode", "random_sets"), all optional. Out: the complete config, the task fitted to
+    the model; raises ValidationError keyed by setting ("dataset.length", "train.steps")."""
+    config = validate_transformer_spec(spec)
+    try:
+        hyperparameters = validate_hyperparameters(spec.get("hyperparameters", {}))
+    except SpecError as error:
+        raise ValidationError({"subject_model": str(error)}) from None
+    with _as_validation_error():
+        return run_settings.transformer_run_config_clean(
+            raw, kind=kind, n_ctx=config.n_ctx, d_vocab=config.d_vocab,
+            hyperparameters=hyperparameters,
+        )  # fmt: skip

@@ -23,6 +23,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from analysis import services
 from analysis.engine import figures
@@ -32,10 +34,21 @@ from analysis.engine.builder import WeightsError, build_model, load_weights, sel
 from analysis.engine.changes import ChangeError
 from analysis.engine.datasets import DatasetUnavailable, load_dataset
 from analysis.engine.experiments import aggregate_experiment, run_arm
+from analysis.engine.head_profiles import HEAD_SCORES, TransformerProfile, profile_transformer
+from analysis.engine.model_specs import spec_family
 from analysis.engine.profiles import cluster_units, localise_concept, top_units
 from analysis.engine.runtime import configure_cpu_runtime
+from analysis.engine.sequence_tasks import SequenceBatch, make_sequence_task
 from analysis.engine.specs import SpecError
 from analysis.engine.training import TrainConfig, evaluate, train_model
+from analysis.engine.transformer import build_transformer
+from analysis.engine.transformer_ablation import measure_transformer_ablation
+from analysis.engine.transformer_training import (
+    SequenceTrainConfig,
+    evaluate_sequences,
+    held_out_batch,
+    train_transformer,
+)
 from analysis.frozen import experiment_settings
 from analysis.models import AnalysisJob, AnalysisRun
 
@@ -220,8 +233,123 @@ def _scaled(job: AnalysisJob, low: float, high: float) -> Callable[[float, str],
     return lambda fraction, message: report(low + (high - low) * fraction, message)
 
 
+# TransformerLens keeps its causal mask and masking value as buffers in a HookedTransformer's
+# state dict; they hold no learned weights (the model builds its own mask), so they are
+# dropped before loading.
+HOOKED_TRANSFORMER_BUFFERS = (".attn.mask", ".attn.IGNORE")
+
+
+def _load_transformer_weights(model: torch.nn.Module, path: str) -> torch.nn.Module:
+    """Load a state dict saved as safetensors, ours or a HookedTransformer's (same keys).
+    Raises WeightsError when the file is not safetensors or does not fit the model."""
+    try:
+        state = load_file(path, device="cpu")
+    except (SafetensorError, OSError) as error:
+        raise WeightsError(f"not a valid safetensors file ({error})") from error
+    state = {key: value for key, value in state.items()
+             if not key.endswith(HOOKED_TRANSFORMER_BUFFERS)}  # fmt: skip
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise WeightsError(f"the weights do not fit this model: {error}") from error
+    return model
+
+
+def _sequence_train_config(config: dict) -> SequenceTrainConfig:
+    """The frozen run's training settings; its probe set is the task's held-out sequences
+    (probe_size of them, drawn by the task's eval_seed, for the induction task)."""
+    task = config["dataset"]
+    extra = {"eval_seed": task["eval_seed"]} if "eval_seed" in task else {}
+    return SequenceTrainConfig(**config["train"], eval_size=config["probe_size"], **extra)
+
+
+def _trained_transformer(run: AnalysisRun, job: AnalysisJob):
+    """The transformer under study and its probe sequences, from the run's frozen config:
+    built from the frozen spec with the frozen weights when the model had them, else trained
+    on the task with the run's seed.
+
+    Out: (model in eval mode, probe SequenceBatch, metrics of the model on the probe,
+    fingerprint of the probe's tokens).
+    """
+    config = run.config
+    spec = config["model"]["architecture_spec"]
+    task = make_sequence_task(config["dataset"], d_vocab=spec["d_vocab"])
+    train_config = _sequence_train_config(config)
+    probe = held_out_batch(task, train_config)
+    if config["model"]["weights"]:
+        with _frozen_weights_copy(config["model"]) as path:
+            model = _load_transformer_weights(build_transformer(spec), path)
+        model = model.to(select_device()).eval()
+        metrics = {"source": "stored weights", **evaluate_sequences(model, probe)}
+    else:
+        trained = train_transformer(
+            spec, task, train_config, seed=config["seed"], on_progress=_scaled(job, 0.0, 0.7)
+        )
+        model, metrics = trained.model, {"source": "trained for this run", **trained.metrics}
+    return model, probe, metrics, _tokens_fingerprint(probe)
+
+
+def _tokens_fingerprint(probe: SequenceBatch) -> str:
+    return hashlib.sha256(probe.tokens.contiguous().numpy().tobytes()).hexdigest()
+
+
+def head_score_rows(profile: TransformerProfile) -> list[dict]:
+    """Out: one row per head, {"layer", "head", score name: value or None (undefined)}."""
+    rows = []
+    for layer, scores in profile.heads.items():
+        values = scores.to_dict()
+        for head in range(len(values[HEAD_SCORES[0]])):
+            rows.append({"layer": layer, "head": head,
+                         **{name: values[name][head] for name in HEAD_SCORES}})  # fmt: skip
+    return rows
+
+
+def run_transformer_profile_job(job: AnalysisJob) -> dict:
+    model, probe, metrics, fingerprint = _trained_transformer(job.run, job)
+    _progress_callback(job)(0.75, "profiling heads and neurons")
+    profile = profile_transformer(model, probe)
+    return {
+        "concept": "",
+        "head_scores": head_score_rows(profile),
+        "proposed_findings": profile.proposed_findings(),
+        "profile": profile.to_dict(),
+        "model_metrics": metrics,
+        "dataset_fingerprint": fingerprint,
+    }
+
+
+def run_transformer_ablation_job(job: AnalysisJob) -> dict:
+    run = job.run
+    finding = run.config["finding"]
+    model, probe, metrics, fingerprint = _trained_transformer(run, job)
+    _, block, component = finding["layer_name"].split(".")  # "blocks.{i}.attn" or ".mlp"
+    kind = "heads" if component == "attn" else "neurons"
+    _progress_callback(job)(0.8, f"ablating {kind}")
+    result = measure_transformer_ablation(
+        model,
+        probe,
+        block=int(block),
+        kind=kind,
+        units=finding["unit_indices"],
+        mode=run.config["mode"],
+        random_sets=run.config["random_sets"],
+        seed=run.config["seed"],
+    )
+    return {
+        "ablation": result.to_dict(),
+        "model_metrics": metrics,
+        "dataset_fingerprint": fingerprint,
+    }
+
+
+def _is_transformer_run(run: AnalysisRun) -> bool:
+    return spec_family(run.config["model"]["architecture_spec"]) == "transformer"
+
+
 def run_profile_job(job: AnalysisJob) -> dict:
     run = job.run
+    if _is_transformer_run(run):
+        return run_transformer_profile_job(job)
     model, probe, dataset, metrics = _trained_model(run, job)
     _progress_callback(job)(0.75, "profiling activations")
     profile = profile_activations(model, probe, layers=None)
@@ -242,6 +370,8 @@ def run_profile_job(job: AnalysisJob) -> dict:
 
 def run_ablation_job(job: AnalysisJob) -> dict:
     run = job.run
+    if _is_transformer_run(run):
+        return run_transformer_ablation_job(job)
     finding = run.config["finding"]
     model, test, dataset, metrics = _trained_model(run, job)
     _progress_callback(job)(0.8, "ablating units")
@@ -316,8 +446,12 @@ def finish_run_if_complete(run_id: int) -> bool:
 
 def _finish_profile(run: AnalysisRun, jobs: dict):
     result = dict(jobs["main"])
-    png = figures.selectivity_heatmap_png(result["profile"], result["concept"])
-    result["figures"] = {"selectivity": _save_figure(run, "selectivity", png)}
+    if "head_scores" in result:
+        # A transformer's profile is shown as its table of head scores, not a heatmap.
+        result["figures"] = {}
+    else:
+        png = figures.selectivity_heatmap_png(result["profile"], result["concept"])
+        result["figures"] = {"selectivity": _save_figure(run, "selectivity", png)}
     env = run_environment(run, dataset_fingerprint=result["dataset_fingerprint"])
     return result, services.finding_propose_from_profile, env
 

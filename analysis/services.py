@@ -22,6 +22,7 @@ from analysis.configs import (
     dataset_fit_model,
     experiment_config_clean,
     profile_config_clean,
+    transformer_run_config_clean,
 )
 from analysis.dispatch import (
     BrokerUnavailable,
@@ -30,6 +31,7 @@ from analysis.dispatch import (
     jobs_send,
 )
 from analysis.engine.changes import ChangeError
+from analysis.engine.model_specs import model_unit_layers, spec_family
 from analysis.engine.specs import SpecError
 from analysis.frozen import (
     ablation_config_freeze,
@@ -188,6 +190,33 @@ def _fitted(config: dict, model: SubjectModel) -> dict:
     return {**config, "dataset": dataset_fit_model(config["dataset"], model.architecture_spec)}
 
 
+def _is_transformer(model: SubjectModel) -> bool:
+    return spec_family(model.architecture_spec) == "transformer"
+
+
+def _profile_settings(config: dict | None, model: SubjectModel) -> dict:
+    """A profiling run's cleaned settings: a CNN's dataset fitted to the model, or a
+    transformer's sequence task with the layers profiled ({layer: heads or neurons})."""
+    if not _is_transformer(model):
+        return _fitted(profile_config_clean(config), model)
+    spec = model.architecture_spec
+    cleaned = transformer_run_config_clean(config, kind="profile", spec=spec)
+    return {**cleaned, "profiled": model_unit_layers(spec)}
+
+
+def _ablation_settings(config: dict | None, finding: Finding) -> dict:
+    model = finding.subject_model
+    if not _is_transformer(model):
+        return _fitted(ablation_config_clean(config), model)
+    layers = model_unit_layers(model.architecture_spec)
+    if finding.layer_name not in layers:
+        raise ValidationError(
+            {"finding": f"The model has no layer {finding.layer_name!r} with heads or neurons; "
+             f"ablation takes one of {', '.join(layers)}."}
+        )  # fmt: skip
+    return transformer_run_config_clean(config, kind="ablation", spec=model.architecture_spec)
+
+
 def _motivating_concept(change: ArchitectureChange, dataset: str) -> str:
     """The concept of the first supporting finding on the changed model that the dataset
     can measure (a class or attribute of it), if any."""
@@ -206,13 +235,14 @@ def _motivating_concept(change: ArchitectureChange, dataset: str) -> str:
 def profile_request(
     *, actor, subject_model: SubjectModel, config: dict | None = None, dispatch: bool = True
 ) -> AnalysisRun:
-    """Queue activation profiling of a built-in model over a probe set; the model's spec
-    and weights are frozen into the run as they are now."""
+    """Queue activation profiling of a built-in model over a probe set (a transformer's heads
+    and neurons over a sequence task); the model's spec and weights are frozen into the run
+    as they are now."""
     with transaction.atomic():
         # Locked so that the model cannot be edited between freezing it and the run's save.
         subject_model = SubjectModel.objects.select_for_update().get(pk=subject_model.pk)
         _require_builtin(subject_model, "subject_model")
-        cleaned = _fitted(profile_config_clean(config), subject_model)
+        cleaned = _profile_settings(config, subject_model)
         return _run_create(
             actor=actor,
             kind=AnalysisRun.Kind.PROFILE,
@@ -236,7 +266,7 @@ def ablation_request(
         _require_builtin(finding.subject_model, "finding")
         if not finding.unit_indices:
             raise ValidationError({"finding": "The finding names no units to ablate."})
-        cleaned = _fitted(ablation_config_clean(config), finding.subject_model)
+        cleaned = _ablation_settings(config, finding)
         return _run_create(
             actor=actor,
             kind=AnalysisRun.Kind.ABLATION,
@@ -623,9 +653,12 @@ def reproduction_summary(reproduction: dict) -> str:
     )
 
 
-def finding_propose_from_profile(run: AnalysisRun) -> Finding:
-    """Propose a hypothesis finding where profiling located the run's concept."""
+def finding_propose_from_profile(run: AnalysisRun) -> Finding | list[Finding]:
+    """Propose a hypothesis finding where profiling located the run's concept (on a
+    transformer: one per head role that profiling found, see _findings_from_head_roles)."""
     result = run.result
+    if "proposed_findings" in result:
+        return _findings_from_head_roles(run)
     best = result["localisation"][0]
     units = sorted(unit for layer, unit, _ in result["top_units"] if layer == best["layer"])
     finding = finding_create(
@@ -645,6 +678,33 @@ def finding_propose_from_profile(run: AnalysisRun) -> Finding:
         evidence_runs=[run],
     )
     return finding
+
+
+def _findings_from_head_roles(run: AnalysisRun) -> list[Finding]:
+    """One hypothesis finding per head role whose best head reached the threshold, e.g.
+    "layer 1 head 0 is an induction head (score 0.77)", located at that head."""
+    findings = []
+    for proposal in run.result["proposed_findings"]:
+        findings.append(
+            finding_create(
+                actor=None,
+                subject_model=run.subject_model,
+                title=f"{proposal['text']} (run {run.pk})",
+                layer_name=proposal["layer"],
+                unit_indices=[proposal["head"]],
+                concept=proposal["role"].replace("_", "-"),
+                kind=Finding.Kind.UNIT_CLUSTER,
+                status=Finding.Status.HYPOTHESIS,
+                confidence=0.5,
+                description=(
+                    f"Proposed by profiling run {run.pk}: in `{proposal['layer']}`, head "
+                    f"{proposal['head']} has the highest {proposal['role'].replace('_', '-')} "
+                    f"score of the model ({proposal['score']:.3f})."
+                ),
+                evidence_runs=[run],
+            )
+        )
+    return findings
 
 
 def finding_attach_ablation(run: AnalysisRun) -> Finding:

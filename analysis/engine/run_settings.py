@@ -459,3 +459,87 @@ def sequence_task_clean(raw: Any, *, n_ctx: int, d_vocab: int) -> dict:
     if fit := _sequence_fit(cleaned, n_ctx, d_vocab):
         raise SettingsError(fit)
     return cleaned
+
+
+# Profiling and ablation runs on a transformer model: a sequence task instead of a dataset,
+# training (only when the model has no weights) by steps instead of epochs, and a probe set of
+# `probe_size` held-out sequences. The train options a transformer run takes, with their
+# bounds ("optimizer" is a choice, as for CNN runs); left-out ones come from the spec's
+# hyperparameters (epochs aside), "steps" from SEQUENCE_TRAIN_DEFAULTS.
+SEQUENCE_TRAIN_BOUNDS: dict[str, tuple[int | float, int | float]] = {
+    "steps": (1, 20_000),
+    "batch_size": HYPERPARAMETER_BOUNDS["batch_size"],
+    "learning_rate": HYPERPARAMETER_BOUNDS["learning_rate"],
+    "weight_decay": HYPERPARAMETER_BOUNDS["weight_decay"],
+}
+SEQUENCE_TRAIN_FIELDS = (*SEQUENCE_TRAIN_BOUNDS, "optimizer")
+SEQUENCE_TRAIN_DEFAULTS: dict[str, Any] = {"steps": 300}
+PROBE_SIZE_BOUNDS = (8, 4096)
+DEFAULT_PROBE_SIZE = 256
+TRANSFORMER_RUN_SETTINGS: dict[str, tuple[str, ...]] = {
+    "profile": ("dataset", "train", "seed", "probe_size"),
+    "ablation": ("dataset", "train", "seed", "probe_size", "mode", "random_sets"),
+}
+
+
+def _clean_sequence_train(raw: Any, hyperparameters: dict) -> dict:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SettingsError({"train": "must be an object of training settings."})
+    errors: Errors = {}
+    _unknown(errors, raw, SEQUENCE_TRAIN_FIELDS, prefix="train.")
+    cleaned = {name: hyperparameters[name] for name in SEQUENCE_TRAIN_FIELDS
+               if name in hyperparameters}  # fmt: skip
+    cleaned = {**SEQUENCE_TRAIN_DEFAULTS, **cleaned}
+    for name in SEQUENCE_TRAIN_FIELDS:
+        if name not in raw:
+            continue
+        key = f"train.{name}"
+        if name == "optimizer":
+            cleaned[name] = _gather(errors, key, _choice, raw[name], "train.optimizer")
+        else:
+            low, high = SEQUENCE_TRAIN_BOUNDS[name]
+            check = _whole_number if isinstance(low, int) and isinstance(high, int) else _number
+            cleaned[name] = _gather(errors, key, check, raw[name], low, high)
+    if errors:
+        raise SettingsError(errors)
+    return cleaned
+
+
+def transformer_run_config_clean(
+    raw: dict | None, *, kind: str, n_ctx: int, d_vocab: int, hyperparameters: dict
+) -> dict:
+    """Clean the settings of a profiling (`kind` "profile") or ablation ("ablation") run on a
+    transformer taking n_ctx positions over d_vocab tokens, whose spec's hyperparameters
+    (merged over the defaults) are `hyperparameters`.
+
+    In: {"dataset": a sequence task (default induction), "train": {"steps", "batch_size",
+    "learning_rate", "weight_decay", "optimizer"}, "seed", "probe_size"}, and for ablation
+    "mode" and "random_sets"; all optional. Out: the complete config. Raises SettingsError
+    keyed as for CNN runs ("dataset.length", "train.steps", "probe_size", ...).
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SettingsError({"config": "must be an object of run settings."})
+    errors: Errors = {}
+    _unknown(errors, raw, TRANSFORMER_RUN_SETTINGS[kind])
+    dataset = raw.get("dataset", {"name": "induction"})
+    cleaned = {
+        "dataset": _gather(
+            errors, "dataset", lambda: sequence_task_clean(dataset, n_ctx=n_ctx, d_vocab=d_vocab)
+        ),
+        "train": _gather(
+            errors, "train", _clean_sequence_train, raw.get("train"), hyperparameters
+        ),
+        "seed": _optional(errors, raw, "seed"),
+        "probe_size": _gather(
+            errors, "probe_size", _whole_number, raw.get("probe_size", DEFAULT_PROBE_SIZE),
+            *PROBE_SIZE_BOUNDS,
+        ),
+    }  # fmt: skip
+    if kind == "ablation":
+        cleaned["mode"] = _optional(errors, raw, "mode")
+        cleaned["random_sets"] = _optional(errors, raw, "random_sets")
+    return _done(errors, cleaned)

@@ -9,7 +9,8 @@ from django.db.models import Q
 from django.urls import reverse
 from simple_history.models import HistoricalRecords
 
-from analysis.engine.specs import SpecError, layer_widths, validate_spec
+from analysis.engine.model_specs import model_unit_layers, spec_family, validate_model_spec
+from analysis.engine.specs import SpecError, SpecFieldError
 
 
 def weights_upload_path(instance: "SubjectModel", filename: str) -> str:
@@ -84,18 +85,49 @@ class SubjectModel(models.Model):
             if not self.architecture_spec:
                 raise ValidationError({"architecture_spec": "A built-in model needs a spec."})
             try:
-                validate_spec(self.architecture_spec)
-            except SpecError as error:
-                raise ValidationError({"architecture_spec": str(error)}) from None
+                validate_model_spec(self.architecture_spec)
+            except SpecFieldError as error:
+                # On the field itself (admin and page forms have no field per spec path),
+                # each message led by its path; the services key them by path for the API.
+                raise ValidationError(
+                    {"architecture_spec": spec_problems(error.field_errors)}
+                ) from None
+
+    @property
+    def is_transformer(self) -> bool:
+        """Whether the spec declares the transformer family (heads and neurons as units)."""
+        return spec_family(self.architecture_spec) == "transformer"
 
     def known_layer_widths(self) -> dict[str, int]:
-        """Units per layer when the spec is known and valid, else an empty dict."""
+        """Units per layer where findings can sit when the spec is known and valid, else an
+        empty dict: a CNN's layer widths, a transformer's "blocks.{i}.attn" (heads) and
+        "blocks.{i}.mlp" (neurons)."""
         if not self.architecture_spec:
             return {}
         try:
-            return layer_widths(self.architecture_spec)
+            return model_unit_layers(self.architecture_spec)
         except SpecError:
             return {}
+
+
+def spec_field_errors(error: SpecFieldError) -> dict[str, list[str]]:
+    """A refused spec's problems keyed by model field: a CNN spec's (and a spec that is not
+    an object) under "architecture_spec", a transformer's under its dotted path, e.g.
+    "architecture_spec.blocks.1.n_heads"."""
+    return {
+        "architecture_spec" if key == "spec" else f"architecture_spec.{key}": messages
+        for key, messages in error.field_errors.items()
+    }
+
+
+def spec_problems(field_errors: dict[str, list[str]]) -> list[str]:
+    """A refused spec's problems as messages, each led by the spec path it names
+    ("blocks.1.n_heads: must be ..."), a CNN spec's (keyed "spec") as they are."""
+    return [
+        message if key == "spec" else f"{key}: {message}"
+        for key, messages in field_errors.items()
+        for message in messages
+    ]
 
 
 class Finding(models.Model):

@@ -10,8 +10,11 @@ from django.core.files import File
 from django.db import transaction
 from django.db.models import Q
 
+from analysis.engine.model_specs import validate_model_spec
+from analysis.engine.specs import SpecFieldError
 from kb import events
 from kb.models import Finding, SubjectModel
+from kb.models.subjects import spec_field_errors
 from kb.services.records import record_create, record_touch, record_update
 
 # What a run measures about a model: frozen into every run, so fixed once a run used it.
@@ -59,12 +62,27 @@ def subject_model_create(
     weights: File | None = None,
     **fields,
 ) -> SubjectModel:
-    """Register a model under study; weights, when given, must be a safetensors file."""
+    """Register a model under study; weights, when given, must be a safetensors file. A
+    built-in model's spec may be a CNN/MLP or a transformer spec (weights then a
+    HookedTransformer-style state dict); its problems come keyed by path."""
     model = SubjectModel(name=name, kind=kind, architecture_spec=architecture_spec or {}, **fields)
+    _check_spec(model.kind, model.architecture_spec)
     if weights is not None:
         model.weights_sha256 = _check_safetensors(weights)
         model.weights = weights
     return record_create(model, actor=actor)
+
+
+def _check_spec(kind: str, spec) -> None:
+    """Refuse a built-in model's invalid spec with its problems keyed by path
+    ("architecture_spec.blocks.1.n_heads"), so the API names each field; SubjectModel.clean
+    checks the same on the field as a whole for forms that have no field per path."""
+    if kind != SubjectModel.Kind.BUILTIN or not spec:
+        return  # left to SubjectModel.clean, which asks a built-in model for a spec
+    try:
+        validate_model_spec(spec)
+    except SpecFieldError as error:
+        raise ValidationError(spec_field_errors(error)) from None
 
 
 def subject_model_used_by_run(model: SubjectModel) -> int | None:
@@ -101,6 +119,9 @@ def subject_model_update(*, actor, model: SubjectModel, data: dict) -> SubjectMo
                     for name in measured
                 }
             )
+        _check_spec(
+            data.get("kind", model.kind), data.get("architecture_spec", model.architecture_spec)
+        )
         return record_update(model, actor=actor, data=data)
 
 

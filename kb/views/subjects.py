@@ -1,5 +1,6 @@
 """Models under study and findings, with the buttons that start profiling and ablation."""
 
+from django.core.exceptions import ValidationError
 from django.shortcuts import render
 from django.urls import reverse
 
@@ -47,9 +48,11 @@ def subject_model_create(request):
     return save_form_page(
         request,
         form,
-        write=lambda: subjects.subject_model_create(
-            actor=request.user,
-            **{k: v for k, v in form.cleaned_data.items() if k != "weights" or v},
+        write=_spec_errors_on_field(
+            lambda: subjects.subject_model_create(
+                actor=request.user,
+                **{k: v for k, v in form.cleaned_data.items() if k != "weights" or v},
+            )
         ),
         success=lambda model: f"Model {model} registered.",
         page={"title": "New model", "cancel": reverse("model-list")},
@@ -73,10 +76,34 @@ def subject_model_update(request, pk: int):
         request,
         form,
         success="Model saved.",
-        update=lambda data: subjects.subject_model_update(
-            actor=request.user, model=model, data=data
+        update=_spec_errors_on_field(
+            lambda data: subjects.subject_model_update(actor=request.user, model=model, data=data)
         ),
     )
+
+
+def _spec_errors_on_field(write):
+    """`write`, with a transformer spec's problems (keyed "architecture_spec.blocks.1.n_heads"
+    by the model) shown on the form's spec field, each message led by the path it names."""
+
+    def written(*args):
+        try:
+            return write(*args)
+        except ValidationError as error:
+            if not hasattr(error, "error_dict") or not any(
+                key.startswith("architecture_spec.") for key in error.error_dict
+            ):
+                raise
+            folded: dict[str, list[str]] = {}
+            for key, messages in error.message_dict.items():
+                field, dot, path = key.partition(".")
+                if dot and field == "architecture_spec":
+                    folded.setdefault(field, []).extend(f"{path}: {m}" for m in messages)
+                else:
+                    folded.setdefault(key, []).extend(messages)
+            raise ValidationError(folded) from None
+
+    return written
 
 
 @require_perm("kb.delete_subjectmodel")

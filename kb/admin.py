@@ -13,6 +13,8 @@ from kb.forms import STALE_FORM
 from kb.models import (
     Answer,
     ArchitectureChange,
+    CodingRound,
+    CodingRoundCoder,
     Event,
     Finding,
     Highlight,
@@ -613,4 +615,50 @@ class EventAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class CodingRoundCoderInline(admin.TabularInline):
+    model = CodingRoundCoder
+    extra = 0
+    fields = ["coder", "done_at"]
+    readonly_fields = ["coder", "done_at"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(CodingRound)
+class CodingRoundAdmin(admin.ModelAdmin):
+    """Rounds are started, marked done and closed on the site (kb.services.coding_rounds),
+    which log each step; the admin only shows them."""
+
+    list_display = ["name", "created_by", "created_at", "closed_at"]
+    list_filter = ["closed_at"]
+    search_fields = ["name"]
+    date_hierarchy = "created_at"
+    list_select_related = ["created_by"]
+    readonly_fields = ["name", "interviews", "created_by", "created_at", "closed_at"]
+    inlines = [CodingRoundCoderInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(CodingRoundCoder)
+class CodingRoundCoderAdmin(admin.ModelAdmin):
+    """One coder's part in a round, read-only (see CodingRoundAdmin)."""
+
+    list_display = ["coding_round", "coder", "done_at"]
+    search_fields = ["coding_round__name", "coder__username"]
+    list_select_related = ["coding_round", "coder"]
+    readonly_fields = ["coding_round", "coder", "done_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False

@@ -172,3 +172,56 @@ def _summary(counts: dict, pair: tuple | None) -> dict:
         "kappa": kappa(counts["table"]) if pair else None,
         "coded": counts["coded"],
     }
+
+
+# --- disagreements and the consensus version (coding rounds) -------------------------------
+
+KEEP, DROP, CODER_PREFIX = "keep", "drop", "coder:"
+
+
+def passages(by_coder: dict[int, list[tuple[int, int]]]) -> list[dict]:
+    """The passages of one (interview, theme): maximal stretches that some coder coded, with
+    each coder's merged spans inside them, for the coders compared side by side.
+
+    In: coder id -> that coder's merged [start, end) spans (`merged`), every compared coder
+    present (an empty list: coded none of it). Out, in order: {"start", "end", "agreed",
+    "spans": {coder: [(start, end)]}}, `agreed` when every coder coded exactly the passage.
+    """
+    bounds = sorted(span for spans in by_coder.values() for span in spans)
+    stretches: list[list[int]] = []
+    for start, end in bounds:
+        if stretches and start <= stretches[-1][1]:
+            stretches[-1][1] = max(stretches[-1][1], end)
+        else:
+            stretches.append([start, end])
+    result = []
+    for start, end in stretches:
+        inside = {
+            coder: [(s, e) for s, e in spans if s < end and e > start]
+            for coder, spans in by_coder.items()
+        }
+        agreed = all(spans == [(start, end)] for spans in inside.values())
+        result.append({"start": start, "end": end, "agreed": agreed, "spans": inside})
+    return result
+
+
+def decision_choices(coders: Iterable[int]) -> list[str]:
+    """What may be decided for a disagreement: one coder's version, keep all of it, drop it."""
+    return [f"{CODER_PREFIX}{coder}" for coder in coders] + [KEEP, DROP]
+
+
+def consensus_spans(passage: dict, decision: str | None) -> list[tuple[int, int]]:
+    """The consensus spans of one passage: agreed passages as they are; otherwise the chosen
+    coder's spans, the whole passage (`keep`) or nothing (`drop`). `decision` must be one of
+    decision_choices (ValueError otherwise)."""
+    if passage["agreed"]:
+        return [(passage["start"], passage["end"])]
+    if decision == KEEP:
+        return [(passage["start"], passage["end"])]
+    if decision == DROP:
+        return []
+    if decision and decision.startswith(CODER_PREFIX):
+        coder = decision.removeprefix(CODER_PREFIX)
+        if coder.isdigit() and int(coder) in passage["spans"]:
+            return list(passage["spans"][int(coder)])
+    raise ValueError(f"Not a decision for this passage: {decision!r}")

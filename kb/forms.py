@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from analysis import configs
-from kb import transcripts
+from kb import selectors, transcripts
 from kb.models import (
     Answer,
     ArchitectureChange,
@@ -173,6 +173,24 @@ class ResearcherForm(ServiceModelForm):
             "contact_email", "consent_given", "consent_date", "consent_scope",
         ]  # fmt: skip
         widgets = {"consent_date": forms.DateInput(attrs={"type": "date"})}
+
+    CONSENT_FIELDS = ("consent_given", "consent_date", "consent_scope")
+
+    def clean(self) -> dict:
+        """The model's consent rule, checked here as well, so that its error shows beside the
+        consent fields together with any other field's error (the service, which checks it
+        again, runs only once every field is valid)."""
+        data = super().clean()
+        if any(name in self.errors for name in self.CONSENT_FIELDS):
+            return data
+        probe = Researcher(**{name: data.get(name) for name in self.CONSENT_FIELDS})
+        others = {f.name for f in Researcher._meta.fields} - set(self.CONSENT_FIELDS)
+        try:
+            probe.validate_constraints(exclude=others)
+        except ValidationError as error:
+            missing_date = data.get("consent_given") and not data.get("consent_date")
+            self.add_error("consent_date" if missing_date else "consent_scope", error.messages)
+        return data
 
 
 class SurveyForm(ServiceModelForm):
@@ -355,7 +373,8 @@ class InterviewForm(AnswersMixin, ServiceModelForm):
 
 class HighlightForm(forms.Form):
     """A passage selected on the interview page; the offsets come from the selection. Without
-    offsets (no pointer, keyboard only), the quote is looked up in the source text."""
+    offsets (no pointer, keyboard only), the quote is looked up in the source text; a quote
+    that occurs more than once is coded where the coder chooses (`occurrence`, its start)."""
 
     start = forms.IntegerField(min_value=0, required=False, widget=forms.HiddenInput)
     end = forms.IntegerField(min_value=1, required=False, widget=forms.HiddenInput)
@@ -365,6 +384,7 @@ class HighlightForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Select a passage above, or type or paste it exactly.",
     )
+    occurrence = forms.IntegerField(min_value=0, required=False, widget=forms.HiddenInput)
     themes = forms.ModelMultipleChoiceField(
         queryset=Theme.objects.all(), widget=forms.CheckboxSelectMultiple
     )
@@ -386,12 +406,56 @@ class HighlightForm(forms.Form):
                 raise ValidationError("That answer is not part of this interview.")
         if quote and (data.get("start") is None or data.get("end") is None):
             source = data["answer"].text if data["answer"] else self.interview.transcript
-            position = source.find(quote)
-            if position < 0:
-                self.add_error("quote", "This text does not occur in the transcript.")
-            else:
-                data["start"], data["end"] = position, position + len(quote)
+            start = self._typed_quote_start(source, quote, data.pop("occurrence", None))
+            if start is not None:
+                data["start"], data["end"] = start, start + len(quote)
+        data.pop("occurrence", None)
         return data
+
+    def _typed_quote_start(self, source: str, quote: str, chosen: int | None) -> int | None:
+        """Where a typed quote starts in `source`; None, with the error on the form, when it
+        does not occur or occurs more than once and `chosen` is not one of its starts."""
+        starts = _occurrences(source, quote)
+        if len(starts) == 1 or (chosen is not None and chosen in starts):
+            return starts[0] if len(starts) == 1 else chosen
+        if not starts:
+            self.add_error("quote", "This text does not occur in the transcript.")
+            return None
+        self.fields["occurrence"] = forms.TypedChoiceField(
+            label="Which occurrence?",
+            coerce=int,
+            required=False,
+            choices=[(start, _in_context(source, start, len(quote))) for start in starts],
+            widget=forms.RadioSelect,
+        )
+        self._bound_fields_cache.pop("occurrence", None)  # render the new field, not the hidden one
+        self.add_error(
+            "occurrence",
+            f"This text occurs {len(starts)} times; choose the one you mean and save again.",
+        )
+        return None
+
+
+def _occurrences(text: str, quote: str) -> list[int]:
+    """Out: the start of every occurrence of `quote` in `text`, overlapping ones included."""
+    starts, found = [], text.find(quote)
+    while found != -1:
+        starts.append(found)
+        found = text.find(quote, found + 1)
+    return starts
+
+
+QUOTE_CONTEXT = 40  # characters shown on each side of a typed quote's occurrence
+
+
+def _in_context(text: str, start: int, length: int) -> str:
+    before = text[max(0, start - QUOTE_CONTEXT) : start]
+    after = text[start + length : start + length + QUOTE_CONTEXT]
+    quote = text[start : start + length]
+    return (
+        f"At character {start}: {'…' if start > QUOTE_CONTEXT else ''}{before}"
+        f"«{quote}»{after}{'…' if start + length + QUOTE_CONTEXT < len(text) else ''}"
+    )
 
 
 class HighlightEditForm(ServiceModelForm):
@@ -427,12 +491,17 @@ class SubjectModelForm(ServiceModelForm):
             "architecture_spec": forms.Textarea(attrs={"rows": 10, "class": "code"}),
             "source": forms.Textarea(attrs={"rows": 2}),
         }
-        help_texts = {"architecture_spec": "Built-in models only: the JSON architecture spec."}
+        help_texts = {
+            "architecture_spec": "Built-in models only: the JSON architecture spec, a CNN/MLP "
+            'spec or a transformer spec ({"family": "transformer", ...}).'
+        }
 
 
 class FindingForm(VersionedModelForm):
     unit_indices = IntegerListField(
-        required=False, help_text="Unit (channel or neuron) indices, separated by commas."
+        required=False,
+        help_text="Unit indices, separated by commas: channels or neurons, or a "
+        "transformer's heads (layer blocks.N.attn) or MLP neurons (blocks.N.mlp).",
     )
 
     class Meta:
@@ -475,6 +544,15 @@ class InsightForm(VersionedModelForm):
         fields = ["title", "statement", "understanding_level", "relevance", "status"]
         widgets = {"statement": MARKDOWN_WIDGET}
 
+    def __init__(self, *args, user=None, **kwargs):
+        """`user`: whose quotes to offer (a coder coding blind sees only their own)."""
+        super().__init__(*args, **kwargs)
+        for name in ("supporting_highlights", "contradicting_highlights"):
+            field = self.fields[name]
+            visible = selectors.highlights_visible(user=user, queryset=field.queryset)
+            field.queryset = visible.select_related("interview__researcher")
+            field.label_from_instance = _quote_choice_label
+
     def record_fields(self) -> dict:
         return {k: v for k, v in self.cleaned_data.items() if k not in self.EVIDENCE_FIELDS}
 
@@ -483,6 +561,18 @@ class InsightForm(VersionedModelForm):
 
     def evidence(self) -> dict:
         return {name: list(self.cleaned_data[name]) for name in self.EVIDENCE_FIELDS}
+
+
+QUOTE_CHOICE_LENGTH = 240  # a choice longer than this ends in "…"; most quotes fit whole
+
+
+def _quote_choice_label(highlight: Highlight) -> str:
+    """Whose quote, from which interview, and the quote itself (whole, up to a long cut)."""
+    quote = " ".join(highlight.quote.split())
+    if len(quote) > QUOTE_CHOICE_LENGTH:
+        quote = quote[: QUOTE_CHOICE_LENGTH - 1].rstrip() + "…"
+    interview = highlight.interview
+    return f"{interview.researcher.pseudonym}, {interview.conducted_on:%Y-%m-%d}: “{quote}”"
 
 
 class OptionalJSONField(forms.JSONField):
@@ -718,3 +808,52 @@ class InvitationForm(forms.Form):
 
 def today() -> datetime.date:
     return timezone.localdate()
+
+
+class ExchangeImportForm(forms.Form):
+    """A REFI-QDA file to import (kb.services.exchange): a codebook (.qdc) or a project
+    (.qdpx), told apart by the file's extension."""
+
+    KINDS = {".qdc": "codebook", ".qdpx": "project"}
+
+    file = forms.FileField(
+        help_text="A REFI-QDA codebook (.qdc) or project (.qdpx) exported from MAXQDA, ATLAS.ti, "
+        "NVivo, QualCoder, Taguette or Insight KB."
+    )
+    researcher = forms.ModelChoiceField(
+        queryset=Researcher.objects.filter(anonymised_at__isnull=True),
+        required=False,
+        label="Interviewee (projects)",
+        help_text="Whose interviews a project's sources are when their case names no pseudonym "
+        "known here.",
+    )
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        extension = "." + upload.name.rsplit(".", 1)[-1].lower() if "." in upload.name else ""
+        if extension not in self.KINDS:
+            raise ValidationError(f"Upload a .qdc or .qdpx file; “{upload.name}” is neither.")
+        self.kind = self.KINDS[extension]
+        return upload
+
+
+class ThemeStatisticsScopeForm(forms.Form):
+    """Which coding the theme statistics count (?coder=<user id> or ?version=consensus), as
+    the API's theme-prevalence endpoint takes them."""
+
+    coder = forms.ModelChoiceField(
+        queryset=get_user_model().objects.filter(coded_highlights__isnull=False).distinct(),
+        required=False,
+        empty_label="Every coder",
+        help_text="Count only this coder's highlights.",
+    )
+    version = forms.ChoiceField(
+        choices=[("", "The coders' highlights"), ("consensus", "The consensus version")],
+        required=False,
+    )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("coder") and data.get("version"):
+            self.add_error("version", "Choose one coder or the consensus version, not both.")
+        return data

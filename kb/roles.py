@@ -27,6 +27,8 @@ KB_MODELS = [
     "architecturechange",
     "outcome",
     "surveyinvitation",
+    "codinground",
+    "codingroundcoder",
 ]
 VIEWER_MODELS = {
     "kb": [

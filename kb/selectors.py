@@ -6,20 +6,21 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from django.contrib.admin.utils import NestedObjects
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.files.storage import default_storage
-from django.db import connection, models, router
-from django.db.models import Count, Prefetch, Q, QuerySet, Value
-from django.db.models.functions import Concat
-from django.utils.html import escape
-from django.utils.safestring import SafeString, mark_safe
+from django.db import models, router
+from django.db.models import Count, Prefetch, Q, QuerySet
 
 from analysis.models import AnalysisRun
 from kb import agreement, statistics
 from kb.models import (
     Answer,
     ArchitectureChange,
+    CodingRound,
+    CodingRoundCoder,
     Event,
     Finding,
     Highlight,
@@ -149,9 +150,14 @@ def interview_list() -> QuerySet[Interview]:
     )
 
 
-def interview_get(pk: int) -> Interview:
+def interview_get(pk: int, *, user=None) -> Interview:
+    """An interview with its highlights; with `user`, only those the user may see while
+    coding blind (highlights_visible)."""
     highlights = (
-        Highlight.objects.select_related("coder").prefetch_related("themes").order_by("start")
+        highlights_visible(user=user)
+        .select_related("coder")
+        .prefetch_related("themes")
+        .order_by("start")
     )
     return (
         Interview.objects.select_related("researcher", "survey", "interviewer")
@@ -180,7 +186,10 @@ class ThemeNode:
 
 def theme_tree() -> list[ThemeNode]:
     """The codebook in depth-first order, each theme with its depth (one query)."""
-    themes = list(Theme.objects.annotate(highlight_count=Count("highlights")))
+    # An aggregate drops Meta.ordering, so the order is asked for again.
+    themes = list(
+        Theme.objects.annotate(highlight_count=Count("highlights")).order_by("name", "pk")
+    )
     children: dict[int | None, list[Theme]] = defaultdict(list)
     for theme in themes:
         children[theme.parent_id].append(theme)
@@ -199,13 +208,15 @@ def theme_get(pk: int) -> Theme:
     return Theme.objects.select_related("parent").prefetch_related("children").get(pk=pk)
 
 
-def highlight_get(pk: int) -> Highlight:
-    return Highlight.objects.select_related("interview").get(pk=pk)
+def highlight_get(pk: int, *, user=None) -> Highlight:
+    """A highlight; with `user`, only one they may see while coding blind."""
+    return highlights_visible(user=user).select_related("interview").get(pk=pk)
 
 
-def theme_highlights(theme: Theme) -> QuerySet[Highlight]:
+def theme_highlights(theme: Theme, *, user=None) -> QuerySet[Highlight]:
     return (
-        theme.highlights.select_related("interview__researcher")
+        highlights_visible(user=user, queryset=theme.highlights.all())
+        .select_related("interview__researcher")
         .prefetch_related("themes")
         .order_by("-created_at")
     )
@@ -252,8 +263,9 @@ def _outcomes_with_runs() -> QuerySet[Outcome]:
     return Outcome.objects.select_related("analysis_run")
 
 
-def insight_get(pk: int) -> Insight:
-    """An insight with its whole evidence chain: quotes, findings, changes, outcomes, runs."""
+def insight_get(pk: int, *, user=None) -> Insight:
+    """An insight with its whole evidence chain: quotes, findings, changes, outcomes, runs.
+    With `user`, only the quotes the user may see while coding blind (highlights_visible)."""
     return Insight.objects.prefetch_related(
         Prefetch(
             "finding_links",
@@ -261,9 +273,11 @@ def insight_get(pk: int) -> Insight:
         ),
         Prefetch(
             "highlight_links",
-            queryset=InsightHighlight.objects.select_related(
-                "highlight__interview__researcher"
-            ).prefetch_related("highlight__themes"),
+            queryset=InsightHighlight.objects.filter(
+                highlight_visibility(user, prefix="highlight__")
+            )
+            .select_related("highlight__interview__researcher")
+            .prefetch_related("highlight__themes"),
         ),
         Prefetch(
             "changes",
@@ -373,6 +387,15 @@ def outcome_get(pk: int) -> Outcome:
     return Outcome.objects.select_related("change").get(pk=pk)
 
 
+def outcomes_flagged(outcomes) -> list[Outcome]:
+    """The outcomes, each with `beats_baseline` and `beats_control` set."""
+    outcomes = list(outcomes)
+    for outcome in outcomes:
+        outcome.beats_baseline = outcome_beats_baseline(outcome)
+        outcome.beats_control = outcome_beats_control(outcome)
+    return outcomes
+
+
 def outcome_list() -> QuerySet[Outcome]:
     return Outcome.objects.select_related(
         "change__target_model", "change__insight", "analysis_run"
@@ -382,11 +405,12 @@ def outcome_list() -> QuerySet[Outcome]:
 # --- theme statistics (computed in kb.statistics, shared with the API) ----------------------
 
 
-def theme_prevalence() -> dict:
-    """kb.statistics.theme_prevalence in the codebook's tree order, for the pages: rows of
+def theme_prevalence(*, coder_id: int | None = None, consensus: bool = False) -> dict:
+    """kb.statistics.theme_prevalence (every coder's highlights, one coder's or the
+    consensus version's) in the codebook's tree order, for the pages: rows of
     {"theme", "depth", "overall": proportion, "by_role": [{"label", **proportion}]}, where a
     proportion is {"count", "n", "share", "ci_low", "ci_high"} (95% Wilson interval)."""
-    stats = statistics.theme_prevalence()
+    stats = statistics.theme_prevalence(coder_id=coder_id, consensus=consensus)
     by_id = {row["theme"]: row for row in stats["themes"]}
     labels = dict(Researcher.Role.choices)
     roles = [(role, labels.get(role, role)) for role in stats["roles"]]
@@ -404,7 +428,7 @@ def theme_prevalence() -> dict:
     return {"rows": rows, "roles": roles, "researchers": stats["researchers"]}
 
 
-def interview_agreement(interview_ids: list[int]) -> dict:
+def interview_agreement(interview_ids: list[int], *, user=None) -> dict:
     """Agreement between coders on these interviews' transcripts (kb.agreement), named.
 
     Out: {"interviews": [ids], "characters": units per theme, "coders": [{"id", "username"}],
@@ -412,8 +436,9 @@ def interview_agreement(interview_ids: list[int]) -> dict:
     "coded_characters"}]}] in name order, "overall": {"alpha", "kappa", "coders"}}.
     Only transcript highlights with a recorded coder count: answer highlights lie outside
     the transcript, and older highlights have no coder. A coder counts only on the interviews
-    where they coded some theme (elsewhere missing, not "coded nothing"). Two queries whatever
-    the size.
+    where they coded some theme (elsewhere missing, not "coded nothing"). Consensus
+    highlights are no coder's; with `user`, only the highlights they may see while coding
+    blind count. Two queries whatever the size.
     """
     lengths = dict(
         Interview.objects.filter(pk__in=interview_ids)
@@ -421,8 +446,10 @@ def interview_agreement(interview_ids: list[int]) -> dict:
         .values_list("pk", "characters")
     )
     rows = Highlight.themes.through.objects.filter(
+        highlight_visibility(user, prefix="highlight__"),
         highlight__interview_id__in=lengths,
         highlight__source=Highlight.Source.TRANSCRIPT,
+        highlight__is_consensus=False,
         highlight__coder__isnull=False,
     ).values_list(
         "highlight__coder_id", "theme_id", "highlight__interview_id", "highlight__start",
@@ -489,134 +516,232 @@ def outcome_beats_control(outcome: Outcome) -> bool | None:
 
 
 def scoreboard() -> dict:
-    """kb.statistics.scoreboard with display labels, plus every outcome with its two flags."""
+    """kb.statistics.scoreboard with display labels (the page lists the outcomes a page at a
+    time, outcomes_flagged)."""
     board = statistics.scoreboard()
     operations = dict(ArchitectureChange.Operation.choices)
-    outcomes = list(outcome_list())
-    for outcome in outcomes:
-        outcome.beats_baseline = outcome_beats_baseline(outcome)
-        outcome.beats_control = outcome_beats_control(outcome)
     return {
-        "outcomes": outcomes,
         "overall": board["overall"],
         "by_operation": [(operations[b["operation"]], b) for b in board["by_operation"]],
         "by_model": [(b["name"], b) for b in board["by_model"]],
     }
 
 
-# --- search -----------------------------------------------------------------------------------
-
-# kind, model, searched text fields, permission needed, joins for the result's label
-SEARCH_KINDS = [
-    ("Interviews", Interview, ["transcript", "summary"], "kb.view_interview", ["researcher"]),
-    ("Highlights", Highlight, ["quote", "note"], "kb.view_highlight", ["interview__researcher"]),
-    (
-        "Findings",
-        Finding,
-        ["title", "concept", "description"],
-        "kb.view_finding",
-        ["subject_model"],
-    ),  # noqa: E501
-    ("Insights", Insight, ["title", "statement"], "kb.view_insight", []),
-    (
-        "Changes",
-        ArchitectureChange,
-        ["rationale", "expected_metric"],
-        "kb.view_architecturechange",
-        ["target_model"],
-    ),
-]
-SEARCH_LIMIT = 20
-SNIPPET_RADIUS = 80
-# Control characters that cannot occur in text typed into a form mark a headline's matches.
-MARK_START, MARK_STOP = "\x02", "\x03"
+# --- coding rounds and blind coding (issue 15) ----------------------------------------------
 
 
-def search(*, user, query: str) -> list[tuple[str, list]]:
-    """Records of every kind the user may see whose text matches, grouped by kind, each with
-    `snippet`: the matching text with the matches in <mark>. PostgreSQL full-text search
-    (web search syntax, ranked); a case-insensitive substring match elsewhere."""
-    query = query.strip()
-    if not query:
+def highlight_visibility(user, *, prefix: str = "") -> Q:
+    """The one rule of blind coding, as a filter on highlights (`prefix` reaches them from
+    another model, e.g. "highlight__"): while a round is open and `user` is one of its coders
+    who has not marked their part done, on that round's interviews they see only their own
+    highlights (not the other coders', nor consensus ones). Everyone else sees everything."""
+    if user is None or not user.is_authenticated:
+        return Q()
+    # Through-table ids are never NULL, so NOT IN is safe here.
+    blind = CodingRound.interviews.through.objects.filter(
+        codinground__closed_at__isnull=True,
+        codinground__coders__coder=user,
+        codinground__coders__done_at__isnull=True,
+    ).values("interview_id")
+    return ~Q(**{f"{prefix}interview_id__in": blind}) | Q(**{f"{prefix}coder": user})
+
+
+def highlights_visible(*, user, queryset: QuerySet[Highlight] | None = None) -> QuerySet[Highlight]:
+    """`queryset` (every highlight by default) less what `user` may not see while coding
+    blind (highlight_visibility). Pages, the API and the agreement statistics all read
+    highlights through this."""
+    queryset = Highlight.objects.all() if queryset is None else queryset
+    return queryset.filter(highlight_visibility(user))
+
+
+def coding_round_list() -> QuerySet[CodingRound]:
+    return CodingRound.objects.select_related("created_by").prefetch_related(
+        Prefetch("coders", queryset=CodingRoundCoder.objects.select_related("coder")),
+        Prefetch("interviews", queryset=Interview.objects.select_related("researcher")),
+    )
+
+
+def coding_round_get(pk: int) -> CodingRound:
+    return coding_round_list().get(pk=pk)
+
+
+def coding_round_blind_for(coding_round: CodingRound, user) -> bool:
+    """Whether `user` still codes blind in this round (uses the prefetched coders)."""
+    return coding_round.is_open and any(
+        part.coder_id == user.pk and part.done_at is None for part in coding_round.coders.all()
+    )
+
+
+def coding_rounds_blind(*, user, interview: Interview) -> list[CodingRound]:
+    """The open rounds in which `user` codes `interview` blind, for the interview page."""
+    if not user.is_authenticated:
         return []
-    groups = []
-    for label, model, fields, permission, joins in SEARCH_KINDS:
-        if not user.has_perm(permission):
-            continue
-        if connection.vendor == "postgresql":
-            results = _search_postgres(model, fields, joins, query)
-        else:
-            results = _search_fallback(model, fields, joins, query)
-        groups.append((label, results))
-    return groups
-
-
-def _search_postgres(model, fields, joins, query) -> list:
-    from django.contrib.postgres.search import (
-        SearchHeadline,
-        SearchQuery,
-        SearchRank,
-        SearchVector,
+    return list(
+        CodingRound.objects.filter(
+            closed_at__isnull=True,
+            interviews=interview,
+            coders__coder=user,
+            coders__done_at__isnull=True,
+        ).order_by("created_at")
     )
 
-    search_query = SearchQuery(query, search_type="websearch", config="english")
-    text = Concat(*_interleave(fields), output_field=model._meta.get_field(fields[0]))
-    rows = (
-        model.objects.select_related(*joins)
-        .annotate(
-            search_vector=SearchVector(*fields, config="english"),
-            headline=SearchHeadline(
-                text,
-                search_query,
-                config="english",
-                start_sel=MARK_START,
-                stop_sel=MARK_STOP,
-                max_words=30,
-                min_words=10,
+
+def _round_codings(coding_round: CodingRound) -> tuple[dict[int, str], list[tuple]]:
+    """The round's transcripts (id -> text) and every transcript coding on them as
+    (coder id or None for consensus, theme id, interview id, start, end)."""
+    transcripts = dict(coding_round.interviews.values_list("pk", "transcript"))
+    coders = [part.coder_id for part in coding_round.coders.all()]
+    rows = Highlight.themes.through.objects.filter(
+        Q(highlight__coder_id__in=coders, highlight__is_consensus=False)
+        | Q(highlight__is_consensus=True),
+        highlight__interview_id__in=transcripts,
+        highlight__source=Highlight.Source.TRANSCRIPT,
+    ).values_list(
+        "highlight__is_consensus", "highlight__coder_id", "theme_id", "highlight__interview_id",
+        "highlight__start", "highlight__end",
+    )  # fmt: skip
+    codings = [(None if consensus else coder, *rest) for consensus, coder, *rest in rows]
+    return transcripts, codings
+
+
+def round_passages(coding_round: CodingRound) -> dict[tuple[int, int], list[dict]]:
+    """(interview id, theme id) -> the passages there (kb.agreement.passages) between the
+    round's coders, from their own highlights (never read this for a user coding blind)."""
+    transcripts, codings = _round_codings(coding_round)
+    return _passages_of(coding_round, transcripts, codings)
+
+
+def _passages_of(coding_round, transcripts, codings) -> dict[tuple[int, int], list[dict]]:
+    coders = [part.coder_id for part in coding_round.coders.all()]
+    grouped: dict[tuple[int, int], dict[int, list]] = defaultdict(lambda: defaultdict(list))
+    for coder, theme, interview, start, end in codings:
+        if coder is not None:
+            grouped[interview, theme][coder].append((start, end))
+    result = {}
+    for (interview, theme), spans in sorted(grouped.items()):
+        length = len(transcripts[interview])
+        by_coder = {coder: agreement.merged(spans.get(coder, []), length) for coder in coders}
+        result[interview, theme] = agreement.passages(by_coder)
+    return result
+
+
+def passage_key(interview: int, theme: int, passage: dict) -> str:
+    """The name a passage's decision goes by, in forms and in the service."""
+    return f"d-{interview}-{theme}-{passage['start']}-{passage['end']}"
+
+
+def _named_agreement(result: dict, usernames: dict, themes: dict) -> dict:
+    def block(summary):
+        return {
+            "alpha": summary["alpha"],
+            "kappa": summary["kappa"],
+            "coders": [
+                {"coder": coder, "username": usernames.get(coder, "consensus"), "coded": count}
+                for coder, count in summary["coded"].items()
+            ],
+        }
+
+    rows = [
+        {"theme": theme, "name": themes.get(theme, str(theme)), **block(summary)}
+        for theme, summary in result["themes"].items()
+    ]
+    rows.sort(key=lambda row: (row["name"], row["theme"]))
+    return {"themes": rows, **block(result["overall"])}
+
+
+def round_report(coding_round: CodingRound) -> dict:
+    """What the round's page shows to those who may see every coder's work: per interview and
+    theme the passages side by side (with the text of each span), agreement between the
+    coders before consensus, and each coder against the consensus version after it.
+
+    Out: {"interviews": [{"interview", "themes": [{"theme", "passages": [{"key", "start",
+    "end", "text", "agreed", "choices", "coders": [{"coder", "coder_id", "spans": [{"start",
+    "end", "text"}]}]}]}]}], "disagreements": n, "before": agreement, "after": [{"coder",
+    "username", **agreement}] (empty without consensus), "has_consensus": bool}; agreement
+    is {"alpha", "kappa", "coders", "themes": [...]} as kb.agreement computes it. Four
+    queries whatever the size."""
+    usernames = {part.coder_id: part.coder.get_username() for part in coding_round.coders.all()}
+    transcripts, codings = _round_codings(coding_round)
+    passages = _passages_of(coding_round, transcripts, codings)
+    themes = Theme.objects.in_bulk({row[1] for row in codings})
+    labels = [f"{name}'s version" for name in usernames.values()] + ["Keep all", "Drop"]
+    choices = list(zip(agreement.decision_choices(usernames), labels, strict=True))
+    by_interview: dict[int, list[dict]] = defaultdict(list)
+    for (interview, theme), found in passages.items():
+        text = transcripts[interview]
+        shown = [
+            {
+                **_passage_shown(passage, text, usernames),
+                "key": passage_key(interview, theme, passage),
+                "choices": choices,
+            }
+            for passage in found
+        ]
+        by_interview[interview].append({"theme": themes[theme], "passages": shown})
+    interviews = sorted(coding_round.interviews.all(), key=lambda i: (i.conducted_on, i.pk))
+    report = [
+        {
+            "interview": interview,
+            "themes": sorted(
+                by_interview[interview.pk], key=lambda row: (row["theme"].name, row["theme"].pk)
             ),
+        }
+        for interview in interviews
+    ]
+    consensus = [row[1:] for row in codings if row[0] is None]
+    return {
+        "interviews": report,
+        "disagreements": sum(not p["agreed"] for found in passages.values() for p in found),
+        **_round_agreement(transcripts, codings, usernames, themes),
+        "has_consensus": bool(consensus),
+    }
+
+
+def _passage_shown(passage: dict, text: str, usernames: dict) -> dict:
+    start, end = passage["start"], passage["end"]
+    coders = [
+        {
+            "coder": usernames[coder],
+            "coder_id": coder,
+            "spans": [{"start": s, "end": e, "text": text[s:e]} for s, e in spans],
+        }
+        for coder, spans in passage["spans"].items()
+    ]
+    return {"start": start, "end": end, "text": text[start:end],
+            "agreed": passage["agreed"], "coders": coders}  # fmt: skip
+
+
+def _round_agreement(transcripts, codings, usernames, themes) -> dict:
+    """{"before": between the coders, "after": [each coder against the consensus]}."""
+    lengths = {pk: len(text) for pk, text in transcripts.items()}
+    names = {pk: theme.name for pk, theme in themes.items()}
+    coder_spans = [row for row in codings if row[0] is not None]
+    consensus = [row[1:] for row in codings if row[0] is None]
+    before = _named_agreement(agreement.agreement(lengths, coder_spans), usernames, names)
+    after = []
+    if consensus:
+        # The consensus enters as a pseudo-coder, id 0 (no user has it), one coder at a time.
+        against = [(0, *row) for row in consensus]
+        for coder, username in usernames.items():
+            own = [row for row in coder_spans if row[0] == coder]
+            result = agreement.agreement(lengths, own + against)
+            named = _named_agreement(result, usernames, names)
+            after.append({"coder": coder, "username": username, **named})
+    return {"before": before, "after": after}
+
+
+def coder_candidates():
+    """Active users who may code (create highlights), by username: superusers and holders of
+    kb.add_highlight directly or through a group (the researcher role). One query."""
+    permission = Permission.objects.filter(codename="add_highlight", content_type__app_label="kb")
+    return (
+        get_user_model()
+        .objects.filter(
+            Q(is_superuser=True)
+            | Q(groups__permissions__in=permission)
+            | Q(user_permissions__in=permission),
+            is_active=True,
         )
-        .filter(search_vector=search_query)
-        .annotate(rank=SearchRank("search_vector", search_query))
-        .order_by("-rank", "-pk")[:SEARCH_LIMIT]
-    )
-    results = list(rows)
-    for row in results:
-        row.snippet = _marked(row.headline)
-    return results
-
-
-def _interleave(fields: list[str]) -> list:
-    parts = []
-    for name in fields:
-        parts += [name, Value(" … ")]
-    return parts[:-1]
-
-
-def _marked(headline: str) -> SafeString:
-    html = escape(headline).replace(MARK_START, "<mark>").replace(MARK_STOP, "</mark>")
-    return mark_safe(html)  # noqa: S308 - everything but our own markers is escaped
-
-
-def _search_fallback(model, fields, joins, query) -> list:
-    condition = Q()
-    for name in fields:
-        condition |= Q(**{f"{name}__icontains": query})
-    results = list(model.objects.select_related(*joins).filter(condition)[:SEARCH_LIMIT])
-    for row in results:
-        text = " … ".join(getattr(row, name) for name in fields if getattr(row, name))
-        row.snippet = _snippet(text, query)
-    return results
-
-
-def _snippet(text: str, query: str) -> SafeString:
-    position = text.lower().find(query.lower())
-    if position < 0:
-        return escape(text[: 2 * SNIPPET_RADIUS])
-    start = max(0, position - SNIPPET_RADIUS)
-    end = position + len(query)
-    before, match = text[start:position], text[position:end]
-    after = text[end : end + SNIPPET_RADIUS]
-    prefix = "…" if start else ""
-    return mark_safe(  # noqa: S308 - all three parts are escaped
-        f"{prefix}{escape(before)}<mark>{escape(match)}</mark>{escape(after)}…"
+        .distinct()
+        .order_by("username")
     )

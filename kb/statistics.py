@@ -37,18 +37,30 @@ def _ancestors(themes: dict[int, dict]) -> dict[int, list[int]]:
     return chains
 
 
-def theme_prevalence() -> dict:
+def theme_prevalence(*, coder_id: int | None = None, consensus: bool = False) -> dict:
     """How many interviewed researchers raised each theme.
 
     A researcher raised a theme when a highlight in one of their interviews is tagged with it
-    or with one of its descendants. Out:
+    or with one of its descendants. The highlights are the coders' (never the consensus
+    copies of them); with `coder_id` only that coder's; with `consensus` only the consensus
+    version's (kb.services.coding_rounds). Restricted so, N counts only the researchers with
+    an interview that has such a highlight (those the coder or the consensus covered). Out:
     {"researchers": N, "roles": {role: n},
      "themes": [{"theme", "name", "parent", "highlights", "researchers": proportion,
                  "by_role": {role: proportion}}]}
     where N counts researchers with at least one interview and `proportion` is
     {"count", "n", "share", "ci_low", "ci_high"}. Themes come in name order.
     """
-    role_of = dict(Interview.objects.values_list("researcher_id", "researcher__role").distinct())
+    scope = {"highlight__is_consensus": consensus}
+    if coder_id is not None:
+        scope["highlight__coder_id"] = coder_id
+    interviews = Interview.objects.all()
+    if consensus or coder_id is not None:
+        covered = Highlight.objects.filter(
+            **{name.removeprefix("highlight__"): value for name, value in scope.items()}
+        ).values("interview_id")
+        interviews = interviews.filter(pk__in=covered)
+    role_of = dict(interviews.values_list("researcher_id", "researcher__role").distinct())
     role_totals: dict[str, int] = defaultdict(int)
     for role in role_of.values():
         role_totals[role] += 1
@@ -56,9 +68,9 @@ def theme_prevalence() -> dict:
     chains = _ancestors(themes)
     raised: dict[int, set[int]] = defaultdict(set)
     highlights: dict[int, set[int]] = defaultdict(set)
-    for theme_id, highlight_id, researcher_id in Highlight.themes.through.objects.values_list(
-        "theme_id", "highlight_id", "highlight__interview__researcher_id"
-    ):
+    for theme_id, highlight_id, researcher_id in Highlight.themes.through.objects.filter(
+        **scope
+    ).values_list("theme_id", "highlight_id", "highlight__interview__researcher_id"):
         for tagged in chains[theme_id]:
             raised[tagged].add(researcher_id)
             highlights[tagged].add(highlight_id)

@@ -4,7 +4,18 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from kb.views import agreement, codebook, files, insights, pages, people, runs, subjects
+from kb.views import (
+    agreement,
+    codebook,
+    coding_rounds,
+    exchange,
+    files,
+    insights,
+    pages,
+    people,
+    runs,
+    subjects,
+)
 
 
 def crud(prefix: str, name: str, module, view_prefix: str | None = None) -> list:
@@ -56,11 +67,27 @@ urlpatterns = [
     path("s/<str:token>/", people.survey_respond, name="survey-respond"),
     *crud("interviews", "interview", people),
     path("interviews/<int:pk>/highlights/", people.highlight_create, name="highlight-create"),
+    path(
+        "interviews/<int:pk>/themes/", people.interview_theme_create, name="interview-theme-create"
+    ),
     path("highlights/<int:pk>/edit/", people.highlight_update, name="highlight-update"),
     path("highlights/<int:pk>/delete/", people.highlight_delete, name="highlight-delete"),
     *crud("themes", "theme", codebook),
     path("agreement/", agreement.agreement_page, name="agreement"),
+    path("coding-rounds/", coding_rounds.coding_round_list, name="coding-round-list"),
+    path("coding-rounds/new/", coding_rounds.coding_round_create, name="coding-round-create"),
+    path("coding-rounds/<int:pk>/", coding_rounds.coding_round_detail, name="coding-round-detail"),
+    path("coding-rounds/<int:pk>/done/", coding_rounds.coding_round_done, name="coding-round-done"),
+    path(
+        "coding-rounds/<int:pk>/close/", coding_rounds.coding_round_close, name="coding-round-close"
+    ),
+    path(
+        "coding-rounds/<int:pk>/consensus/",
+        coding_rounds.coding_round_consensus,
+        name="coding-round-consensus",
+    ),
     path("themes/by-researcher.csv", codebook.theme_researcher_csv, name="theme-researcher-csv"),
+    path("exchange/", exchange.exchange_page, name="exchange"),
     *crud("models", "model", subjects, "subject_model"),
     path("models/<int:pk>/profile/", subjects.subject_model_profile, name="model-profile"),
     path("models/<int:pk>/weights/", files.subject_model_weights, name="model-weights"),

@@ -5,6 +5,7 @@ import csv
 import json
 from collections import defaultdict
 
+from django.contrib.auth import get_user_model
 from django.http import StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -73,15 +74,60 @@ class ScoreboardSerializer(serializers.Serializer):
     by_model = ModelScoreSerializer(many=True)
 
 
+class ThemePrevalenceQuerySerializer(serializers.Serializer):
+    """Which coding the statistics count: every coder's (default), one coder's, or the
+    consensus version's."""
+
+    coder = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_ID,
+        help_text="Count only this coder's highlights (a user id); N is then the researchers "
+        "with an interview this coder coded.",
+    )
+    version = serializers.ChoiceField(
+        choices=["consensus"],
+        required=False,
+        help_text="`consensus`: count only the consensus version built after coding rounds; "
+        "N is then the researchers with an interview that has one.",
+    )
+
+    def validate_coder(self, coder: int) -> int:
+        if not get_user_model().objects.filter(pk=coder).exists():
+            raise serializers.ValidationError(f"No user with id {coder}.")
+        return coder
+
+    def validate(self, attrs: dict) -> dict:
+        if "coder" in attrs and "version" in attrs:
+            raise serializers.ValidationError(
+                {"version": ["Choose one coder or the consensus version, not both."]}
+            )
+        return attrs
+
+
 class ThemePrevalenceView(ThrottleFirstMixin, APIView):
     """Per theme: researchers who raised it (with descendants), shares with Wilson 95%
-    intervals, overall and by researcher role. Aggregates only: no quotes, no names."""
+    intervals, overall and by researcher role. Aggregates only: no quotes, no names. The
+    coders' highlights count (never consensus copies of them), or with ?coder= one coder's,
+    or with ?version=consensus the consensus version's."""
 
     permission_classes = [permissions_required("kb.view_theme")]
 
-    @extend_schema(responses={200: ThemePrevalenceSerializer})
+    @extend_schema(
+        parameters=[ThemePrevalenceQuerySerializer], responses={200: ThemePrevalenceSerializer}
+    )
     def get(self, request):
-        return Response(statistics.theme_prevalence())
+        query = ThemePrevalenceQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        scope = query.validated_data
+        # Who coded what is about highlights, which a viewer may not read.
+        if "coder" in scope and not request.user.has_perm("kb.view_highlight"):
+            raise PermissionDenied("Your role may not see statistics per coder.")
+        return Response(
+            statistics.theme_prevalence(
+                coder_id=scope.get("coder"), consensus=scope.get("version") == "consensus"
+            )
+        )
 
 
 class ScoreboardView(ThrottleFirstMixin, APIView):
@@ -178,7 +224,8 @@ class AgreementView(ThrottleFirstMixin, APIView):
             data={"interview": request.query_params.getlist("interview")}
         )
         query.is_valid(raise_exception=True)
-        return Response(selectors.interview_agreement(query.validated_data["interview"]))
+        chosen = query.validated_data["interview"]
+        return Response(selectors.interview_agreement(chosen, user=request.user))
 
 
 # --- the JSON export ----------------------------------------------------------------------
@@ -232,6 +279,8 @@ def _section_chunks(name: str, request):
         builder: RowBuilder = viewsets[name].row_builder()
         templates = builder.templates(request)
         queryset = viewsets[name].queryset.order_by("pk")
+        if name == "highlights":  # a coder coding blind exports only what they may see
+            queryset = selectors.highlights_visible(user=request.user, queryset=queryset)
         for rows in values_chunks(queryset, builder.value_names, EXPORT_CHUNK):
             yield builder.build(rows, request, templates)
         return

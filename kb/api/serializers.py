@@ -335,8 +335,9 @@ class HighlightSerializer(KbModelSerializer):
     class Meta:
         model = Highlight
         fields = ["id", "url", "interview", "interview_url", "source", "answer", "start", "end",
-                  "quote", "themes", "note", "coder", "created_by", "created_at"]  # fmt: skip
-        read_only_fields = ["source", "coder", "created_by"]
+                  "quote", "themes", "note", "coder", "is_consensus", "created_by",
+                  "created_at"]  # fmt: skip
+        read_only_fields = ["source", "coder", "is_consensus", "created_by"]
 
 
 class HighlightUpdateSerializer(KbModelSerializer):

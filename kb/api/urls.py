@@ -6,7 +6,7 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
-from kb.api import reports, views
+from kb.api import coding_rounds, exchange, reports, views
 
 app_name = "api"
 
@@ -27,6 +27,7 @@ router.register("changes", views.ChangeViewSet, basename="architecturechange")
 router.register("outcomes", views.OutcomeViewSet, basename="outcome")
 router.register("runs", views.RunViewSet, basename="analysisrun")
 router.register("events", views.EventViewSet, basename="event")
+router.register("coding-rounds", coding_rounds.CodingRoundViewSet, basename="codinground")
 
 
 @csrf_exempt
@@ -60,6 +61,11 @@ urlpatterns = [
         reports.ThemeByResearcherCSVView.as_view(),
         name="export-theme-by-researcher",
     ),
+    path("export/codebook.qdc", exchange.CodebookQDCView.as_view(), name="export-codebook-qdc"),
+    path("export/codebook.csv", exchange.CodebookCSVView.as_view(), name="export-codebook-csv"),
+    path("export/project.qdpx", exchange.ProjectQDPXView.as_view(), name="export-project-qdpx"),
+    path("import/codebook/", exchange.CodebookImportView.as_view(), name="import-codebook"),
+    path("import/project/", exchange.ProjectImportView.as_view(), name="import-project"),
     path("", include(router.urls)),
     re_path(r"^.*$", api_not_found),
 ]

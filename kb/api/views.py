@@ -52,6 +52,7 @@ from kb.models import (
     SurveyInvitation,
     Theme,
 )
+from kb.selectors import highlights_visible
 from kb.services.changes import change_copy, change_create, change_update
 from kb.services.codebook import (
     highlight_create,
@@ -455,6 +456,10 @@ class HighlightViewSet(KbViewSet):
     filterset_class = filters.HighlightFilter
     search_fields = ["quote", "note"]
     ordering_fields = filters.HighlightFilter.ordering_fields
+
+    def get_queryset(self) -> QuerySet:
+        # A coder coding blind sees only their own highlights on the round's interviews.
+        return highlights_visible(user=self.request.user, queryset=self.queryset.all())
 
     def create_record(self, data):
         return highlight_create(actor=self.request.user, **data)

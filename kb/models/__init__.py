@@ -1,6 +1,7 @@
 """The knowledge base's data model, one module per area."""
 
 from kb.models.codebook import Highlight, Theme
+from kb.models.coding import CodingRound, CodingRoundCoder
 from kb.models.events import AppendOnlyError, Event
 from kb.models.insights import (
     ArchitectureChange,
@@ -19,6 +20,8 @@ __all__ = [
     "Answer",
     "AppendOnlyError",
     "ArchitectureChange",
+    "CodingRound",
+    "CodingRoundCoder",
     "Event",
     "Finding",
     "Highlight",

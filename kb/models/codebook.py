@@ -97,6 +97,10 @@ class Highlight(models.Model):
         blank=True,
         related_name="coded_highlights",
     )
+    # Part of the version coders agreed on after a coding round (kb.services.coding_rounds);
+    # it has no coder, so it never counts as one in agreement. (Not named `version`: that
+    # name marks a record whose saves are checked against a version, kb.services.records.)
+    is_consensus = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     history = HistoricalRecords(m2m_fields=[themes])

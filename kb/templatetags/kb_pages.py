@@ -1,5 +1,7 @@
 """Template helpers for the site's pages: marked-up transcripts, proportions and charts."""
 
+import textwrap
+
 from django import template
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
@@ -35,10 +37,14 @@ def marked_source(text: str, highlights) -> SafeString:
             continue
         themes = sorted({theme.name for h in covering for theme in h.themes.all()})
         colour = next(iter(covering[-1].themes.all()), None)
+        # Focusable, so the keyboard reaches each passage; its description (the page renders
+        # `highlight-<id>-themes`) tells screen readers its themes.
         parts.append(
             format_html(
-                '<mark class="hl" title="{}" data-colour="{}">{}</mark>',
+                '<mark class="hl" tabindex="0" title="{}" aria-describedby="{}" data-colour="{}">'
+                "{}</mark>",
                 ", ".join(themes),
+                " ".join(f"highlight-{h.pk}-themes" for h in covering),
                 colour.colour if colour else "#f0b429",
                 segment,
             )
@@ -83,8 +89,9 @@ def p_value(value: float | None) -> str:
 
 @register.filter
 def values_list(values, digits: int = 4) -> str:
-    """Per-seed values to `digits` significant digits: [0.812345, 0.8] -> "0.8123, 0.8"."""
-    return ", ".join(f"{value:.{digits}g}" for value in values or [])
+    """Per-seed values to `digits` decimals, as the means beside them: [0.812345, 0.8] ->
+    "0.8123, 0.8000"."""
+    return ", ".join(f"{value:.{digits}f}" for value in values or [])
 
 
 @register.filter
@@ -134,44 +141,30 @@ def settings_text(settings: dict) -> str:
 
 
 CHART_WIDTH, LABEL_WIDTH, ROW_HEIGHT = 640, 220, 28
+# A label is wrapped onto lines of at most this many characters, never cut.
+LABEL_CHARS, LINE_HEIGHT = 34, 13
 
 
 @register.simple_tag
 def proportion_chart(rows, title: str) -> SafeString:
     """A horizontal bar chart of proportions with 95% interval whiskers, as inline SVG.
 
-    rows: [(label, {"share", "ci_low", "ci_high", "count", "n"})]; share is None when n is 0.
-    The table next to each chart carries the same numbers for screen readers; the SVG has a
-    title."""
-    plot = CHART_WIDTH - LABEL_WIDTH - 20
-    height = ROW_HEIGHT * len(rows) + 30
-
-    def x(share: float) -> float:
-        return LABEL_WIDTH + share * plot
-
-    bars = format_html_join(
-        "",
-        '<g><text x="{}" y="{}" class="label" text-anchor="end">{}</text>'
-        '<rect x="{}" y="{}" width="{}" height="14" class="bar"/>'
-        '<line x1="{}" x2="{}" y1="{}" y2="{}" class="ci"/>'
-        '<text x="{}" y="{}" class="value">{} of {}</text></g>',
-        (
-            (
-                LABEL_WIDTH - 8, i * ROW_HEIGHT + 16, label[:34],
-                LABEL_WIDTH, i * ROW_HEIGHT + 5, round(p["share"] * plot, 1),
-                round(x(p["ci_low"]), 1), round(x(p["ci_high"]), 1), i * ROW_HEIGHT + 12,
-                i * ROW_HEIGHT + 12, round(x(p["ci_high"]) + 4, 1), i * ROW_HEIGHT + 16,
-                p["count"], p["n"],
-            )
-            for i, (label, p) in enumerate(_drawable(rows))
-        ),
-    )  # fmt: skip
-    axis_y = ROW_HEIGHT * len(rows) + 8
+    rows: [(label, {"share", "ci_low", "ci_high", "count", "n"})]; share is None when n is 0,
+    and such a row shows no bar and no interval, only "none counted". Long labels wrap onto
+    several lines. The table next to each chart carries the same numbers for screen readers;
+    the SVG has a title."""
+    parts, top = [], 0
+    for label, p in rows:
+        row, height = _chart_row(label, p, top)
+        parts.append(row)
+        top += height
+    bars = mark_safe("".join(parts))  # noqa: S308 - every part built by format_html
+    axis_y, height = top + 8, top + 30
     ticks = format_html_join(
         "",
         '<line x1="{0}" x2="{0}" y1="0" y2="{1}" class="grid"/>'
         '<text x="{0}" y="{2}" class="tick" text-anchor="middle">{3}%</text>',
-        ((round(x(t / 100), 1), axis_y, axis_y + 16, t) for t in (0, 25, 50, 75, 100)),
+        ((round(_chart_x(t / 100), 1), axis_y, axis_y + 16, t) for t in (0, 25, 50, 75, 100)),
     )
     return format_html(
         '<svg class="chart" viewBox="0 0 {} {}" role="img" aria-labelledby="{}-t">'
@@ -180,10 +173,40 @@ def proportion_chart(rows, title: str) -> SafeString:
     )  # fmt: skip
 
 
-def _drawable(rows):
-    # With no observations there is no share; draw an empty bar spanning the whole [0, 1].
-    empty = {"share": 0.0, "ci_low": 0.0, "ci_high": 1.0}
-    return [(label, p if p["n"] else {**p, **empty}) for label, p in rows]
+def _chart_x(share: float) -> float:
+    return LABEL_WIDTH + share * (CHART_WIDTH - LABEL_WIDTH - 20)
+
+
+def _chart_row(label, p: dict, top: int) -> tuple[SafeString, int]:
+    """One row of proportion_chart starting at `top`, and its height."""
+    lines = textwrap.wrap(str(label), LABEL_CHARS, break_long_words=True) or [""]
+    height = max(ROW_HEIGHT, LINE_HEIGHT * len(lines) + 10)
+    middle = top + height // 2
+    first = middle + 4 - LINE_HEIGHT * (len(lines) - 1) / 2
+    tspans = format_html_join(
+        "",
+        '<tspan x="{}" y="{}">{}</tspan>',
+        (
+            (LABEL_WIDTH - 8, round(first + LINE_HEIGHT * i, 1), text)
+            for i, text in enumerate(lines)
+        ),
+    )
+    if not p["n"]:
+        return format_html(
+            '<g><text class="label" text-anchor="end">{}</text>'
+            '<text x="{}" y="{}" class="value">none counted</text></g>',
+            tspans, LABEL_WIDTH + 4, middle + 4,
+        ), height  # fmt: skip
+    x = _chart_x
+    return format_html(
+        '<g><text class="label" text-anchor="end">{}</text>'
+        '<rect x="{}" y="{}" width="{}" height="14" class="bar"/>'
+        '<line x1="{}" x2="{}" y1="{}" y2="{}" class="ci"/>'
+        '<text x="{}" y="{}" class="value">{} of {}</text></g>',
+        tspans, LABEL_WIDTH, middle - 7, round(x(p["share"]) - LABEL_WIDTH, 1),
+        round(x(p["ci_low"]), 1), round(x(p["ci_high"]), 1), middle, middle,
+        round(x(p["ci_high"]) + 4, 1), middle + 4, p["count"], p["n"],
+    ), height  # fmt: skip
 
 
 def _slug(text: str) -> str:

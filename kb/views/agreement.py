@@ -31,6 +31,7 @@ def agreement_page(request):
     form = AgreementForm(request.GET if "interview" in request.GET else None)
     result = None
     if form.is_valid():
-        result = selectors.interview_agreement([i.pk for i in form.cleaned_data["interview"]])
+        chosen = [i.pk for i in form.cleaned_data["interview"]]
+        result = selectors.interview_agreement(chosen, user=request.user)
     status = 400 if form.is_bound and not form.is_valid() else 200
     return render(request, "kb/agreement.html", {"form": form, "result": result}, status=status)

@@ -2,6 +2,7 @@
 
 import csv
 
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -20,11 +21,25 @@ from kb.views.base import (
 
 @require_perm("kb.view_theme")
 def theme_list(request):
-    stats = selectors.theme_prevalence()
+    """The codebook with its statistics, over every coder's highlights, one coder's
+    (?coder=<user id>, for roles that read highlights) or the consensus (?version=consensus)."""
+    scope = forms.ThemeStatisticsScopeForm(
+        request.GET if request.GET.keys() & {"coder", "version"} else None
+    )
+    valid = scope.is_bound and scope.is_valid()
+    coder = scope.cleaned_data.get("coder") if valid else None
+    if coder is not None and not request.user.has_perm("kb.view_highlight"):
+        raise PermissionDenied
+    stats = selectors.theme_prevalence(
+        coder_id=coder.pk if coder else None,
+        consensus=valid and scope.cleaned_data.get("version") == "consensus",
+    )
     chart_rows = [
         ("  " * row["depth"] + row["theme"].name, row["overall"]) for row in stats["rows"]
     ]
-    return render(request, "kb/theme_list.html", {"stats": stats, "chart_rows": chart_rows})
+    context = {"stats": stats, "chart_rows": chart_rows, "scope": scope}
+    status = 400 if scope.is_bound and not valid else 200
+    return render(request, "kb/theme_list.html", context, status=status)
 
 
 @require_perm("kb.view_theme")
@@ -33,7 +48,9 @@ def theme_detail(request, pk: int):
     stats = selectors.theme_prevalence()
     row = next(row for row in stats["rows"] if row["theme"].pk == theme.pk)
     highlights = (
-        selectors.theme_highlights(theme)[:50] if request.user.has_perm("kb.view_highlight") else []
+        selectors.theme_highlights(theme, user=request.user)[:50]
+        if request.user.has_perm("kb.view_highlight")
+        else []
     )
     context = {"theme": theme, "row": row, "roles": stats["roles"], "highlights": highlights}
     return render(request, "kb/theme_detail.html", context)

@@ -7,7 +7,7 @@ from django.views.decorators.http import require_POST
 
 from analysis import services as analysis_services
 from analysis.configs import BOUNDS, DEFAULT_SEEDS
-from kb import forms, selectors
+from kb import forms, selectors, statistics
 from kb.filters import ChangeFilter, InsightFilter, list_filter
 from kb.models import Outcome, Stance
 from kb.services import changes, insights
@@ -31,7 +31,7 @@ def insight_list(request):
 
 @require_perm("kb.view_insight")
 def insight_detail(request, pk: int):
-    insight = get_or_404(selectors.insight_get, pk)
+    insight = get_or_404(selectors.insight_get, pk, user=request.user)
     links = list(insight.highlight_links.all())
     context = {
         "insight": insight,
@@ -45,7 +45,7 @@ def insight_detail(request, pk: int):
 
 @require_perm("kb.add_insight")
 def insight_create(request):
-    form = forms.InsightForm(posted(request))
+    form = forms.InsightForm(posted(request), user=request.user)
     return save_form_page(
         request,
         form,
@@ -54,15 +54,19 @@ def insight_create(request):
         ),
         aliases=forms.InsightForm.ERROR_ALIASES,
         success="Insight recorded.",
-        page={"title": "New insight", "cancel": reverse("insight-list")},
+        page={
+            "title": "New insight",
+            "cancel": reverse("insight-list"),
+            "template": "kb/insight_form.html",
+        },
     )
 
 
 @require_perm("kb.change_insight")
 def insight_update(request, pk: int):
     """Edit an insight's fields and link more evidence (links are removed on its page)."""
-    insight = get_or_404(selectors.insight_get, pk)
-    form = forms.InsightForm(posted(request), instance=insight)
+    insight = get_or_404(selectors.insight_get, pk, user=request.user)
+    form = forms.InsightForm(posted(request), instance=insight, user=request.user)
     return save_form_page(
         request,
         form,
@@ -75,7 +79,14 @@ def insight_update(request, pk: int):
         ),
         aliases=forms.InsightForm.ERROR_ALIASES,
         success="Insight saved.",
-        page={"title": f"Edit {insight}", "cancel": insight.get_absolute_url()},
+        page={
+            "title": f"Edit {insight}",
+            "cancel": insight.get_absolute_url(),
+            "template": "kb/insight_form.html",
+            "insight": insight,
+            "quote_links": insight.highlight_links.all(),
+            "finding_links": insight.finding_links.all(),
+        },
     )
 
 
@@ -91,8 +102,12 @@ def insight_delete(request, pk: int):
 
 
 def _unlink(request, link, removed: str):
+    """Remove an evidence link; back to the insight's page, or to its edit page when the
+    button was pressed there."""
     insights.insight_unlink_evidence(actor=request.user, link=link)
     messages.success(request, removed)
+    if request.POST.get("back") == "edit":
+        return redirect("insight-update", link.insight_id)
     return redirect(link.insight)
 
 
@@ -195,7 +210,27 @@ def _experiment_page(change) -> tuple[dict, dict]:
         "seeds below and records a new outcome beside it; earlier outcomes are kept, and the "
         "scoreboard counts the latest."
     )
-    return {"seeds": min(BOUNDS["seeds"][1], max(2 * seeds, DEFAULT_SEEDS))}, page
+    initial = _experiment_settings_of(latest)
+    if latest.analysis_run_id is not None:
+        page["intro"] += f" The form starts from the settings of run {latest.analysis_run_id}."
+    return {**initial, "seeds": min(BOUNDS["seeds"][1], max(2 * seeds, DEFAULT_SEEDS))}, page
+
+
+def _experiment_settings_of(outcome) -> dict:
+    """The form's fields as the outcome's run was frozen with ({} for a manual outcome)."""
+    run = outcome.analysis_run
+    if run is None:
+        return {}
+    settings = statistics.run_settings(
+        run.config, fallback_spec=outcome.change.target_model.architecture_spec
+    )
+    values = {
+        "dataset": settings["dataset"],
+        "dataset_size": settings["dataset_size"],
+        "epochs": settings["epochs"],
+        "control_seed": (run.config or {}).get("control_seed"),
+    }
+    return {name: value for name, value in values.items() if value is not None}
 
 
 @require_perm("kb.view_architecturechange", "analysis.add_analysisrun")

@@ -7,9 +7,10 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
+from kb import search as kb_search
 from kb import selectors, statistics
 from kb.markup import render_markdown
-from kb.views.base import require_perm
+from kb.views.base import paginate, require_perm
 
 
 @login_required
@@ -27,14 +28,18 @@ def dashboard(request):
 
 @login_required
 def search(request):
-    query = request.GET.get("q", "")
-    groups = selectors.search(user=request.user, query=query)
-    return render(request, "kb/search.html", {"query": query, "groups": groups})
+    query = request.GET.get("q", "").replace("\x00", "")[: kb_search.MAX_QUERY_CHARS]
+    groups = kb_search.search(user=request.user, query=query)
+    context = {"query": query, "groups": groups, "max_query_chars": kb_search.MAX_QUERY_CHARS}
+    return render(request, "kb/search.html", context)
 
 
 @require_perm("kb.view_outcome")
 def scoreboard(request):
     board = selectors.scoreboard()
+    # Newest first, a page at a time: the list grows with every run.
+    page = paginate(request, selectors.outcome_list().order_by("-recorded_at", "-pk"))
+    page.object_list = selectors.outcomes_flagged(page.object_list)
     sections = [
         ("change type", board["by_operation"]),
         ("model", board["by_model"]),
@@ -42,7 +47,7 @@ def scoreboard(request):
     chart_rows = [
         (label, score["beat_control"]) for _, groups in sections for label, score in groups
     ]
-    context = {"board": board, "sections": sections, "chart_rows": chart_rows}
+    context = {"board": board, "sections": sections, "chart_rows": chart_rows, "page": page}
     return render(request, "kb/scoreboard.html", context)
 
 

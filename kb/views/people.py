@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpResponseBadRequest
+from django.http import HttpResponseBadRequest, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -285,12 +285,42 @@ def interview_list(request):
 
 @require_perm("kb.view_interview")
 def interview_detail(request, pk: int):
-    interview = get_or_404(selectors.interview_get, pk)
+    interview = get_or_404(selectors.interview_get, pk, user=request.user)
+    return _interview_page(request, interview)
+
+
+def _interview_page(request, interview, *, highlight_form=None, theme_form=None, status=200):
+    """The interview page with its coding panel: the highlight form beside the codebook as a
+    tree, and the inline form for a new theme (each bound when it comes back with errors)."""
+    highlight_form = highlight_form or forms.HighlightForm(interview=interview)
+    chosen = highlight_form["themes"].value() or []
     context = {
         "interview": interview,
-        "highlight_form": forms.HighlightForm(interview=interview),
+        "highlight_form": highlight_form,
+        "theme_form": theme_form or forms.ThemeForm(prefix=THEME_PREFIX),
+        "codebook": _codebook_tree(),
+        "chosen_themes": {str(pk) for pk in chosen},
     }
-    return render(request, "kb/interview_detail.html", context)
+    return render(request, "kb/interview_detail.html", context, status=status)
+
+
+def _codebook_tree() -> list[selectors.ThemeNode]:
+    """The codebook's top-level themes by name, each holding its sub-themes (`children`)."""
+    roots: list[selectors.ThemeNode] = []
+    path: list[selectors.ThemeNode] = []  # the current node's ancestors, outermost first
+    for node in selectors.theme_tree():
+        del path[node.depth :]
+        (path[-1].children if path else roots).append(node)
+        path.append(node)
+    _sort_by_name(roots)
+    return roots
+
+
+def _sort_by_name(nodes: list[selectors.ThemeNode]) -> None:
+    # theme_tree's query counts highlights, and Django drops Meta.ordering from a GROUP BY.
+    nodes.sort(key=lambda node: node.theme.name.casefold())
+    for node in nodes:
+        _sort_by_name(node.children)
 
 
 def _chosen_survey(request, default: Survey | None) -> Survey | None:
@@ -383,7 +413,7 @@ def interview_delete(request, pk: int):
 @require_POST
 @require_perm("kb.add_highlight")
 def highlight_create(request, pk: int):
-    interview = get_or_404(selectors.interview_get, pk)
+    interview = get_or_404(selectors.interview_get, pk, user=request.user)
     form = forms.HighlightForm(request.POST, interview=interview)
     highlight = form_write(
         form,
@@ -394,14 +424,36 @@ def highlight_create(request, pk: int):
     if highlight:
         messages.success(request, f"Highlight saved: {highlight}")
         return redirect(highlight)
-    context = {"interview": interview, "highlight_form": form}
-    return render(request, "kb/interview_detail.html", context, status=400)
+    return _interview_page(request, interview, highlight_form=form, status=400)
+
+
+THEME_PREFIX = "theme"
+
+
+@require_POST
+@require_perm("kb.view_interview", "kb.add_theme")
+def interview_theme_create(request, pk: int):
+    """A new theme from the interview page's coding panel. The page's script asks for JSON
+    (the theme, to tick it in the tree while the selection stays); a plain form post comes
+    back to the page, or to the page with the theme form's errors."""
+    interview = get_or_404(selectors.interview_get, pk, user=request.user)
+    form = forms.ThemeForm(request.POST, prefix=THEME_PREFIX)
+    theme = form_write(form, lambda: codebook.theme_create(actor=request.user, **form.cleaned_data))
+    if "application/json" in request.headers.get("Accept", ""):
+        if theme is None:
+            return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
+        fields = {"id": theme.pk, "name": theme.name, "colour": theme.colour}
+        return JsonResponse({**fields, "parent": theme.parent_id}, status=201)
+    if theme is None:
+        return _interview_page(request, interview, theme_form=form, status=400)
+    messages.success(request, f"Theme {theme} added to the codebook.")
+    return redirect(reverse("interview-detail", args=[interview.pk]) + "#code-heading")
 
 
 @require_perm("kb.change_highlight")
 def highlight_update(request, pk: int):
     """Edit a highlight's themes and note; the quote stays as it was selected."""
-    highlight = get_or_404(selectors.highlight_get, pk)
+    highlight = get_or_404(selectors.highlight_get, pk, user=request.user)
     form = forms.HighlightEditForm(posted(request), instance=highlight)
     return save_form_page(
         request,
@@ -421,6 +473,6 @@ def highlight_update(request, pk: int):
 
 @require_perm("kb.delete_highlight")
 def highlight_delete(request, pk: int):
-    highlight = get_or_404(selectors.highlight_get, pk)
+    highlight = get_or_404(selectors.highlight_get, pk, user=request.user)
     interview_url = highlight.interview.get_absolute_url()
     return delete_page(request, highlight, done=interview_url, cancel=interview_url)

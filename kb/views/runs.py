@@ -7,7 +7,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from analysis import services as analysis_services
-from kb import selectors
+from kb import selectors, statistics
 from kb.filters import RunFilter, list_filter
 from kb.views.base import get_or_404, paginate, require_perm
 
@@ -33,8 +33,33 @@ def _arm_rows(run) -> list[tuple[str, dict]]:
     return sorted(arms.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0]))
 
 
+def _range_notes(run, arm_rows) -> list[str]:
+    """A sentence for each interval that reaches values the metric cannot take (a t-interval
+    of an accuracy can pass 1); the stored numbers stay as computed."""
+    aggregate = (run.result or {}).get("aggregate") or {}
+    metric = aggregate.get("metric") or ""
+    intervals = [(f"{arm} mean", stats, False) for arm, stats in arm_rows] + [
+        (f"difference against the {label.lower()}", aggregate.get(key) or {}, True)
+        for label, key in COMPARISON_ROWS
+    ]
+    notes = []
+    for label, stats, difference in intervals:
+        note = statistics.interval_range_note(
+            stats.get("ci_low"), stats.get("ci_high"), metric=metric, difference=difference
+        )
+        if note:
+            notes.append(f"{label.capitalize()}: {note}.")
+    return notes
+
+
 def _run_context(run) -> dict:
-    return {"run": run, "comparison_rows": COMPARISON_ROWS, "arm_rows": _arm_rows(run)}
+    arm_rows = _arm_rows(run)
+    return {
+        "run": run,
+        "comparison_rows": COMPARISON_ROWS,
+        "arm_rows": arm_rows,
+        "range_notes": _range_notes(run, arm_rows),
+    }
 
 
 @require_perm("analysis.view_analysisrun")

@@ -112,7 +112,11 @@ def test_newcomer_goes_from_a_quote_to_a_measured_outcome(
         page.get_by_label("Supporting findings").select_option(
             label="Tiny shapes CNN: Shape units in conv2"
         )
-        page.get_by_label("Supporting quotes").select_option(label=str(highlight))
+        # A quote's choice names whose quote it is, and from which interview.
+        conducted = f"{highlight.interview.conducted_on:%Y-%m-%d}"
+        page.get_by_label("Supporting quotes").select_option(
+            label=f"Vision lead A, {conducted}: “{PASSAGE}”"
+        )
         page.get_by_role("button", name="Save").click()
         expect(page.get_by_role("heading", level=1)).to_have_text("Widen where shapes live")
         page.get_by_role("link", name="Propose a change").click()

@@ -11,6 +11,7 @@ from django.core.files.storage import default_storage
 from analysis.models import AnalysisRun
 from kb.models import (
     ArchitectureChange,
+    CodingRound,
     Finding,
     Highlight,
     Insight,
@@ -82,6 +83,7 @@ class World:
     quote_link: InsightHighlight
     manual_outcome: Outcome
     proposed_change: ArchitectureChange  # no run yet, so it can still be edited
+    coding_round: CodingRound  # open, on the interview, with no coders
 
 
 def world_build(index: int = 0) -> World:
@@ -143,7 +145,10 @@ def world_build(index: int = 0) -> World:
         source=Outcome.Source.MANUAL,
     )
     proposed_change = ChangeFactory(insight=insight, target_model=model)
+    coding_round = CodingRound.objects.create(name=f"Round {index}")
+    coding_round.interviews.add(interview)
     return World(
         researcher, survey, interview, theme, highlight, model, finding, insight, change,
         outcome, run, question, finding_link, quote_link, manual_outcome, proposed_change,
+        coding_round,
     )  # fmt: skip

@@ -82,7 +82,7 @@ def test_a_measured_outcome_shows_its_settings_and_rounded_values(client_r):
         f'<a href="{run.get_absolute_url()}">run {run.pk}</a></dd>' in body
     )
     assert "test_accuracy +0.03254 (95% CI +0.01 to +0.05, p = 0.0123)" in body
-    assert "<td>0.8123, 0.8, 0.81</td>" in body
+    assert "<td>0.8123, 0.8000, 0.8100</td>" in body
 
 
 def test_an_interval_past_the_metrics_range_is_said_on_the_page(client_r):
@@ -130,17 +130,15 @@ def test_a_verdict_the_values_do_not_give_is_refused_on_the_form(client_r):
 # --- the scoreboard and the CSV -------------------------------------------------------------
 
 
-def test_the_scoreboard_says_undefined_for_a_share_of_nothing(client_r):
+def test_the_scoreboard_shows_no_number_for_a_share_of_nothing(client_r):
     # Given one evaluated change, entered by hand, without a random control
     outcome_record_manual(
         actor=None, change=ChangeFactory(), baseline_values=[0.8], variant_values=[0.9]
     )
     body = client_r.get(reverse("scoreboard")).content.decode()
-    # Then the share that beat a control (0 of 0) is undefined, not a dash or 0%
-    assert (
-        "<dt>Beat the random control</dt><dd>0 of 0</dd>"
-        '<dd class="muted">undefined (95% CI undefined)</dd>' in body
-    )
+    # Then the share that beat a control (0 of 0) shows no count, share or interval
+    assert '<dt>Beat the random control</dt><dd class="muted">none to count yet</dd>' in body
+    assert "undefined" not in body
     assert "<td>+0.1</td><td>no control</td><td>no control</td><td>entered by hand</td>" in body
 
 

@@ -7,7 +7,6 @@ import pytest
 from django.urls import reverse
 
 from kb import selectors
-from kb.models import Highlight, Interview
 from tests.factories import InterviewFactory, ResearcherFactory, ThemeFactory
 
 pytestmark = pytest.mark.django_db
@@ -65,27 +64,3 @@ def test_theme_by_researcher_csv(world, client, researcher_user):
         ["theme", "parent", world.researcher.pseudonym, "researchers"],
         [world.theme.name, "", "1", "1"],
     ]
-
-
-def test_search_groups_matches_by_kind_with_the_matching_text(world, client, researcher_user):
-    client.force_login(researcher_user)
-    groups = dict(client.get(reverse("search"), {"q": "actionable"}).context["groups"])
-    assert [row.pk for row in groups["Interviews"]] == [world.interview.pk]
-    assert [row.pk for row in groups["Highlights"]] == [world.highlight.pk]
-    assert groups["Findings"] == []
-    assert "<mark>" in groups["Interviews"][0].snippet
-
-
-def test_search_hides_kinds_the_role_may_not_see(world, client, viewer_user):
-    client.force_login(viewer_user)
-    groups = dict(client.get(reverse("search"), {"q": "widen"}).context["groups"])
-    assert list(groups) == ["Findings", "Insights", "Changes"]
-    assert [row.pk for row in groups["Insights"]] == [world.insight.pk]
-
-
-def test_search_fallback_marks_the_match_and_escapes_text(world):
-    Interview.objects.filter(pk=world.interview.pk).update(transcript="a <b>Actionable</b> plan")
-    results = selectors._search_fallback(Interview, ["transcript"], [], "actionable")
-    assert [row.pk for row in results] == [world.interview.pk]
-    assert results[0].snippet == "a &lt;b&gt;<mark>Actionable</mark>&lt;/b&gt; plan…"
-    assert selectors._search_fallback(Highlight, ["quote"], [], "nothing like it") == []

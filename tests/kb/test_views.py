@@ -54,6 +54,10 @@ PAGES = [
     ("theme-create", None, RESEARCHERS),
     ("theme-update", "theme", RESEARCHERS),
     ("theme-researcher-csv", None, RESEARCHERS),
+    ("agreement", None, RESEARCHERS),
+    ("coding-round-list", None, RESEARCHERS),
+    ("coding-round-detail", "coding_round", RESEARCHERS),
+    ("coding-round-create", None, RESEARCHERS),
     ("model-create", None, RESEARCHERS),
     ("model-update", "model", RESEARCHERS),
     ("model-profile", "model", RESEARCHERS),
@@ -84,6 +88,7 @@ PAGES = [
 # Writes a refused role must not reach by POST: 403 (or the login page) and no write.
 POSTS = [
     ("highlight-create", "interview"),
+    ("interview-theme-create", "interview"),
     ("researcher-anonymise", "researcher"),
     ("run-cancel", "run"),
     ("run-retry", "run"),
@@ -92,10 +97,17 @@ POSTS = [
     ("insight-unlink-quote", ("insight", "quote_link")),
     ("highlight-update", "highlight"),
     ("outcome-update", "manual_outcome"),
+    ("coding-round-create", None),
+    ("coding-round-done", "coding_round"),
+    ("coding-round-close", "coding_round"),
+    ("coding-round-consensus", "coding_round"),
     *[(name, attribute) for name, attribute, _ in PAGES if name.endswith("-delete")],
 ]
 # Pages that write on POST and must never write on GET.
-POST_ONLY = ["question-move", "insight-unlink-finding", "insight-unlink-quote"]
+POST_ONLY = [
+    "question-move", "insight-unlink-finding", "insight-unlink-quote", "coding-round-done",
+    "coding-round-close", "coding-round-consensus",
+]  # fmt: skip
 
 
 def _url(world, name: str, attributes: str | tuple | None) -> str:

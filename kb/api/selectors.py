@@ -71,6 +71,8 @@ def insight_attach_evidence(rows: list[dict], *, request, with_quotes: bool) -> 
     quotes = defaultdict(list)
     for insight_id, highlight_id, stance in (
         InsightHighlight.objects.filter(insight_id__in=_by(rows))
+        # A coder coding blind does not learn which of the others' highlights are linked.
+        .filter(selectors.highlight_visibility(request.user, prefix="highlight__"))
         .order_by("highlight_id")
         .values_list("insight_id", "highlight_id", "stance")
     ):

@@ -12,10 +12,13 @@ from django.contrib.auth.models import Group
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from kb.models import CodingRound, Highlight
+from kb.exchange.refi_qda import qdpx_read
+from kb.models import CodingRound, Highlight, Researcher
 from kb.roles import RESEARCHER
 from kb.services import coding_rounds
 from kb.services.codebook import highlight_create
+from kb.services.insights import insight_create
+from kb.services.people import SCOPES_KEEPING_WORDS
 from tests.factories import InterviewFactory, ThemeFactory
 from tests.helpers import nothing_written
 
@@ -294,3 +297,32 @@ def test_the_list_runs_as_many_queries_for_three_rounds_as_for_one(api, world):
             coders=[world["ann"], world["ben"]],
         )  # fmt: skip
     assert queries() == one
+
+
+def test_a_blind_coder_sees_only_their_own_quotes_linked_to_an_insight(api, world):
+    insight = insight_create(
+        actor=world["researcher"], title="Trust needs steps", statement="Quotes say so.",
+        supporting_highlights=[world["ann_h"], world["ben_h"]],
+    )  # fmt: skip
+
+    def linked(user) -> list[int]:
+        response = api(user).get(f"/api/insights/{insight.pk}/")
+        return [row["highlight"] for row in response.json()["highlights"]]
+
+    assert linked(world["ann"]) == [world["ann_h"].pk]
+    assert linked(world["researcher"]) == [world["ann_h"].pk, world["ben_h"].pk]
+
+
+def test_the_project_export_leaves_out_what_a_blind_coder_may_not_see(api, world):
+    Researcher.objects.filter(pk=world["interview"].researcher_id).update(
+        consent_scope=sorted(SCOPES_KEEPING_WORDS)[0]
+    )
+
+    def exported(user) -> list[tuple[int, int]]:
+        response = api(user).get("/api/export/project.qdpx")
+        assert response.status_code == 200
+        (source,) = qdpx_read(response.content).sources
+        return sorted((selection.start, selection.end) for selection in source.selections)
+
+    assert exported(world["ann"]) == [(0, 10)]
+    assert exported(world["researcher"]) == [(0, 10), (5, 15)]

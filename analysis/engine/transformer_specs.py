@@ -176,7 +176,31 @@ def validate_transformer_spec(spec: Any) -> TransformerConfig:
     _clean_hyperparameters(errors, spec.get("hyperparameters", {}))
     if errors:
         raise TransformerSpecError(errors)
-    return TransformerConfig(**sizes, blocks=blocks, **choices)
+    config = TransformerConfig(**sizes, blocks=blocks, **choices)
+    _refuse_too_large(config)
+    return config
+
+
+# Each field within its bounds can still add up to a model no worker holds: about 5e10
+# parameters, or attention patterns of 64 heads x 4096^2 positions per example.
+MAX_PARAMETERS = 50_000_000
+MAX_ATTENTION_ENTRIES = 2**24  # heads x n_ctx^2 of one block, per example
+
+
+def _refuse_too_large(config: TransformerConfig) -> None:
+    errors: Errors = {}
+    parameters = _parameter_count(config)
+    if parameters > MAX_PARAMETERS:
+        errors["spec"] = [f"has {parameters:,} parameters; at most {MAX_PARAMETERS:,}."]
+    for index, block in enumerate(config.blocks):
+        if block.n_heads * config.n_ctx**2 > MAX_ATTENTION_ENTRIES:
+            errors[f"blocks.{index}.n_heads"] = [
+                f"{block.n_heads} heads over n_ctx {config.n_ctx} make attention patterns of "
+                f"{block.n_heads * config.n_ctx**2:,} entries per example; at most "
+                f"{MAX_ATTENTION_ENTRIES:,}."
+            ]
+    if errors:
+        raise TransformerSpecError(errors)
 
 
 def transformer_hyperparameters(spec: dict) -> dict[str, Any]:
@@ -196,7 +220,10 @@ def block_parameter_count(config: TransformerConfig, block: BlockConfig) -> int:
 
 def count_transformer_parameters(spec: dict) -> int:
     """Out: the trainable parameters the built transformer will have (analytic count)."""
-    config = validate_transformer_spec(spec)
+    return _parameter_count(validate_transformer_spec(spec))
+
+
+def _parameter_count(config: TransformerConfig) -> int:
     d, vocab = config.d_model, config.d_vocab
     embeddings = vocab * d + config.n_ctx * d
     unembed = d * vocab + vocab

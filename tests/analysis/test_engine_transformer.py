@@ -93,6 +93,27 @@ def test_each_bad_field_is_reported_under_its_own_key(changes, errors):
     assert isinstance(caught.value, SpecError)  # callers catching SpecError catch it too
 
 
+def test_a_spec_too_large_for_a_worker_is_refused_though_each_field_is_in_bounds():
+    huge = _spec(d_vocab=65_536, d_model=4096, d_head=1024, n_ctx=4096,
+                 blocks=[{"n_heads": 64, "d_mlp": 16_384}] * 2)  # fmt: skip
+    with pytest.raises(TransformerSpecError) as caught:
+        validate_transformer_spec(huge)
+    # embeddings 65,536*4,096 + 4,096^2; per block attention 4*64*4,096*1,024 + 3*64*1,024 +
+    # 4,096, MLP 2*4,096*16,384 + 16,384 + 4,096, LayerNorms 4*4,096; final LayerNorm 2*4,096;
+    # unembedding 4,096*65,536 + 65,536.
+    assert caught.value.field_errors == {
+        "spec": ["has 2,970,116,096 parameters; at most 50,000,000."],
+        "blocks.0.n_heads": [
+            "64 heads over n_ctx 4096 make attention patterns of 1,073,741,824 entries per "
+            "example; at most 16,777,216."
+        ],
+        "blocks.1.n_heads": [
+            "64 heads over n_ctx 4096 make attention patterns of 1,073,741,824 entries per "
+            "example; at most 16,777,216."
+        ],
+    }
+
+
 def test_several_problems_are_reported_together_and_unknown_fields_named():
     with pytest.raises(TransformerSpecError) as caught:
         validate_transformer_spec(_spec(d_head=-1, n_ctx="16", layers=[]))

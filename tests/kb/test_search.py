@@ -97,6 +97,15 @@ def test_the_index_follows_every_write(researcher_user):
     assert found(researcher_user, "dense")["Insights"] == []
 
 
+def test_a_long_transcript_of_distinct_tokens_is_stored_and_its_start_found(researcher_user):
+    # 1.6 MB of distinct lexemes: more than one PostgreSQL tsvector can hold, so the index
+    # covers the first POSTGRES_INDEXED_CHARACTERS characters and the save succeeds.
+    tokens = " ".join(f"{index:06x}qz" for index in range(200_000))
+    interview = InterviewFactory(transcript="Curvature detectors. " + tokens)
+    assert len(interview.transcript) > 1_800_000
+    assert found(researcher_user, "curvature detectors")["Interviews"] == [interview.pk]
+
+
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="FTS5 triggers exist on SQLite only")
 def test_every_searched_table_has_its_three_triggers():
     """Django rebuilds an SQLite table for many migrations, dropping its triggers."""

@@ -230,6 +230,9 @@ WEIGHTS_MAX_UPLOAD_SIZE = env_int("WEIGHTS_MAX_UPLOAD_SIZE", 1024 * 1024 * 1024,
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024, minimum=1024)
 # Largest transcript file (.txt, .docx, .vtt, .srt) the interview form and API accept.
 TRANSCRIPT_MAX_UPLOAD_SIZE = env_int("TRANSCRIPT_MAX_UPLOAD_SIZE", 5 * 1024 * 1024, minimum=1024)
+# Largest REFI-QDA file (.qdc, .qdpx) the exchange import accepts, page and API; a .qdpx may
+# unpack to at most 5 times this (kb.exchange).
+EXCHANGE_MAX_UPLOAD_SIZE = env_int("EXCHANGE_MAX_UPLOAD_SIZE", 20 * 1024 * 1024, minimum=1024)
 
 # --- HTTPS, cookies and response headers (`check --deploy` passes with the defaults) ---------
 # All on unless DEBUG is, so that `make run` and the tests work over plain HTTP.

@@ -135,6 +135,17 @@ def transcript_from_upload(name: str, data: bytes) -> Transcript:
     return transcript
 
 
+def transcript_text_check(text: str) -> None:
+    """Refused (`TranscriptFileRefused`) when `text`, a transcript that came as text rather
+    than as an uploaded file (a source of an imported project), is one an upload would refuse:
+    empty, holding binary data (control characters), or longer than the limit."""
+    if not text.strip():
+        raise TranscriptFileRefused("The transcript text is empty.")
+    if BINARY_CHARACTERS.search(text):
+        raise TranscriptFileRefused("The text holds binary data (control characters).")
+    _refuse_too_long(len(text))
+
+
 def _refuse_too_large(size: int) -> None:
     limit = max_upload_size()
     if size > limit:

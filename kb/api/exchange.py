@@ -1,7 +1,6 @@
 """Exchange with qualitative tools (kb.services.exchange): the codebook as REFI-QDA .qdc and
 as CSV, the coding project as .qdpx, and imports of both REFI-QDA files."""
 
-from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -12,11 +11,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from kb.api.mixins import ThrottleFirstMixin
-from kb.api.parsers import _refuse_declared_length_over
+from kb.api.parsers import refuse_declared_length_over
 from kb.api.permissions import permissions_required
 from kb.api.reports import CSVRenderer
 from kb.api.serializers import KbSerializer
-from kb.exchange import ExchangeFileRefused, max_upload_size, read_upload
+from kb.exchange import ExchangeFileRefused, max_request_size, read_upload
 from kb.models import Researcher
 from kb.services import exchange
 from kb.services.exchange import IMPORT_PROJECT_PERMISSIONS, PROJECT_PERMISSIONS
@@ -99,12 +98,11 @@ class ExchangeUploadParser(MultiPartParser):
     body; the file itself is held to that limit when it is read (kb.exchange)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE + max_upload_size()
-        _refuse_declared_length_over(limit, parser_context)
+        refuse_declared_length_over(max_request_size(), parser_context)
         return super().parse(stream, media_type, parser_context)
 
 
-FILE_HELP = f"at most {max_upload_size() // (1024 * 1024)} MiB"
+FILE_HELP = "at most EXCHANGE_MAX_UPLOAD_SIZE bytes (20 MiB by default)"
 
 
 class CodebookImportSerializer(KbSerializer):
@@ -176,10 +174,14 @@ class ProjectImportView(ThrottleFirstMixin, APIView):
     """Import a REFI-QDA project (.qdpx, multipart/form-data `file`): its codebook is merged as
     the codebook import does, each text source becomes an interview of the researcher its
     case names (by pseudonym) or of `researcher`, and each coded selection a highlight per
-    coder (users matched by username). A bad file, a code GUID the codebook lacks, positions
-    outside the text, a source with no interviewee here or one whose consent does not keep
-    their words, or a coder with no account answers 400 under `file` (or `researcher`), and
-    nothing is written."""
+    coder (users matched by username); a source already here (the same text of the same
+    interviewee, as stored or as our export masks it) is skipped. A bad or damaged file, more
+    than 500 sources or 5000 selections, a source's text that an uploaded transcript could
+    not have (empty, binary characters, over TRANSCRIPT_MAX_UPLOAD_SIZE characters), a code
+    GUID the codebook lacks, positions outside the text, a source with no interviewee here or
+    one whose consent does not keep their words, or a coder with no account answers 400 under
+    `file` (or `researcher`), and nothing is written. A body declared larger than the upload
+    limit (EXCHANGE_MAX_UPLOAD_SIZE) is refused (413) before it is read."""
 
     permission_classes = [permissions_required(*IMPORT_PROJECT_PERMISSIONS)]
     parser_classes = [ExchangeUploadParser]

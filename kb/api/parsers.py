@@ -66,7 +66,9 @@ def json_loads(text: str | bytes, max_depth: int = MAX_JSON_DEPTH):
     return value
 
 
-def _refuse_declared_length_over(limit: int, parser_context) -> None:
+def refuse_declared_length_over(limit: int, parser_context) -> None:
+    """Refused (413) when the request's declared length is over `limit`, before its body is
+    read; for the parsers here and any other that reads an upload."""
     request = (parser_context or {}).get("request")
     declared = request.META.get("CONTENT_LENGTH") if request is not None else None
     if declared and declared.isdigit() and int(declared) > limit:
@@ -75,7 +77,7 @@ def _refuse_declared_length_over(limit: int, parser_context) -> None:
 
 class LimitedJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
-        _refuse_declared_length_over(settings.DATA_UPLOAD_MAX_MEMORY_SIZE, parser_context)
+        refuse_declared_length_over(settings.DATA_UPLOAD_MAX_MEMORY_SIZE, parser_context)
         # Django's request stream never reads past Content-Length, so the check above bounds
         # what is read here.
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
@@ -95,7 +97,7 @@ class LimitedMultiPartParser(MultiPartParser):
         view = (parser_context or {}).get("view")
         if getattr(view, "action", None) == "create":
             limit += settings.WEIGHTS_MAX_UPLOAD_SIZE
-        _refuse_declared_length_over(limit, parser_context)
+        refuse_declared_length_over(limit, parser_context)
         return super().parse(stream, media_type, parser_context)
 
 
@@ -105,5 +107,5 @@ class TranscriptUploadParser(MultiPartParser):
 
     def parse(self, stream, media_type=None, parser_context=None):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE + settings.TRANSCRIPT_MAX_UPLOAD_SIZE
-        _refuse_declared_length_over(limit, parser_context)
+        refuse_declared_length_over(limit, parser_context)
         return super().parse(stream, media_type, parser_context)

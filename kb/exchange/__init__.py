@@ -12,12 +12,18 @@ A file that cannot be read is refused with `ExchangeFileRefused`, whose messages
 words for its uploader; refusing while reading is what keeps a bad file from writing anything.
 """
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
-# An uploaded .qdc or .qdpx may be at most this large; what a .qdpx unpacks to, at most
-# UNPACKED_LIMIT_FACTOR times that (a small zip that inflates to gigabytes is refused).
-MAX_UPLOAD_SIZE = 20 * 1024 * 1024
+# An uploaded .qdc or .qdpx may be at most settings.EXCHANGE_MAX_UPLOAD_SIZE large; what a
+# .qdpx unpacks to, at most UNPACKED_LIMIT_FACTOR times that (a small zip that inflates to
+# gigabytes is refused).
 UNPACKED_LIMIT_FACTOR = 5
+# An imported project may hold at most this many text sources and coded selections (all
+# sources together): an import writes in one transaction, and a bigger one would hold the
+# database's write lock for long. Split a bigger project into several files.
+MAX_SOURCES = 500
+MAX_SELECTIONS = 5000
 
 
 class ExchangeFileRefused(ValidationError):
@@ -31,11 +37,27 @@ def size_in_words(size: int) -> str:
 
 
 def max_upload_size() -> int:
-    return MAX_UPLOAD_SIZE
+    return settings.EXCHANGE_MAX_UPLOAD_SIZE
 
 
 def max_unpacked_size() -> int:
-    return UNPACKED_LIMIT_FACTOR * MAX_UPLOAD_SIZE
+    return UNPACKED_LIMIT_FACTOR * max_upload_size()
+
+
+def max_request_size() -> int:
+    """The largest request body an import may send: the file, plus what a form around it
+    may hold."""
+    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE + max_upload_size()
+
+
+def refuse_declared_request_too_large(content_length: str | None) -> None:
+    """Refused when a request's declared length (its Content-Length header) is over
+    max_request_size(): checked before the body is read."""
+    if content_length and content_length.isdigit() and int(content_length) > max_request_size():
+        raise ExchangeFileRefused(
+            f"The upload is {size_in_words(int(content_length))}; a file may be at most "
+            f"{size_in_words(max_upload_size())}."
+        )
 
 
 def refuse_too_large(size: int) -> None:

@@ -32,15 +32,24 @@ declared size is checked before it is read and reading stops at that size. Every
 
 import datetime
 import io
+import lzma
 import re
 import uuid
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from lxml import etree
 
-from kb.exchange import ExchangeFileRefused, max_unpacked_size, refuse_too_large, size_in_words
+from kb.exchange import (
+    MAX_SELECTIONS,
+    MAX_SOURCES,
+    ExchangeFileRefused,
+    max_unpacked_size,
+    refuse_too_large,
+    size_in_words,
+)
 
 CODEBOOK_NS = "urn:QDA-XML:codebook:1.0"
 PROJECT_NS = "urn:QDA-XML:project:1.0"
@@ -391,7 +400,12 @@ class _Archive:
             with self.zip.open(info) as entry:
                 # Never more than declared (and budgeted), whatever the compressed data holds.
                 data = entry.read(info.file_size + 1)
-        except (zipfile.BadZipFile, RuntimeError, NotImplementedError, OSError, EOFError) as error:
+        except (
+            # A damaged member: bad deflate, lzma or bzip2 data (bz2 raises OSError), a
+            # truncated one, an unsupported method, an encrypted entry, a CRC mismatch.
+            zipfile.BadZipFile, zlib.error, lzma.LZMAError, RuntimeError, NotImplementedError,
+            OSError, EOFError, ValueError,
+        ) as error:  # fmt: skip
             raise ExchangeFileRefused(f"“{name}” cannot be unpacked: {error}.") from None
         if len(data) > info.file_size:
             raise ExchangeFileRefused(f"“{name}” holds more than its declared size.")
@@ -414,6 +428,7 @@ def qdpx_read(data: bytes) -> Project:
     )
     holder = root.find(f"{{{ns}}}CodeBook/{{{ns}}}Codes")
     codes = _read_codes(holder, ns) if holder is not None else ()
+    _refuse_too_many(root)
     sources = tuple(
         _read_source(element, archive)
         for element in root.iterfind(f"{{{ns}}}Sources/{{{ns}}}TextSource")
@@ -424,6 +439,26 @@ def qdpx_read(data: bytes) -> Project:
     )
     _refuse_unknown_references(project)
     return project
+
+
+def _refuse_too_many(root) -> None:
+    """Refused when the project holds more sources or selections than one import writes
+    (MAX_SOURCES, MAX_SELECTIONS); counted before any source's text is read."""
+    ns = PROJECT_NS
+    sources = root.findall(f"{{{ns}}}Sources/{{{ns}}}TextSource")
+    if len(sources) > MAX_SOURCES:
+        raise ExchangeFileRefused(
+            f"The project has {len(sources):,} sources; one import reads at most "
+            f"{MAX_SOURCES:,}. Split it into several projects."
+        )
+    selections = sum(
+        1 for source in sources for _ in source.iterfind(f"{{{ns}}}PlainTextSelection")
+    )
+    if selections > MAX_SELECTIONS:
+        raise ExchangeFileRefused(
+            f"The project has {selections:,} selections; one import reads at most "
+            f"{MAX_SELECTIONS:,}. Split it into several projects."
+        )
 
 
 def _read_case(element) -> Case:

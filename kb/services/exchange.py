@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models.functions import Length
 from django.utils import timezone
 
-from kb import selectors
+from kb import selectors, transcripts
 from kb.exchange import ExchangeFileRefused, refi_qda
 from kb.exchange.codebook_csv import PATH_SEPARATOR, codebook_csv_write
 from kb.exchange.refi_qda import Code, Project, codes_flattened, stable_guid
@@ -158,21 +159,21 @@ def _source(interview: Interview, highlights: list[Highlight]) -> refi_qda.Sourc
         # The source's date is the day of the interview, which an import reads back.
         created=datetime.datetime.combine(interview.conducted_on, datetime.time(), datetime.UTC),
         selections=tuple(
-            _selection(highlight)
+            _selection(highlight, interview.researcher)
             for highlight in highlights
             if text[highlight.start : highlight.end] == highlight.quote
         ),
     )
 
 
-def _selection(highlight: Highlight) -> refi_qda.Selection:
+def _selection(highlight: Highlight, researcher: Researcher) -> refi_qda.Selection:
     coder = stable_guid("user", highlight.coder_id) if highlight.coder_id else None
     themes = sorted(highlight.themes.all(), key=lambda theme: theme.pk)
     return refi_qda.Selection(
         guid=stable_guid("highlight", highlight.pk),
         start=highlight.start,
         end=highlight.end,
-        description=highlight.note,
+        description=_masked(highlight.note, researcher),
         user_guid=coder,
         created=highlight.created_at,
         codings=tuple(
@@ -285,7 +286,8 @@ def _theme_from_code(*, actor, code: Code, parent: Theme | None) -> Theme:
 class ProjectImportReport:
     """What a project import wrote: its codebook's merge, the interviews it added (their
     labels), sources skipped because the same transcript of the same interviewee is here
-    already (their names), highlights added, and selections skipped for having no code."""
+    already, as stored or as our export masks it (their names), highlights added, and
+    selections skipped for having no code."""
 
     codebook: CodebookImportReport
     interviews_added: tuple[str, ...]
@@ -301,11 +303,16 @@ def project_import_qdpx(
     source as an interview, each coded selection as highlights (one per coder).
 
     A source's interviewee is the researcher whose pseudonym is the name of a case holding
-    the source, else `researcher`. Refused (ExchangeFileRefused), with nothing written, when
-    the file cannot be read, a source has no interviewee here or one whose consent does not
-    keep their words (or who was anonymised), or a coder's username has no account here.
+    the source, else `researcher`. A source whose interviewee has an interview with its text
+    (as stored, or masked as our export writes it) is skipped, so importing our own export
+    again adds nothing. Refused (ExchangeFileRefused), with nothing written, when the file
+    cannot be read or holds more than MAX_SOURCES sources or MAX_SELECTIONS selections, a
+    source's text is one an uploaded transcript could not have (kb.transcripts: empty, binary,
+    too long), a source has no interviewee here or one whose consent does not keep their words
+    (or who was anonymised), or a coder's username has no account here.
     """
     project = refi_qda.qdpx_read(data)
+    _refuse(_unfit_sources(project))
     interviewees = _interviewees(project, researcher)
     coders = _coders(project)
     with transaction.atomic():
@@ -313,7 +320,7 @@ def project_import_qdpx(
         added, present, counts = [], [], defaultdict(int)
         for source in project.sources:
             interviewee = interviewees[source.guid]
-            if Interview.objects.filter(researcher=interviewee, transcript=source.text).exists():
+            if _already_here(source, interviewee):
                 present.append(source.name)
                 continue
             interview = _interview_from_source(actor=actor, source=source, researcher=interviewee)
@@ -334,6 +341,31 @@ def project_import_qdpx(
         highlights_added=counts["highlights"],
         selections_uncoded=counts["uncoded"],
     )
+
+
+def _unfit_sources(project: Project) -> list[str]:
+    """Sources whose text an uploaded transcript could not have (kb.transcripts): empty,
+    holding binary data, or too long."""
+    errors = []
+    for source in project.sources:
+        try:
+            transcripts.transcript_text_check(source.text)
+        except transcripts.TranscriptFileRefused as error:
+            errors.extend(f"Source “{source.name}”: {m}" for m in error.messages)
+    return errors
+
+
+def _already_here(source: refi_qda.Source, researcher: Researcher) -> bool:
+    """Whether `researcher` has an interview whose transcript is the source's text, as stored
+    or as our export masks it (so our own export imports again without duplicates). Masking
+    keeps the length, so only transcripts of that length are compared."""
+    stored = (
+        Interview.objects.filter(researcher=researcher)
+        .annotate(length=Length("transcript"))
+        .filter(length=len(source.text))
+        .values_list("transcript", flat=True)
+    )
+    return any(source.text in (text, _masked(text, researcher)) for text in stored)
 
 
 def _refuse(errors: list[str]) -> None:

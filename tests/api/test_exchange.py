@@ -3,6 +3,7 @@ and bad uploads answered 400 under their field with nothing written."""
 
 import datetime
 import io
+import struct
 import uuid
 import zipfile
 
@@ -232,10 +233,8 @@ def test_a_json_body_is_unsupported(api, kb, researcher_user, path):
     assert response.status_code == 415
 
 
-def test_a_body_over_the_limit_is_refused_before_it_is_read(
-    api, kb, researcher_user, monkeypatch, settings
-):
-    monkeypatch.setattr("kb.exchange.MAX_UPLOAD_SIZE", 1024)
+def test_a_body_over_the_limit_is_refused_before_it_is_read(api, kb, researcher_user, settings):
+    settings.EXCHANGE_MAX_UPLOAD_SIZE = 1024
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
     big = io.BytesIO()
     with zipfile.ZipFile(big, "w") as archive:
@@ -245,3 +244,56 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(
             "/api/import/project/", {"file": upload("p.qdpx", big.getvalue())}, format="multipart"
         )
     assert response.status_code == 413
+
+
+def damaged_deflate() -> bytes:
+    """A .qdpx whose project.qde's deflate data is overwritten (sizes and CRC unchanged)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("project.qde", b"<Project/>" * 50)
+    data = bytearray(buffer.getvalue())
+    compressed = struct.unpack("<I", data[18:22])[0]
+    start = 30 + sum(struct.unpack("<HH", data[26:30]))
+    data[start : start + compressed] = b"\xff" * compressed
+    return bytes(data)
+
+
+def with_source_text(text: bytes) -> bytes:
+    guid = "6f1b2c3d-0000-4000-8000-000000000002"
+    project = (
+        '<?xml version="1.0"?><Project xmlns="urn:QDA-XML:project:1.0" name="x"><Sources>'
+        f'<TextSource guid="{guid}" name="S" plainTextPath="internal://s.txt"/></Sources>'
+        "</Project>"
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("project.qde", project.encode())
+        archive.writestr("sources/s.txt", text)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "errors"),
+    [
+        (
+            damaged_deflate(),
+            ["“project.qde” cannot be unpacked: Error -3 while decompressing data: invalid "
+             "block type."],
+        ),
+        (
+            with_source_text(b"P1: a NUL \x00 here."),
+            ["Source “S”: The text holds binary data (control characters)."],
+        ),
+    ],
+    ids=["damaged deflate", "NUL in a source"],
+)  # fmt: skip
+def test_a_damaged_archive_or_binary_source_answers_400(
+    api, kb, researcher_user, consenting_project, data, errors
+):
+    with nothing_written():
+        response = api(researcher_user).post(
+            "/api/import/project/",
+            {"file": upload("p.qdpx", data), "researcher": kb["researcher"].pk},
+            format="multipart",
+        )
+    assert (response.status_code, response.json()) == (400, {"file": errors})

@@ -1,7 +1,10 @@
 """The exchange page (kb.views.exchange): export links by role, the import form, its report,
 and refusals shown next to the field with nothing written."""
 
+import io
+import struct
 import uuid
+import zipfile
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -109,3 +112,45 @@ def test_a_refused_file_is_shown_with_nothing_written(signed_in, codebook, uploa
         response = signed_in("researcher").post("/exchange/", {"file": upload})
     assert response.status_code == 400
     assert message in response.content.decode()
+
+
+def damaged_project() -> bytes:
+    """A .qdpx whose project.qde's deflate data is overwritten (sizes and CRC unchanged)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("project.qde", b"<Project/>" * 50)
+    data = bytearray(buffer.getvalue())
+    compressed = struct.unpack("<I", data[18:22])[0]
+    start = 30 + sum(struct.unpack("<HH", data[26:30]))
+    data[start : start + compressed] = b"\xff" * compressed
+    return bytes(data)
+
+
+def test_a_damaged_archive_is_shown_with_nothing_written(signed_in, codebook):
+    upload = SimpleUploadedFile("p.qdpx", damaged_project())
+    with nothing_written():
+        response = signed_in("researcher").post("/exchange/", {"file": upload})
+    assert response.status_code == 400
+    assert (
+        "“project.qde” cannot be unpacked: Error -3 while decompressing data: invalid block "
+        "type." in response.content.decode()
+    )
+
+
+def test_a_body_declared_over_the_limit_is_refused_before_it_is_read(signed_in, codebook, settings):
+    settings.EXCHANGE_MAX_UPLOAD_SIZE = 1024
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    client = signed_in("researcher")
+    body = b"x" * 3000
+    with nothing_written():
+        response = client.post(
+            "/exchange/", body, content_type="multipart/form-data; boundary=nothing-read"
+        )
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "The upload is 2.9 KiB; a file may be at most 1.0 KiB." in page
+    assert 'enctype="multipart/form-data"' in page  # the form is there to try again
+    # Within the limit, the same page reads the file (and refuses what it holds).
+    small = SimpleUploadedFile("c.qdc", b"not xml")
+    assert client.post("/exchange/", {"file": small}).status_code == 400
+    assert "The upload is" not in client.post("/exchange/", {"file": small}).content.decode()

@@ -3,6 +3,7 @@ by name, every refusal with nothing written, and what a project archive must nev
 
 import datetime
 import io
+import struct
 import uuid
 import zipfile
 
@@ -10,8 +11,8 @@ import pytest
 from django.contrib.auth.models import Group
 from lxml import etree
 
-from kb import exchange as exchange_format
-from kb.exchange import ExchangeFileRefused, size_in_words
+import kb.exchange as exchange_limits
+from kb.exchange import ExchangeFileRefused, refi_qda, size_in_words
 from kb.exchange.codebook_csv import codebook_csv_rows
 from kb.exchange.refi_qda import (
     CODEBOOK_NS,
@@ -453,8 +454,8 @@ def test_a_refusal_after_the_first_writes_leaves_nothing_either(project, researc
     assert refused.value.messages == ["Code “Level 10”: Themes nest at most 8 deep."]
 
 
-def test_too_large_and_zip_bombs_are_refused_before_reading(project, researcher_user, monkeypatch):
-    monkeypatch.setattr(exchange_format, "MAX_UPLOAD_SIZE", 2000)
+def test_too_large_and_zip_bombs_are_refused_before_reading(project, researcher_user, settings):
+    settings.EXCHANGE_MAX_UPLOAD_SIZE = 2000
     bomb = zip_of({"project.qde": qde(""), "sources/big.txt": b"a" * 10_001})
     assert len(bomb) < 2000
     with nothing_written():
@@ -487,3 +488,206 @@ def test_the_project_export_costs_the_same_queries_for_more_rows(
 
     with django_assert_num_queries(4):
         assert len(exchange.project_for_export().sources) == 2
+
+
+def test_the_upload_limit_is_a_setting(settings):
+    settings.EXCHANGE_MAX_UPLOAD_SIZE = 4096
+    assert exchange_limits.max_upload_size() == 4096
+    assert exchange_limits.max_unpacked_size() == 5 * 4096
+    with pytest.raises(ExchangeFileRefused) as refused:
+        qdc_read(b" " * 4097)
+    assert refused.value.messages == ["The file is 4.0 KiB; it may be at most 4.0 KiB."]
+
+
+# --- damaged archives, unfit text, too many rows ---------------------------------------------
+
+
+def damaged(method: int) -> bytes:
+    """A .qdpx whose project.qde is stored with `method` and its compressed data overwritten
+    with 0xff bytes (sizes and CRC unchanged): the decompressor itself fails. An LZMA member
+    keeps its 9-byte header (version, properties), so the failure is in the stream."""
+    data = bytearray(zip_of_with({"project.qde": qde(CODEBOOK) * 20}, method))
+    assert data[:4] == b"PK\x03\x04"
+    compressed = struct.unpack("<I", data[18:22])[0]
+    name_length, extra_length = struct.unpack("<HH", data[26:30])
+    start, header = 30 + name_length + extra_length, 9 if method == zipfile.ZIP_LZMA else 0
+    data[start + header : start + compressed] = b"\xff" * (compressed - header)
+    return bytes(data)
+
+
+def zip_of_with(entries: dict[str, bytes], method: int) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", method) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("method", "error"),
+    [
+        (zipfile.ZIP_DEFLATED, "Error -3 while decompressing data: invalid block type"),
+        (zipfile.ZIP_LZMA, "Corrupt input data"),
+        (zipfile.ZIP_BZIP2, "Invalid data stream"),
+    ],
+    ids=["deflate", "lzma", "bzip2"],
+)
+def test_a_damaged_member_is_refused_with_nothing_written(method, error, project, researcher_user):
+    with nothing_written(), pytest.raises(ExchangeFileRefused) as refused:
+        exchange.project_import_qdpx(actor=researcher_user, data=damaged(method))
+    assert refused.value.messages == [f"“project.qde” cannot be unpacked: {error}."]
+
+
+def project_with_text(text: bytes) -> bytes:
+    """A project of one source, S of P-kept, whose text file holds `text`."""
+    body = (
+        CODEBOOK
+        + f'<Cases><Case guid="{uuid.uuid4()}" name="P-kept">'
+        + f'<SourceRef targetGUID="{SOURCE_GUID}"/></Case></Cases>'
+        + source_with("", path="internal://s.txt")
+    )
+    return zip_of({"project.qde": qde(body), "sources/s.txt": text})
+
+
+BINARY = "Source “S”: The text holds binary data (control characters)."
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"Alex: hello\x00 world", BINARY),
+        (b"Alex: a bell \x07 rings", BINARY),
+        (b"Alex: form \x0c feed", BINARY),
+        (b" \n\n ", "Source “S”: The transcript text is empty."),
+        (b"x" * 1025, "Source “S”: The transcript text is 1,025 characters; transcripts may be at "
+         "most 1,024 characters."),
+    ],
+    ids=["NUL", "bell", "form feed", "empty", "too long"],
+)  # fmt: skip
+def test_a_source_an_upload_would_refuse_is_refused_with_nothing_written(
+    text, message, project, researcher_user, settings
+):
+    """The transcript rules of kb.transcripts hold for imported sources too."""
+    settings.TRANSCRIPT_MAX_UPLOAD_SIZE = 1024
+    with nothing_written(), pytest.raises(ExchangeFileRefused) as refused:
+        exchange.project_import_qdpx(actor=researcher_user, data=project_with_text(text))
+    assert refused.value.messages == [message]
+
+
+def test_a_source_an_upload_would_take_is_imported(project, researcher_user, settings):
+    settings.TRANSCRIPT_MAX_UPLOAD_SIZE = 1024
+    opening = "Alex:\ttabs and\r\nlines "
+    text = opening + "x" * (1024 - len(opening))
+    report = exchange.project_import_qdpx(
+        actor=researcher_user, data=project_with_text(text.encode())
+    )
+    imported = Interview.objects.exclude(pk=project["interview"].pk).get(researcher=project["kept"])
+    assert report.interviews_added == (str(imported),)
+    assert imported.transcript == text
+
+
+def many_sources(sources: int, selections: int) -> bytes:
+    body = "".join(
+        f'<TextSource guid="{uuid.uuid4()}" name="S{number}"><PlainTextContent>Short text.'
+        "</PlainTextContent>"
+        + "".join(
+            f'<PlainTextSelection guid="{uuid.uuid4()}" startPosition="0" endPosition="5">'
+            f'<Coding guid="{uuid.uuid4()}"><CodeRef targetGUID="{CODE_GUID}"/></Coding>'
+            "</PlainTextSelection>"
+            for _ in range(selections)
+        )
+        + "</TextSource>"
+        for number in range(sources)
+    )
+    return zip_of({"project.qde": qde(CODEBOOK + f"<Sources>{body}</Sources>")})
+
+
+def test_more_sources_or_selections_than_one_import_writes_are_refused(
+    project, researcher_user, monkeypatch
+):
+    monkeypatch.setattr(refi_qda, "MAX_SOURCES", 2)
+    monkeypatch.setattr(refi_qda, "MAX_SELECTIONS", 4)
+    kept = project["kept"]
+    with nothing_written():
+        with pytest.raises(ExchangeFileRefused) as refused:
+            exchange.project_import_qdpx(
+                actor=researcher_user, data=many_sources(3, 0), researcher=kept
+            )
+        assert refused.value.messages == [
+            "The project has 3 sources; one import reads at most 2. Split it into several projects."
+        ]
+        with pytest.raises(ExchangeFileRefused) as refused:
+            exchange.project_import_qdpx(
+                actor=researcher_user, data=many_sources(1, 5), researcher=kept
+            )
+        assert refused.value.messages == [
+            "The project has 5 selections; one import reads at most 4. Split it into "
+            "several projects."
+        ]
+    report = exchange.project_import_qdpx(
+        actor=researcher_user, data=many_sources(2, 2), researcher=kept
+    )
+    assert (len(report.interviews_added), report.highlights_added) == (1, 2)
+    assert report.sources_already_present == ("S1",)
+
+
+# --- masking and re-importing our own export -------------------------------------------------
+
+
+def test_a_highlight_note_is_masked_like_the_text(project, researcher_user):
+    highlight_create(
+        actor=researcher_user, interview=project["interview"], start=0, end=4,
+        quote=KEPT_TEXT[:4], themes=project["themes"][2:],
+        note="Ask Kept Realname (kept@example.org) of Kept Lab; a lab note.",
+    )  # fmt: skip
+
+    data = exchange.project_export_qdpx()
+
+    notes = [s.description for s in qdpx_read(data).sources[0].selections]
+    assert notes == [
+        "Ask █████████████ (████████████████) of ████████; a lab note.",
+        "Key quote.",
+        "",
+    ]
+    everything = "\n".join(archive_texts(data).values())
+    for secret in ["Kept Realname", "kept@example.org", "Kept Lab"]:
+        assert secret not in everything, secret
+
+
+def test_our_own_export_imports_again_without_duplicates(project, researcher_user):
+    """The export masks names, so its text differs from what is stored: the import compares
+    with the masked text too."""
+    named = interview_create(
+        actor=researcher_user, researcher=project["kept"], conducted_on=datetime.date(2026, 3, 1),
+        transcript="Kept Realname of Kept Lab: I want steps.", summary="Named.",
+    )  # fmt: skip
+    data = exchange.project_export_qdpx()
+    present = tuple(sorted([str(project["interview"]), str(named)]))
+
+    with nothing_written():
+        first = exchange.project_import_qdpx(actor=researcher_user, data=data)
+        second = exchange.project_import_qdpx(actor=researcher_user, data=data)
+
+    for report in (first, second):
+        assert tuple(sorted(report.sources_already_present)) == present
+        assert (report.interviews_added, report.highlights_added) == ((), 0)
+    assert Interview.objects.count() == 3
+
+
+def test_an_export_imported_elsewhere_then_again_adds_each_interview_once(project, researcher_user):
+    named = interview_create(
+        actor=researcher_user, researcher=project["kept"], conducted_on=datetime.date(2026, 3, 1),
+        transcript="Kept Realname of Kept Lab: I want steps.",
+    )  # fmt: skip
+    data = exchange.project_export_qdpx()
+    Interview.objects.filter(pk__in=[project["interview"].pk, named.pk]).delete()
+
+    first = exchange.project_import_qdpx(actor=researcher_user, data=data)
+    second = exchange.project_import_qdpx(actor=researcher_user, data=data)
+
+    assert len(first.interviews_added) == 2
+    assert sorted(second.sources_already_present) == sorted(first.interviews_added)
+    assert second.interviews_added == ()
+    assert sorted(
+        Interview.objects.filter(researcher=project["kept"]).values_list("transcript", flat=True)
+    ) == [KEPT_TEXT, "█████████████ of ████████: I want steps."]

@@ -24,13 +24,20 @@ from analysis.engine.run_settings import (
     DATASET_SHAPES,
     DATASET_SIZE_OPTION,
     DEFAULT_DATASET,
+    DEFAULT_PROBE_SIZE,
     DEFAULT_SEEDS,
     DEFAULTS,
     MAX_SEED,
     MAX_SEEDS,
     MIN_SEEDS,
+    PROBE_SIZE_BOUNDS,
+    SEQUENCE_TASK_BOUNDS,
+    SEQUENCE_TASK_NAMES,
+    SEQUENCE_TRAIN_BOUNDS,
+    SEQUENCE_TRAIN_DEFAULTS,
     SHAPES_CLASSES,
     TRAIN_FIELDS,
+    TRANSFORMER_DEFAULT_CONTROL_POLICY,
     Errors,
     SettingsError,
     dataset_concepts,
@@ -48,18 +55,26 @@ __all__ = [
     "DATASET_SIZE_OPTION",
     "DEFAULTS",
     "DEFAULT_DATASET",
+    "DEFAULT_PROBE_SIZE",
     "DEFAULT_SEEDS",
     "MAX_SEED",
     "MAX_SEEDS",
     "MIN_SEEDS",
+    "PROBE_SIZE_BOUNDS",
+    "SEQUENCE_TASK_BOUNDS",
+    "SEQUENCE_TASK_NAMES",
+    "SEQUENCE_TRAIN_BOUNDS",
+    "SEQUENCE_TRAIN_DEFAULTS",
     "SHAPES_CLASSES",
     "TRAIN_FIELDS",
+    "TRANSFORMER_DEFAULT_CONTROL_POLICY",
     "Errors",
     "ablation_config_clean",
     "dataset_concepts",
     "dataset_fit_model",
     "experiment_config_clean",
     "profile_config_clean",
+    "transformer_experiment_config_clean",
     "transformer_run_config_clean",
 ]
 
@@ -102,18 +117,39 @@ def dataset_fit_model(dataset: dict, spec: dict) -> dict:
         return run_settings.dataset_fit_model(dataset, spec)
 
 
-def transformer_run_config_clean(raw: dict | None, *, kind: str, spec: dict) -> dict:
-    """In: the settings of a profiling (`kind` "profile") or ablation ("ablation") run on the
-    transformer `spec`: {"dataset": a sequence task, "train", "seed", "probe_size"} (ablation
-    also "mode", "random_sets"), all optional. Out: the complete config, the task fitted to
-    the model; raises ValidationError keyed by setting ("dataset.length", "train.steps")."""
+def _transformer_fields(spec: dict) -> tuple[int, int, dict]:
+    """The model's n_ctx, d_vocab and hyperparameters; ValidationError under
+    "subject_model" when its spec is not a valid transformer."""
     config = validate_transformer_spec(spec)
     try:
         hyperparameters = validate_hyperparameters(spec.get("hyperparameters", {}))
     except SpecError as error:
         raise ValidationError({"subject_model": str(error)}) from None
+    return config.n_ctx, config.d_vocab, hyperparameters
+
+
+def transformer_experiment_config_clean(
+    raw: dict | None, *, spec: dict, min_seeds: int = MIN_SEEDS
+) -> dict:
+    """In: the settings of a change experiment on the transformer `spec`: {"dataset": a
+    sequence task, "train", "seeds", "probe_size", "control_seed", "control_policy"}, all
+    optional. Out: the complete config, the task fitted to the model; raises ValidationError
+    keyed by setting ("dataset.length", "train.steps", "control_policy")."""
+    n_ctx, d_vocab, hyperparameters = _transformer_fields(spec)
+    with _as_validation_error():
+        return run_settings.transformer_experiment_config_clean(
+            raw, n_ctx=n_ctx, d_vocab=d_vocab, hyperparameters=hyperparameters,
+            min_seeds=min_seeds,
+        )  # fmt: skip
+
+
+def transformer_run_config_clean(raw: dict | None, *, kind: str, spec: dict) -> dict:
+    """In: the settings of a profiling (`kind` "profile") or ablation ("ablation") run on the
+    transformer `spec`: {"dataset": a sequence task, "train", "seed", "probe_size"} (ablation
+    also "mode", "random_sets"), all optional. Out: the complete config, the task fitted to
+    the model; raises ValidationError keyed by setting ("dataset.length", "train.steps")."""
+    n_ctx, d_vocab, hyperparameters = _transformer_fields(spec)
     with _as_validation_error():
         return run_settings.transformer_run_config_clean(
-            raw, kind=kind, n_ctx=config.n_ctx, d_vocab=config.d_vocab,
-            hyperparameters=hyperparameters,
-        )  # fmt: skip
+            raw, kind=kind, n_ctx=n_ctx, d_vocab=d_vocab, hyperparameters=hyperparameters
+        )

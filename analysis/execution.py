@@ -43,6 +43,10 @@ from analysis.engine.specs import SpecError
 from analysis.engine.training import TrainConfig, evaluate, train_model
 from analysis.engine.transformer import build_transformer
 from analysis.engine.transformer_ablation import measure_transformer_ablation
+from analysis.engine.transformer_experiments import (
+    aggregate_transformer_experiment,
+    run_transformer_arm,
+)
 from analysis.engine.transformer_training import (
     SequenceTrainConfig,
     evaluate_sequences,
@@ -391,8 +395,28 @@ def run_ablation_job(job: AnalysisJob) -> dict:
     }
 
 
+def _is_transformer_experiment(config: dict) -> bool:
+    return config.get("family") == "transformer"
+
+
+def run_transformer_experiment_job(job: AnalysisJob) -> dict:
+    """One (arm, seed) of a transformer change experiment: trained on the frozen task, its
+    heads profiled when the mechanism check needs them (baseline and variant only)."""
+    config = job.run.config
+    arm, seed = job.key.split(":")
+    return run_transformer_arm(
+        config["arms"][arm],
+        services.transformer_experiment_settings(config),
+        seed=int(seed),
+        profile=config["mechanism"] is not None and arm != "control",
+        on_progress=_progress_callback(job),
+    )
+
+
 def run_experiment_job(job: AnalysisJob) -> dict:
     config = job.run.config
+    if _is_transformer_experiment(config):
+        return run_transformer_experiment_job(job)
     arm, seed = job.key.split(":")
     return run_arm(
         config["arms"][arm],
@@ -469,14 +493,22 @@ def _finish_experiment(run: AnalysisRun, jobs: dict):
     for seed in run.config["seeds"]:
         for arm in arm_results:
             arm_results[arm].append(jobs[f"{arm}:{seed}"])
-    aggregate = aggregate_experiment(arm_results, experiment_settings(run.config))
+    if _is_transformer_experiment(run.config):
+        aggregate = aggregate_transformer_experiment(
+            arm_results, services.transformer_experiment_settings(run.config),
+            run.config["mechanism"],
+        )  # fmt: skip
+        curve = "train_loss"  # a transformer's history logs its training loss by step
+    else:
+        aggregate = aggregate_experiment(arm_results, experiment_settings(run.config))
+        curve = "test_accuracy"
     plan = {**run.config["plan"], "arms": run.config["arms"]}
     result = {"plan": plan, "aggregate": aggregate, "arms": arm_results}
     if run.reproduces_id is not None:
         result["reproduction"] = compare_reproduction(run.reproduces, arm_results)
     result["figures"] = {
         "training_curves": _save_figure(
-            run, "training_curves", figures.training_curves_png(arm_results)
+            run, "training_curves", figures.training_curves_png(arm_results, curve)
         ),
         "metric_by_arm": _save_figure(run, "metric_by_arm", figures.metric_by_arm_png(aggregate)),
     }

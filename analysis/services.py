@@ -22,6 +22,7 @@ from analysis.configs import (
     dataset_fit_model,
     experiment_config_clean,
     profile_config_clean,
+    transformer_experiment_config_clean,
     transformer_run_config_clean,
 )
 from analysis.dispatch import (
@@ -32,8 +33,16 @@ from analysis.dispatch import (
 )
 from analysis.engine.changes import ChangeError
 from analysis.engine.model_specs import model_unit_layers, spec_family
+from analysis.engine.run_settings import SettingsError
 from analysis.engine.specs import SpecError
+from analysis.engine.transformer_plans import (
+    TransformerExperimentConfig,
+    head_mechanism_target,
+    plan_transformer_experiment,
+)
 from analysis.frozen import (
+    FROZEN_VERSION,
+    _model_snapshot,
     ablation_config_freeze,
     config_digest,
     experiment_config_freeze,
@@ -150,18 +159,10 @@ def experiment_request(
             .get(pk=change.pk)
         )
         _require_runnable(change)
-        cleaned = experiment_config_clean(config, min_seeds=min_seeds)
-        cleaned["dataset"] = dataset_fit_model(
-            cleaned["dataset"], change.target_model.architecture_spec
-        )
-        if not cleaned["concept"]:
-            cleaned["concept"] = _motivating_concept(change, cleaned["dataset"]["name"])
-        try:
-            # Refused now, not in a worker, when no random control of the same size exists:
-            # without it the experiment cannot say whether understanding helped.
-            frozen = experiment_config_freeze(change, cleaned)
-        except (ChangeError, SpecError) as error:
-            raise ValidationError({"change": str(error)}) from None
+        if _is_transformer(change.target_model):
+            frozen = _transformer_experiment_frozen(change, config, min_seeds)
+        else:
+            frozen = _cnn_experiment_frozen(change, config, min_seeds)
         run = _run_create(
             actor=actor,
             kind=AnalysisRun.Kind.CHANGE_EXPERIMENT,
@@ -171,6 +172,78 @@ def experiment_request(
         )
         change_set_status(actor=actor, change=change, status=ArchitectureChange.Status.RUNNING)
     return run
+
+
+def _cnn_experiment_frozen(change: ArchitectureChange, config: dict | None, min_seeds: int):
+    cleaned = experiment_config_clean(config, min_seeds=min_seeds)
+    cleaned["dataset"] = dataset_fit_model(
+        cleaned["dataset"], change.target_model.architecture_spec
+    )
+    if not cleaned["concept"]:
+        cleaned["concept"] = _motivating_concept(change, cleaned["dataset"]["name"])
+    try:
+        # Refused now, not in a worker, when no random control of the same size exists:
+        # without it the experiment cannot say whether understanding helped.
+        return experiment_config_freeze(change, cleaned)
+    except (ChangeError, SpecError) as error:
+        raise ValidationError({"change": str(error)}) from None
+
+
+# The change's own fields that the transformer experiment config checks, and where a
+# refusal of each belongs: the change states them, the run settings do not.
+_CHANGE_SETTINGS = {"metric": "change", "direction": "change", "minimum_effect": "change"}
+
+
+def _transformer_experiment_frozen(
+    change: ArchitectureChange, config: dict | None, min_seeds: int
+) -> dict:
+    """The frozen config of a change experiment on a transformer: the cleaned settings, the
+    change, the model snapshot, the three arms (the control drawn under the run's
+    control_policy, recorded in the plan) and the heads the mechanism check looks at."""
+    model = change.target_model
+    cleaned = transformer_experiment_config_clean(
+        config, spec=model.architecture_spec, min_seeds=min_seeds
+    )
+    settings = {**cleaned, "metric": change.expected_metric,
+                "direction": change.expected_direction,
+                "minimum_effect": change.minimum_effect}  # fmt: skip
+    try:
+        engine_config = TransformerExperimentConfig.coerce(
+            transformer_experiment_settings(settings)
+        )
+        plan = plan_transformer_experiment(
+            model.architecture_spec, change.operation, change.parameters, engine_config
+        )
+    except SettingsError as error:
+        raise ValidationError(
+            {
+                _CHANGE_SETTINGS.get(key, key): messages
+                for key, messages in error.field_errors.items()
+            }
+        ) from None
+    except (ChangeError, SpecError) as error:
+        raise ValidationError({"change": str(error)}) from None
+    planned = plan.to_dict()
+    return {
+        **settings,
+        "version": FROZEN_VERSION,
+        "family": "transformer",
+        "score": engine_config.score,
+        "change": {"id": change.pk, "operation": change.operation,
+                   "parameters": change.parameters},
+        "model": _model_snapshot(model),
+        "arms": planned.pop("arms"),
+        "plan": planned,
+        "mechanism": head_mechanism_target(plan),
+    }  # fmt: skip
+
+
+def transformer_experiment_settings(config: dict) -> dict:
+    """The engine's TransformerExperimentConfig fields, read from a frozen transformer
+    experiment config (or the cleaned settings it is made from)."""
+    fields = ("dataset", "train", "seeds", "probe_size", "metric", "direction",
+              "minimum_effect", "control_policy", "control_seed")  # fmt: skip
+    return {key: config[key] for key in fields} | {"score": config.get("score", "induction")}
 
 
 def _require_runnable(change: ArchitectureChange) -> None:

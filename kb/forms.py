@@ -32,7 +32,7 @@ from kb.models import (
 from kb.models.surveys import LIKERT_MAX, LIKERT_MIN
 from kb.services.invitations import DEFAULT_VALID_DAYS, MAX_VALID_DAYS
 from kb.services.records import RecordChanged
-from kb.statistics import outcome_verdict_reason
+from kb.statistics import outcome_verdict_reason, theme_scope_validate
 
 MARKDOWN_WIDGET = forms.Textarea(attrs={"rows": 8, "data-markdown": "true"})
 # ChangeError fields -> form fields, per operation (insert_layer's "layer" is the new layer).
@@ -42,7 +42,14 @@ CHANGE_PARAMETER_FIELDS = {
     "remove_layer": {"layer": "layer"},
     "set_hyperparameter": {"name": "hp_name", "value": "hp_value"},
     "manual": {"description": "description"},
+    # Transformers: blocks are numbered from 0 (insert_block's "after" -1: before block 0).
+    "insert_block": {"after": "after_block", "n_heads": "n_heads"},
+    "remove_block": {"block": "block"},
+    "add_heads": {"block": "block", "heads": "heads"},
+    "widen_mlp": {"block": "block", "units": "units"},
 }
+# Parameters an operation takes only when given (insert_block without d_mlp: attention only).
+CHANGE_OPTIONAL_PARAMETER_FIELDS = {"insert_block": {"d_mlp": "d_mlp"}}
 
 
 def form_add_service_errors(form: forms.Form, error: ValidationError, aliases=None) -> None:
@@ -415,11 +422,20 @@ class HighlightForm(forms.Form):
     def _typed_quote_start(self, source: str, quote: str, chosen: int | None) -> int | None:
         """Where a typed quote starts in `source`; None, with the error on the form, when it
         does not occur or occurs more than once and `chosen` is not one of its starts."""
-        starts = _occurrences(source, quote)
-        if len(starts) == 1 or (chosen is not None and chosen in starts):
-            return starts[0] if len(starts) == 1 else chosen
+        if chosen is not None and quote and source.startswith(quote, chosen):
+            return chosen
+        starts = _occurrences(source, quote, limit=MAX_OCCURRENCE_CHOICES + 1)
+        if len(starts) == 1:
+            return starts[0]
         if not starts:
             self.add_error("quote", "This text does not occur in the transcript.")
+            return None
+        if len(starts) > MAX_OCCURRENCE_CHOICES:
+            self.add_error(
+                "quote",
+                f"This text occurs more than {MAX_OCCURRENCE_CHOICES} times; type a longer "
+                "passage so that it says which one you mean.",
+            )
             return None
         self.fields["occurrence"] = forms.TypedChoiceField(
             label="Which occurrence?",
@@ -436,10 +452,16 @@ class HighlightForm(forms.Form):
         return None
 
 
-def _occurrences(text: str, quote: str) -> list[int]:
-    """Out: the start of every occurrence of `quote` in `text`, overlapping ones included."""
+# A typed quote that occurs more often than this is refused rather than offered as choices:
+# a one-character quote would otherwise list every occurrence in one page.
+MAX_OCCURRENCE_CHOICES = 20
+
+
+def _occurrences(text: str, quote: str, *, limit: int) -> list[int]:
+    """Out: the starts of the first `limit` occurrences of `quote` in `text`, overlapping
+    ones included."""
     starts, found = [], text.find(quote)
-    while found != -1:
+    while found != -1 and len(starts) < limit:
         starts.append(found)
         found = text.find(quote, found + 1)
     return starts
@@ -601,6 +623,22 @@ class ChangeForm(VersionedModelForm):
     description = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 2}), help_text="Manual changes."
     )
+    # Transformer operations.
+    block = forms.IntegerField(
+        required=False, min_value=0, help_text="Transformer: the block (from 0) to change."
+    )
+    heads = forms.IntegerField(required=False, min_value=1, help_text="Add heads: how many.")
+    after_block = forms.IntegerField(
+        required=False, min_value=-1, label="After block",
+        help_text="Insert a block: after this block (-1: before block 0).",
+    )  # fmt: skip
+    n_heads = forms.IntegerField(
+        required=False, min_value=1, label="Heads", help_text="Insert a block: its heads."
+    )
+    d_mlp = forms.IntegerField(
+        required=False, min_value=1, label="MLP width",
+        help_text="Insert a block: its MLP neurons; empty for an attention-only block.",
+    )  # fmt: skip
 
     class Meta:
         model = ArchitectureChange
@@ -614,7 +652,7 @@ class ChangeForm(VersionedModelForm):
         super().__init__(*args, **kwargs)
         parameters = self.instance.parameters if self.instance.pk else {}
         operation = self.instance.operation
-        for source, field in CHANGE_PARAMETER_FIELDS.get(operation, {}).items():
+        for source, field in _parameter_fields(operation).items():
             if source in parameters:
                 value = parameters[source]
                 self.initial[field] = json.dumps(value) if field == "hp_value" else value
@@ -632,6 +670,9 @@ class ChangeForm(VersionedModelForm):
                 self.add_error(field, "This operation needs this field.")
                 continue
             parameters[source] = _typed(value) if field == "hp_value" else value
+        for source, field in CHANGE_OPTIONAL_PARAMETER_FIELDS.get(operation, {}).items():
+            if data.get(field) is not None:
+                parameters[source] = data[field]
         data["parameters"] = parameters
         return data
 
@@ -640,7 +681,15 @@ class ChangeForm(VersionedModelForm):
         return {name: self.cleaned_data[name] for name in names}
 
     def error_aliases(self) -> dict:
-        return CHANGE_PARAMETER_FIELDS.get(self.cleaned_data.get("operation"), {})
+        return _parameter_fields(self.cleaned_data.get("operation"))
+
+
+def _parameter_fields(operation: str | None) -> dict[str, str]:
+    """The operation's parameters -> form fields, required and optional."""
+    return {
+        **CHANGE_PARAMETER_FIELDS.get(operation, {}),
+        **CHANGE_OPTIONAL_PARAMETER_FIELDS.get(operation, {}),
+    }
 
 
 def _typed(text: str) -> Any:
@@ -766,6 +815,86 @@ class ExperimentForm(RunSettingsForm):
         return {**self.base_config(), "seeds": data["seeds"], "control_seed": data["control_seed"]}
 
 
+CONTROL_POLICY_LABELS = {
+    "same_operation": "The same operation at another place",
+    "any_operation": "Any operation at any place, same parameter budget",
+}
+
+
+class TransformerExperimentForm(forms.Form):
+    """A change experiment on a transformer: a sequence task instead of a dataset, training
+    by steps, a probe set, and the random control's policy. Checked by the transformer
+    experiment cleaner for the change's model (`spec`), the one the service and the API use;
+    its errors sit next to the field their key names (`CONFIG_FIELDS`)."""
+
+    CONFIG_FIELDS = {
+        "dataset": "task", "dataset.name": "task", "dataset.p": "task",
+        "dataset.length": "length", "dataset.segment": "segment", "train": "steps",
+        "train.steps": "steps",
+    }  # fmt: skip
+
+    task = forms.ChoiceField(
+        choices=[(name, name) for name in configs.SEQUENCE_TASK_NAMES], initial="induction"
+    )
+    length = forms.IntegerField(
+        required=False, help_text="Induction: tokens per sequence; empty: the model's n_ctx."
+    )
+    segment = forms.IntegerField(
+        required=False, help_text="Induction: random tokens that then repeat; empty: length / 4."
+    )
+    steps = forms.IntegerField(
+        initial=configs.SEQUENCE_TRAIN_DEFAULTS["steps"],
+        widget=forms.NumberInput(attrs={"min": configs.SEQUENCE_TRAIN_BOUNDS["steps"][0],
+                                        "max": configs.SEQUENCE_TRAIN_BOUNDS["steps"][1]}),
+        help_text="Training steps per arm and seed.",
+    )  # fmt: skip
+    probe_size = forms.IntegerField(
+        initial=configs.DEFAULT_PROBE_SIZE,
+        label="Probe sequences",
+        help_text="Held-out sequences for the metrics and the head scores.",
+    )
+    seeds = _bounded_integer(
+        "seeds", initial=configs.DEFAULT_SEEDS, help_text="Training runs per arm."
+    )
+    control_policy = forms.ChoiceField(
+        choices=[(policy, CONTROL_POLICY_LABELS[policy])
+                 for policy in configs.CHOICES["control_policy"]],
+        initial=configs.TRANSFORMER_DEFAULT_CONTROL_POLICY,
+        label="Random control",
+    )  # fmt: skip
+    control_seed = _bounded_integer(
+        "control_seed", initial=configs.DEFAULTS["control_seed"],
+        help_text="Draws the random control.",
+    )  # fmt: skip
+
+    def __init__(self, *args, spec: dict, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.spec = spec
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if not self.errors:
+            try:
+                configs.transformer_experiment_config_clean(self.config(), spec=self.spec)
+            except ValidationError as error:
+                form_add_service_errors(self, error, self.CONFIG_FIELDS)
+        return data
+
+    def config(self) -> dict:
+        """Out: the run's config as the form's fields set it, before the cleaner's checks."""
+        data = self.cleaned_data
+        task = {"name": data["task"]}
+        if data["task"] == "induction":
+            task |= {name: data[name] for name in ("length", "segment")
+                     if data.get(name) is not None}  # fmt: skip
+        return {
+            "dataset": task,
+            "train": {"steps": data["steps"]},
+            **{name: data[name] for name in ("probe_size", "seeds", "control_policy",
+                                             "control_seed")},
+        }  # fmt: skip
+
+
 class ProfileForm(RunSettingsForm):
     config_clean = staticmethod(configs.profile_config_clean)
 
@@ -854,6 +983,24 @@ class ThemeStatisticsScopeForm(forms.Form):
 
     def clean(self):
         data = super().clean()
-        if data.get("coder") and data.get("version"):
-            self.add_error("version", "Choose one coder or the consensus version, not both.")
+        try:
+            theme_scope_validate(coder=data.get("coder"), version=data.get("version"))
+        except ValidationError as error:
+            self.add_error(None, error)
         return data
+
+
+class CodingRoundForm(forms.Form):
+    """A new round: its name, the interviews to code, the coders (users who may code)."""
+
+    name = forms.CharField(max_length=120)
+    interviews = forms.ModelMultipleChoiceField(
+        queryset=Interview.objects.select_related("researcher").order_by("-conducted_on", "-id"),
+        widget=forms.CheckboxSelectMultiple,
+    )
+    coders = forms.ModelMultipleChoiceField(
+        queryset=selectors.coder_candidates(),
+        widget=forms.CheckboxSelectMultiple,
+        help_text="At least two. Each codes these interviews blind until they mark their part "
+        "done or the round is closed.",
+    )

@@ -12,7 +12,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.files.storage import default_storage
 from django.db import models, router
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, Prefetch, Q, QuerySet
 
 from analysis.models import AnalysisRun
 from kb import agreement, statistics
@@ -58,7 +58,7 @@ def event_list_visible(*, user) -> QuerySet[Event]:
     """Events about kinds of record the user may view; a viewer never sees events about
     researchers, interviews, answers or highlights, even with their redacted labels. The
     dashboard and the API's event list both read the log through this one rule."""
-    events = Event.objects.all()
+    events = Event.objects.filter(_highlight_events_visibility(user))
     if user.is_superuser:
         return events
     visible = [
@@ -67,6 +67,21 @@ def event_list_visible(*, user) -> QuerySet[Event]:
         if user.has_perm(f"{content_type.app_label}.view_{content_type.model}")
     ]
     return events.filter(target_type_id__in=visible)
+
+
+def _highlight_events_visibility(user) -> Q:
+    """Blind coding in the log: while `user` codes blind somewhere, events about highlights
+    show only when the highlight is one they may see (highlight_visibility) or the event is
+    their own doing. A deleted highlight's event records no interview, so while blind the
+    user sees no other user's deletions of highlights at all (on any interview)."""
+    if user is None or not user.is_authenticated:
+        return Q()
+    return (
+        ~Q(target_type__app_label="kb", target_type__model="highlight")
+        | ~Q(Exists(_blind_interviews(user)))
+        | Q(actor=user)
+        | Q(target_id__in=highlights_visible(user=user).values("pk"))
+    )
 
 
 def event_list_recent(*, user, limit: int = 15) -> QuerySet[Event]:
@@ -142,12 +157,19 @@ def question_get(pk: int) -> Question:
     return Question.objects.select_related("survey").get(pk=pk)
 
 
-def interview_list() -> QuerySet[Interview]:
+def interview_list(*, user=None) -> QuerySet[Interview]:
+    """Interviews, newest first, each with `highlight_count`: its highlights_counted."""
     return (
         Interview.objects.select_related("researcher", "survey", "interviewer")
-        .annotate(highlight_count=Count("highlights"))
+        .annotate(highlight_count=_counted(user, "highlights"))
         .order_by("-conducted_on", "-id")
     )
+
+
+def _counted(user, relation: str) -> Count:
+    """Count over `relation` (highlights) of just the highlights_counted for `user`."""
+    counted = highlights_counted(user=user).values("pk")
+    return Count(relation, filter=Q(**{f"{relation}__in": counted}), distinct=True)
 
 
 def interview_get(pk: int, *, user=None) -> Interview:
@@ -184,11 +206,12 @@ class ThemeNode:
     children: list["ThemeNode"] = field(default_factory=list)
 
 
-def theme_tree() -> list[ThemeNode]:
-    """The codebook in depth-first order, each theme with its depth (one query)."""
+def theme_tree(*, user=None) -> list[ThemeNode]:
+    """The codebook in depth-first order, each theme with its depth and `highlight_count`
+    (its highlights_counted for `user`). One query."""
     # An aggregate drops Meta.ordering, so the order is asked for again.
     themes = list(
-        Theme.objects.annotate(highlight_count=Count("highlights")).order_by("name", "pk")
+        Theme.objects.annotate(highlight_count=_counted(user, "highlights")).order_by("name", "pk")
     )
     children: dict[int | None, list[Theme]] = defaultdict(list)
     for theme in themes:
@@ -405,12 +428,12 @@ def outcome_list() -> QuerySet[Outcome]:
 # --- theme statistics (computed in kb.statistics, shared with the API) ----------------------
 
 
-def theme_prevalence(*, coder_id: int | None = None, consensus: bool = False) -> dict:
+def theme_prevalence(*, user=None, coder_id: int | None = None, consensus: bool = False) -> dict:
     """kb.statistics.theme_prevalence (every coder's highlights, one coder's or the
     consensus version's) in the codebook's tree order, for the pages: rows of
     {"theme", "depth", "overall": proportion, "by_role": [{"label", **proportion}]}, where a
     proportion is {"count", "n", "share", "ci_low", "ci_high"} (95% Wilson interval)."""
-    stats = statistics.theme_prevalence(coder_id=coder_id, consensus=consensus)
+    stats = statistics.theme_prevalence(user=user, coder_id=coder_id, consensus=consensus)
     by_id = {row["theme"]: row for row in stats["themes"]}
     labels = dict(Researcher.Role.choices)
     roles = [(role, labels.get(role, role)) for role in stats["roles"]]
@@ -423,7 +446,7 @@ def theme_prevalence(*, coder_id: int | None = None, consensus: bool = False) ->
                 {"label": label, **by_id[node.theme.pk]["by_role"][role]} for role, label in roles
             ],
         }
-        for node in theme_tree()
+        for node in theme_tree(user=user)
     ]
     return {"rows": rows, "roles": roles, "researchers": stats["researchers"]}
 
@@ -480,18 +503,22 @@ def interview_agreement(interview_ids: list[int], *, user=None) -> dict:
     }
 
 
-def theme_researcher_matrix() -> tuple[list[Researcher], list[tuple[Theme, list[int]]]]:
-    """Highlight counts per theme (rows) and researcher (columns), for the CSV export."""
+def theme_researcher_matrix(*, user=None) -> tuple[list[Researcher], list[tuple[Theme, list[int]]]]:
+    """Highlight counts (highlights_counted for `user`) per theme (rows) and researcher
+    (columns), for the CSV export."""
     researchers = list(Researcher.objects.filter(interviews__isnull=False).distinct())
     counts = (
-        Highlight.themes.through.objects.values("theme_id", "highlight__interview__researcher_id")
+        Highlight.themes.through.objects.filter(
+            highlight__in=highlights_counted(user=user).values("pk")
+        )
+        .values("theme_id", "highlight__interview__researcher_id")
         .annotate(n=Count("highlight_id"))
         .values_list("theme_id", "highlight__interview__researcher_id", "n")
     )
     table = {(theme_id, researcher_id): n for theme_id, researcher_id, n in counts}
     rows = [
         (node.theme, [table.get((node.theme.pk, r.pk), 0) for r in researchers])
-        for node in theme_tree()
+        for node in theme_tree(user=user)
     ]
     return researchers, rows
 
@@ -538,12 +565,17 @@ def highlight_visibility(user, *, prefix: str = "") -> Q:
     if user is None or not user.is_authenticated:
         return Q()
     # Through-table ids are never NULL, so NOT IN is safe here.
-    blind = CodingRound.interviews.through.objects.filter(
+    blind = _blind_interviews(user).values("interview_id")
+    return ~Q(**{f"{prefix}interview_id__in": blind}) | Q(**{f"{prefix}coder": user})
+
+
+def _blind_interviews(user) -> QuerySet:
+    """The (round, interview) links on which `user` codes blind now."""
+    return CodingRound.interviews.through.objects.filter(
         codinground__closed_at__isnull=True,
         codinground__coders__coder=user,
         codinground__coders__done_at__isnull=True,
-    ).values("interview_id")
-    return ~Q(**{f"{prefix}interview_id__in": blind}) | Q(**{f"{prefix}coder": user})
+    )
 
 
 def highlights_visible(*, user, queryset: QuerySet[Highlight] | None = None) -> QuerySet[Highlight]:
@@ -552,6 +584,13 @@ def highlights_visible(*, user, queryset: QuerySet[Highlight] | None = None) -> 
     highlights through this."""
     queryset = Highlight.objects.all() if queryset is None else queryset
     return queryset.filter(highlight_visibility(user))
+
+
+def highlights_counted(*, user, consensus: bool = False) -> QuerySet[Highlight]:
+    """The highlights that counts count (interview list, codebook tree, theme statistics,
+    theme-by-researcher matrix): those `user` may see (highlights_visible), the coders' with
+    consensus copies left out, or with `consensus` only the consensus version's."""
+    return highlights_visible(user=user).filter(is_consensus=consensus)
 
 
 def coding_round_list() -> QuerySet[CodingRound]:
@@ -572,6 +611,34 @@ def coding_round_blind_for(coding_round: CodingRound, user) -> bool:
     )
 
 
+def coding_round_report_for(coding_round: CodingRound, *, user) -> dict | None:
+    """round_report for `user`, or None while they code blind on any of the round's
+    interviews, in this round or in another open one (the report shows every coder's spans,
+    which highlight_visibility hides from them there). One query more than round_report."""
+    interview_ids = [interview.pk for interview in coding_round.interviews.all()]
+    if _blind_interviews(user).filter(interview_id__in=interview_ids).exists():
+        return None
+    return round_report(coding_round)
+
+
+def coding_round_done_open(*, user, interview_id: int) -> CodingRound | None:
+    """An open round on this interview in which `user` has marked their part done (they have
+    seen the other coders' work, so they may not revise their coding there until it closes),
+    or None. One query."""
+    if user is None or not user.is_authenticated:
+        return None
+    return (
+        CodingRound.objects.filter(
+            closed_at__isnull=True,
+            interviews=interview_id,
+            coders__coder=user,
+            coders__done_at__isnull=False,
+        )
+        .order_by("created_at", "pk")
+        .first()
+    )
+
+
 def coding_rounds_blind(*, user, interview: Interview) -> list[CodingRound]:
     """The open rounds in which `user` codes `interview` blind, for the interview page."""
     if not user.is_authenticated:
@@ -587,13 +654,14 @@ def coding_rounds_blind(*, user, interview: Interview) -> list[CodingRound]:
 
 
 def _round_codings(coding_round: CodingRound) -> tuple[dict[int, str], list[tuple]]:
-    """The round's transcripts (id -> text) and every transcript coding on them as
-    (coder id or None for consensus, theme id, interview id, start, end)."""
+    """The round's transcripts (id -> text) and the transcript coding on them of the round's
+    coders and of its own consensus version, as (coder id or None for consensus, theme id,
+    interview id, start, end)."""
     transcripts = dict(coding_round.interviews.values_list("pk", "transcript"))
     coders = [part.coder_id for part in coding_round.coders.all()]
     rows = Highlight.themes.through.objects.filter(
         Q(highlight__coder_id__in=coders, highlight__is_consensus=False)
-        | Q(highlight__is_consensus=True),
+        | Q(highlight__is_consensus=True, highlight__coding_round=coding_round),
         highlight__interview_id__in=transcripts,
         highlight__source=Highlight.Source.TRANSCRIPT,
     ).values_list(

@@ -6,6 +6,8 @@ with the small counts interview studies have.
 
 from collections import defaultdict
 
+from django.core.exceptions import ValidationError
+
 from analysis.engine.specs import DEFAULT_HYPERPARAMETERS
 from analysis.engine.stats import (
     explain_verdict,
@@ -37,29 +39,41 @@ def _ancestors(themes: dict[int, dict]) -> dict[int, list[int]]:
     return chains
 
 
-def theme_prevalence(*, coder_id: int | None = None, consensus: bool = False) -> dict:
+THEME_SCOPE_BOTH = "Choose one coder or the consensus version, not both."
+
+
+def theme_scope_validate(*, coder, version) -> None:
+    """The one check of a theme statistics scope (the page's form and the API's query both
+    call it): one coder or the consensus version, not both. Raises ValidationError keyed by
+    field."""
+    if coder and version:
+        raise ValidationError({"version": THEME_SCOPE_BOTH})
+
+
+def theme_prevalence(*, user=None, coder_id: int | None = None, consensus: bool = False) -> dict:
     """How many interviewed researchers raised each theme.
 
     A researcher raised a theme when a highlight in one of their interviews is tagged with it
     or with one of its descendants. The highlights are the coders' (never the consensus
     copies of them); with `coder_id` only that coder's; with `consensus` only the consensus
-    version's (kb.services.coding_rounds). Restricted so, N counts only the researchers with
-    an interview that has such a highlight (those the coder or the consensus covered). Out:
+    version's (kb.services.coding_rounds). With `user`, only the highlights they may see
+    while coding blind count (kb.selectors.highlights_counted). Restricted to one coder or
+    the consensus, N counts only the researchers with an interview that has such a
+    highlight (those the coder or the consensus covered). Out:
     {"researchers": N, "roles": {role: n},
      "themes": [{"theme", "name", "parent", "highlights", "researchers": proportion,
                  "by_role": {role: proportion}}]}
     where N counts researchers with at least one interview and `proportion` is
     {"count", "n", "share", "ci_low", "ci_high"}. Themes come in name order.
     """
-    scope = {"highlight__is_consensus": consensus}
+    from kb.selectors import highlights_counted  # selectors reads this module
+
+    counted = highlights_counted(user=user, consensus=consensus)
     if coder_id is not None:
-        scope["highlight__coder_id"] = coder_id
+        counted = counted.filter(coder_id=coder_id)
     interviews = Interview.objects.all()
     if consensus or coder_id is not None:
-        covered = Highlight.objects.filter(
-            **{name.removeprefix("highlight__"): value for name, value in scope.items()}
-        ).values("interview_id")
-        interviews = interviews.filter(pk__in=covered)
+        interviews = interviews.filter(pk__in=counted.values("interview_id"))
     role_of = dict(interviews.values_list("researcher_id", "researcher__role").distinct())
     role_totals: dict[str, int] = defaultdict(int)
     for role in role_of.values():
@@ -69,7 +83,7 @@ def theme_prevalence(*, coder_id: int | None = None, consensus: bool = False) ->
     raised: dict[int, set[int]] = defaultdict(set)
     highlights: dict[int, set[int]] = defaultdict(set)
     for theme_id, highlight_id, researcher_id in Highlight.themes.through.objects.filter(
-        **scope
+        highlight__in=counted
     ).values_list("theme_id", "highlight_id", "highlight__interview__researcher_id"):
         for tagged in chains[theme_id]:
             raised[tagged].add(researcher_id)

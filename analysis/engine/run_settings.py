@@ -72,10 +72,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "dataset.name": DATASET_NAMES,
     "mode": ("zero", "mean"),
     "train.optimizer": tuple(OPTIMIZERS),
+    # How a change experiment draws its random control (changes.CONTROL_POLICIES).
+    "control_policy": ("same_operation", "any_operation"),
 }
 # What a left-out top-level setting becomes.
 DEFAULTS: dict[str, Any] = {"seed": 0, "control_seed": 0, "top_k": 5, "random_sets": 20,
-                            "mode": "zero"}  # fmt: skip
+                            "mode": "zero", "control_policy": "same_operation"}  # fmt: skip
 # Dataset -> option -> (lowest, highest); every option is a whole number.
 DATASET_BOUNDS: dict[str, dict[str, tuple[int, int]]] = {
     "shapes": {"n": (40, 50_000), "seed": (0, MAX_SEED), "size": (8, 64)},
@@ -542,4 +544,53 @@ def transformer_run_config_clean(
     if kind == "ablation":
         cleaned["mode"] = _optional(errors, raw, "mode")
         cleaned["random_sets"] = _optional(errors, raw, "random_sets")
+    return _done(errors, cleaned)
+
+
+# A change experiment on a transformer: the profiling run's task, training and probe set, and
+# the experiment's seeds and random control.
+TRANSFORMER_EXPERIMENT_SETTINGS = (
+    "dataset", "train", "seeds", "probe_size", "control_seed", "control_policy",
+)  # fmt: skip
+TRANSFORMER_DEFAULT_CONTROL_POLICY = "any_operation"
+
+
+def transformer_experiment_config_clean(
+    raw: dict | None,
+    *,
+    n_ctx: int,
+    d_vocab: int,
+    hyperparameters: dict,
+    min_seeds: int = MIN_SEEDS,
+) -> dict:
+    """Clean the settings of a change experiment on a transformer taking n_ctx positions over
+    d_vocab tokens, whose spec's hyperparameters are `hyperparameters`.
+
+    In: {"dataset": a sequence task (default induction), "train" (as for transformer runs),
+    "seeds", "probe_size", "control_seed", "control_policy" (same_operation or
+    any_operation, the default)}, all optional. Out: the complete config. Raises
+    SettingsError keyed by setting ("dataset.length", "train.steps", "control_policy").
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SettingsError({"config": "must be an object of run settings."})
+    errors: Errors = {}
+    _unknown(errors, raw, TRANSFORMER_EXPERIMENT_SETTINGS)
+    run_part = {key: raw[key] for key in ("dataset", "train", "probe_size") if key in raw}
+    cleaned = _gather(
+        errors, "config", lambda: transformer_run_config_clean(
+            run_part, kind="profile", n_ctx=n_ctx, d_vocab=d_vocab,
+            hyperparameters=hyperparameters,
+        ),
+    ) or {}  # fmt: skip
+    cleaned.pop("seed", None)  # each arm trains with every seed of the experiment
+    cleaned["seeds"] = _gather(errors, "seeds", _clean_seeds, raw.get("seeds"), min_seeds)
+    cleaned["control_seed"] = _optional(errors, raw, "control_seed")
+    # The any-operation control by default: the "random tweak" a transformer change is
+    # compared against (CNN experiments keep the same-operation control by default).
+    policy = raw.get("control_policy", TRANSFORMER_DEFAULT_CONTROL_POLICY)
+    cleaned["control_policy"] = _gather(
+        errors, "control_policy", _setting, "control_policy", policy
+    )
     return _done(errors, cleaned)

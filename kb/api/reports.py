@@ -6,6 +6,7 @@ import json
 from collections import defaultdict
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -98,10 +99,10 @@ class ThemePrevalenceQuerySerializer(serializers.Serializer):
         return coder
 
     def validate(self, attrs: dict) -> dict:
-        if "coder" in attrs and "version" in attrs:
-            raise serializers.ValidationError(
-                {"version": ["Choose one coder or the consensus version, not both."]}
-            )
+        try:
+            statistics.theme_scope_validate(coder=attrs.get("coder"), version=attrs.get("version"))
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.message_dict) from error
         return attrs
 
 
@@ -125,7 +126,9 @@ class ThemePrevalenceView(ThrottleFirstMixin, APIView):
             raise PermissionDenied("Your role may not see statistics per coder.")
         return Response(
             statistics.theme_prevalence(
-                coder_id=scope.get("coder"), consensus=scope.get("version") == "consensus"
+                user=request.user,
+                coder_id=scope.get("coder"),
+                consensus=scope.get("version") == "consensus",
             )
         )
 

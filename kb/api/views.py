@@ -56,6 +56,7 @@ from kb.selectors import highlights_visible
 from kb.services.changes import change_copy, change_create, change_update
 from kb.services.codebook import (
     highlight_create,
+    highlight_delete,
     highlight_update,
     theme_create,
     theme_delete,
@@ -466,6 +467,11 @@ class HighlightViewSet(KbViewSet):
 
     def update_record(self, instance, data):
         highlight_update(actor=self.request.user, highlight=instance, **data)
+
+    def delete_record(self, instance, expected_version: int | None = None):
+        highlight_delete(
+            actor=self.request.user, highlight=instance, expected_version=expected_version
+        )
 
 
 @documented(

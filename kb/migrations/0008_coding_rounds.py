@@ -88,6 +88,39 @@ class Migration(migrations.Migration):
             model_name="codingroundcoder",
             index=models.Index(fields=["coder", "done_at"], name="codingroundcoder_coder_done"),
         ),
+        migrations.AddField(
+            model_name="highlight",
+            name="coding_round",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="consensus_highlights",
+                to="kb.codinground",
+            ),
+        ),
+        migrations.AddField(
+            model_name="historicalhighlight",
+            name="coding_round",
+            field=models.ForeignKey(
+                blank=True,
+                db_constraint=False,
+                null=True,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                to="kb.codinground",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="highlight",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("is_consensus", True), ("coding_round__isnull", True), _connector="OR"
+                ),
+                name="highlight_round_only_on_consensus",
+                violation_error_message="Only a consensus highlight belongs to a coding round.",
+            ),
+        ),
         migrations.AddConstraint(
             model_name="codingroundcoder",
             constraint=models.UniqueConstraint(

@@ -101,6 +101,15 @@ class Highlight(models.Model):
     # it has no coder, so it never counts as one in agreement. (Not named `version`: that
     # name marks a record whose saves are checked against a version, kb.services.records.)
     is_consensus = models.BooleanField(default=False)
+    # The round whose consensus version this is (set only on consensus highlights): each
+    # round's consensus is read and replaced apart from another's on a shared interview.
+    coding_round = models.ForeignKey(
+        "kb.CodingRound",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="consensus_highlights",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     history = HistoricalRecords(m2m_fields=[themes])
@@ -118,6 +127,11 @@ class Highlight(models.Model):
                 condition=Q(source="transcript", answer__isnull=True)
                 | Q(source="answer", answer__isnull=False),
                 violation_error_message="An answer highlight needs its answer; others have none.",
+            ),
+            models.CheckConstraint(
+                name="highlight_round_only_on_consensus",
+                condition=Q(is_consensus=True) | Q(coding_round__isnull=True),
+                violation_error_message="Only a consensus highlight belongs to a coding round.",
             ),
         ]
 

@@ -125,6 +125,11 @@ class ArchitectureChange(models.Model):
         INSERT_LAYER = "insert_layer", "Insert a layer"
         REMOVE_LAYER = "remove_layer", "Remove a layer"
         SET_HYPERPARAMETER = "set_hyperparameter", "Set a hyperparameter"
+        # Transformers only (analysis.engine.transformer_changes).
+        INSERT_BLOCK = "insert_block", "Insert a block"
+        REMOVE_BLOCK = "remove_block", "Remove a block"
+        ADD_HEADS = "add_heads", "Add attention heads"
+        WIDEN_MLP = "widen_mlp", "Widen an MLP"
         MANUAL = "manual", "Manual / free-form"
 
     class Direction(models.TextChoices):

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from kb import agreement, events, selectors
 from kb.models import CodingRound, CodingRoundCoder, Highlight, Interview, Theme
+from kb.services.codebook import highlight_create
 from kb.services.records import record_create, record_delete
 
 CODING_PERMISSION = "kb.add_highlight"
@@ -90,19 +91,23 @@ def round_consensus_build(*, actor, coding_round: CodingRound, decisions: dict[s
     (kb.selectors.passage_key) -> a choice of kb.agreement.decision_choices, one for every
     passage where the coders differ; passages they agree on are taken as they are.
 
-    Consensus highlights have no coder and `is_consensus` set; one per consensus span, with
+    Consensus highlights have no coder, `is_consensus` set and belong to the round (another
+    round's consensus on a shared interview is left alone); one per consensus span, with
     every theme given that span. The round's earlier consensus highlights are kept where they
-    still hold, the others deleted. Refused, with errors keyed by passage and nothing written,
-    until every coder has marked their part done or the round is closed, and when a decision
-    is missing or not one of the choices. Out: {"created", "deleted", "kept"} counts.
+    still hold, the others deleted. Two builds of one round take turns (row lock). Refused,
+    with errors keyed by passage and nothing written, until every coder has marked their
+    part done or the round is closed, and when a decision is missing or not one of the
+    choices. Out: {"created", "deleted", "kept"} counts.
     """
-    coding_round = selectors.coding_round_get(coding_round.pk)
-    if coding_round.is_open and any(p.done_at is None for p in coding_round.coders.all()):
-        raise ValidationError("Every coder must mark their part done before the consensus.")
-    wanted, errors = _consensus_wanted(coding_round, decisions)
-    if errors:
-        raise ValidationError(errors)
     with transaction.atomic():
+        # Two builds of one round at once take turns: each reads what the other wrote.
+        CodingRound.objects.select_for_update().filter(pk=coding_round.pk).first()
+        coding_round = selectors.coding_round_get(coding_round.pk)
+        if coding_round.is_open and any(p.done_at is None for p in coding_round.coders.all()):
+            raise ValidationError("Every coder must mark their part done before the consensus.")
+        wanted, errors = _consensus_wanted(coding_round, decisions)
+        if errors:
+            raise ValidationError(errors)
         return _consensus_write(actor, coding_round, wanted)
 
 
@@ -131,13 +136,11 @@ def _consensus_wanted(coding_round: CodingRound, decisions: dict[str, str]):
 
 
 def _consensus_write(actor, coding_round: CodingRound, wanted: dict) -> dict:
-    transcripts = dict(coding_round.interviews.values_list("pk", "transcript"))
+    """Replace the round's consensus highlights (and only this round's) with `wanted`."""
     existing = {
         (h.interview_id, h.start, h.end): h
         for h in Highlight.objects.filter(
-            interview_id__in=transcripts,
-            is_consensus=True,
-            source=Highlight.Source.TRANSCRIPT,
+            coding_round=coding_round, is_consensus=True, source=Highlight.Source.TRANSCRIPT
         ).prefetch_related("themes")
     }
     counts = {"created": 0, "deleted": 0, "kept": 0}
@@ -147,24 +150,20 @@ def _consensus_write(actor, coding_round: CodingRound, wanted: dict) -> dict:
         else:
             record_delete(highlight, actor=actor)
             counts["deleted"] += 1
+    interviews = {interview.pk: interview for interview in coding_round.interviews.all()}
     themes = Theme.objects.in_bulk({theme for ids in wanted.values() for theme in ids})
-    signed_in = actor if actor is not None and actor.is_authenticated else None
     for (interview, start, end), theme_ids in sorted(wanted.items()):
         old = existing.get((interview, start, end))
         if old is not None and {t.pk for t in old.themes.all()} == theme_ids:
             continue
-        highlight = Highlight(
-            interview_id=interview,
+        highlight_create(
+            actor=actor,
+            interview=interviews[interview],
             start=start,
             end=end,
-            quote=transcripts[interview][start:end],
-            is_consensus=True,
-            created_by=signed_in,
-        )
-        record_create(highlight, actor=actor)
-        highlight.themes.set([themes[pk] for pk in sorted(theme_ids)])
-        events.record_linked(
-            actor=actor, instance=highlight, relation="themes", ids=sorted(theme_ids)
+            quote=interviews[interview].transcript[start:end],
+            themes=[themes[pk] for pk in sorted(theme_ids)],
+            consensus_of=coding_round,
         )
         counts["created"] += 1
     return counts

@@ -31,6 +31,7 @@ def theme_list(request):
     if coder is not None and not request.user.has_perm("kb.view_highlight"):
         raise PermissionDenied
     stats = selectors.theme_prevalence(
+        user=request.user,
         coder_id=coder.pk if coder else None,
         consensus=valid and scope.cleaned_data.get("version") == "consensus",
     )
@@ -45,7 +46,7 @@ def theme_list(request):
 @require_perm("kb.view_theme")
 def theme_detail(request, pk: int):
     theme = get_or_404(selectors.theme_get, pk)
-    stats = selectors.theme_prevalence()
+    stats = selectors.theme_prevalence(user=request.user)
     row = next(row for row in stats["rows"] if row["theme"].pk == theme.pk)
     highlights = (
         selectors.theme_highlights(theme, user=request.user)[:50]
@@ -89,7 +90,7 @@ def theme_delete(request, pk: int):
 # Pseudonyms head the columns, so the export needs the right to see researchers.
 @require_perm("kb.view_theme", "kb.view_researcher", "kb.view_highlight")
 def theme_researcher_csv(request):
-    researchers, rows = selectors.theme_researcher_matrix()
+    researchers, rows = selectors.theme_researcher_matrix(user=request.user)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="themes-by-researcher.csv"'
     writer = csv.writer(response)

@@ -1,36 +1,18 @@
 """Coding rounds on the site: list, start, a round's page (who is done, the disagreements side
 by side, agreement before and after consensus), mark done, close, build the consensus."""
 
-from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from kb import selectors
-from kb.models import Interview
+from kb import forms, selectors
 from kb.services import coding_rounds
 from kb.views.base import get_or_404, paginate, posted, require_perm, save_form_page
 
 READ = ("kb.view_highlight", "kb.view_interview")
 WRITE = (*READ, "kb.add_highlight")
-
-
-class CodingRoundForm(forms.Form):
-    """A new round: its name, the interviews to code, the coders (users who may code)."""
-
-    name = forms.CharField(max_length=120)
-    interviews = forms.ModelMultipleChoiceField(
-        queryset=Interview.objects.select_related("researcher").order_by("-conducted_on", "-id"),
-        widget=forms.CheckboxSelectMultiple,
-    )
-    coders = forms.ModelMultipleChoiceField(
-        queryset=selectors.coder_candidates(),
-        widget=forms.CheckboxSelectMultiple,
-        help_text="At least two. Each codes these interviews blind until they mark their part "
-        "done or the round is closed.",
-    )
 
 
 @require_perm(*READ)
@@ -41,7 +23,7 @@ def coding_round_list(request):
 
 @require_perm(*WRITE)
 def coding_round_create(request):
-    form = CodingRoundForm(posted(request))
+    form = forms.CodingRoundForm(posted(request))
     return save_form_page(
         request,
         form,
@@ -63,8 +45,9 @@ def coding_round_detail(request, pk: int):
 
 def _detail_page(request, coding_round, *, decisions=None, errors=None, status=200):
     blind = selectors.coding_round_blind_for(coding_round, request.user)
-    # A coder still coding blind must not see the others' work here either.
-    report = None if blind else selectors.round_report(coding_round)
+    # A coder still coding blind (here or in another open round sharing an interview) must
+    # not see the others' work here either.
+    report = selectors.coding_round_report_for(coding_round, user=request.user)
     errors = dict(errors or {})
     for passage in _passages(report):
         passage["decision"] = (decisions or {}).get(passage["key"], "")
@@ -73,6 +56,7 @@ def _detail_page(request, coding_round, *, decisions=None, errors=None, status=2
     context = {
         "round": coding_round,
         "blind": blind,
+        "blind_elsewhere": report is None and not blind,
         "report": report,
         "my_part": next((p for p in parts if p.coder_id == request.user.pk), None),
         "all_done": all(p.done_at for p in parts),

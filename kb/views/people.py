@@ -278,7 +278,7 @@ def survey_respond(request, token: str):
 
 @require_perm("kb.view_interview")
 def interview_list(request):
-    listing = list_filter(InterviewFilter, request.GET, selectors.interview_list())
+    listing = list_filter(InterviewFilter, request.GET, selectors.interview_list(user=request.user))
     context = {"page": paginate(request, listing.rows), "filters": listing}
     return render(request, "kb/interview_list.html", context)
 
@@ -299,6 +299,8 @@ def _interview_page(request, interview, *, highlight_form=None, theme_form=None,
         "highlight_form": highlight_form,
         "theme_form": theme_form or forms.ThemeForm(prefix=THEME_PREFIX),
         "codebook": _codebook_tree(),
+        # The open rounds in which the user codes this interview blind (the page says so).
+        "blind_rounds": selectors.coding_rounds_blind(user=request.user, interview=interview),
         "chosen_themes": {str(pk) for pk in chosen},
     }
     return render(request, "kb/interview_detail.html", context, status=status)
@@ -475,4 +477,10 @@ def highlight_update(request, pk: int):
 def highlight_delete(request, pk: int):
     highlight = get_or_404(selectors.highlight_get, pk, user=request.user)
     interview_url = highlight.interview.get_absolute_url()
-    return delete_page(request, highlight, done=interview_url, cancel=interview_url)
+    return delete_page(
+        request,
+        highlight,
+        done=interview_url,
+        cancel=interview_url,
+        delete=lambda: codebook.highlight_delete(actor=request.user, highlight=highlight),
+    )

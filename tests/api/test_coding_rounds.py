@@ -326,3 +326,45 @@ def test_the_project_export_leaves_out_what_a_blind_coder_may_not_see(api, world
 
     assert exported(world["ann"]) == [(0, 10)]
     assert exported(world["researcher"]) == [(0, 10), (5, 15)]
+
+
+# --- the review's fixes: the event log, per-coder statistics, revising after done ---------
+
+
+def highlight_events(api, user) -> set[tuple[str, int]]:
+    rows = api(user).get("/api/events/?page_size=100").json()["results"]
+    return {(r["action"], r["target_id"]) for r in rows if r["target_type"] == "kb.highlight"}
+
+
+def test_the_event_list_hides_other_coders_highlights_from_a_blind_coder(api, world):
+    ann_h, ben_h = world["ann_h"].pk, world["ben_h"].pk
+    assert highlight_events(api, world["ann"]) == {("created", ann_h), ("linked", ann_h)}
+    everything = {(action, pk) for pk in (ann_h, ben_h) for action in ("created", "linked")}
+    assert highlight_events(api, world["researcher"]) == everything
+    coding_rounds.round_mark_done(actor=world["ann"], coding_round=world["round"])
+    assert highlight_events(api, world["ann"]) == everything
+
+
+def test_per_coder_statistics_count_only_what_the_blind_caller_may_see(api, world):
+    query = f"?coder={world['ben'].pk}"
+    assert trust_row(prevalence(api, world["researcher"], query)) == (1, 1, 1)
+    assert trust_row(prevalence(api, world["ann"], query)) == (0, 0, 0)
+    assert trust_row(prevalence(api, world["ann"])) == (1, 1, 1)  # ann's own only
+
+
+def test_a_coder_who_is_done_gets_400_for_revising_until_the_round_closes(api, world):
+    coding_rounds.round_mark_done(actor=world["ann"], coding_round=world["round"])
+    ann, url = api(world["ann"]), f"/api/highlights/{world['ann_h'].pk}/"
+    body = {"interview": world["interview"].pk, "start": 20, "end": 25,
+            "quote": TRANSCRIPT[20:25], "themes": [world["theme"].pk]}  # fmt: skip
+    with nothing_written():
+        answers = [
+            ann.post("/api/highlights/", body, format="json"),
+            ann.patch(url, {"note": "after seeing ben's"}, format="json"),
+            ann.delete(url),
+        ]
+    for response in answers:
+        assert response.status_code == 400
+        assert "You marked your part of the coding round R1 done" in json.dumps(response.json())
+    coding_rounds.round_close(actor=world["researcher"], coding_round=world["round"])
+    assert ann.delete(url).status_code == 204

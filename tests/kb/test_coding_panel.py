@@ -5,6 +5,7 @@ occurs more than once coded where the coder chooses."""
 import pytest
 from django.urls import reverse
 
+from kb.forms import MAX_OCCURRENCE_CHOICES
 from kb.models import Highlight, Theme
 from tests.factories import InterviewFactory, ThemeFactory
 from tests.helpers import nothing_written
@@ -159,3 +160,18 @@ def test_an_occurrence_that_is_not_one_asks_again_and_writes_nothing(client_r):
         )
     assert response.status_code == 400
     assert list(response.context["highlight_form"].errors) == ["occurrence"]
+
+
+def test_a_typed_quote_found_too_often_asks_for_a_longer_passage(client_r):
+    interview, theme = InterviewFactory(transcript="a " * 50_000), ThemeFactory()
+    with nothing_written():
+        response = client_r.post(
+            reverse("highlight-create", args=[interview.pk]), {"quote": "a", "themes": [theme.pk]}
+        )
+    assert response.status_code == 400
+    form = response.context["highlight_form"]
+    assert form.errors["quote"] == [
+        f"This text occurs more than {MAX_OCCURRENCE_CHOICES} times; type a longer passage "
+        "so that it says which one you mean."
+    ]
+    assert "Which occurrence?" not in response.content.decode()

@@ -18,7 +18,7 @@ from kb import agreement, selectors, statistics
 from kb.models import Event, Highlight, InsightHighlight
 from kb.roles import RESEARCHER
 from kb.services import coding_rounds
-from kb.services.codebook import highlight_create
+from kb.services.codebook import highlight_create, highlight_delete, highlight_update
 from tests.factories import InsightFactory, InterviewFactory, ThemeFactory
 from tests.helpers import nothing_written
 
@@ -382,7 +382,8 @@ def test_the_theme_list_page_counts_one_coder_or_the_consensus(client, coded, vi
 
 
 def test_the_round_page_runs_as_many_queries_for_more_coding(client, coded):
-    both_done(coded)
+    # Closed rather than every part done: a coder who is done may not code more meanwhile.
+    coding_rounds.round_close(actor=coded["rita"], coding_round=coded["round"])
     client.force_login(coded["rita"])
     url = coded["round"].get_absolute_url()
 
@@ -397,3 +398,188 @@ def test_the_round_page_runs_as_many_queries_for_more_coding(client, coded):
         code(coded["ann"], coded["interview"], other_theme, start, start + 5)
         code(coded["ben"], coded["interview"], other_theme, start + 2, start + 6)
     assert queries() == few
+
+
+# --- the review's fixes: the event log, other rounds, statistics and counts under blindness --
+
+
+def highlight_events(user) -> set[tuple[str, int]]:
+    return set(
+        selectors.event_list_visible(user=user)
+        .filter(target_type__model="highlight")
+        .values_list("action", "target_id")
+    )
+
+
+def test_the_event_log_hides_other_coders_highlights_from_a_blind_coder(client, coded):
+    gone = coded["ben_own"].pk
+    highlight_delete(actor=coded["ben"], highlight=coded["ben_own"])
+    ann_sees = highlight_events(coded["ann"])
+    own = {coded["ann_agreed"].pk, coded["ann_own"].pk}
+    assert ann_sees == {(action, pk) for pk in own | {coded["ben_other"].pk}
+                        for action in ("created", "linked")}  # fmt: skip
+    rita_sees = highlight_events(coded["rita"])
+    assert {("created", coded["ben_agreed"].pk), ("deleted", gone)} <= rita_sees
+    # The dashboard reads the same rule.
+    client.force_login(coded["ann"])
+    shown = client.get(reverse("dashboard")).context["events"]
+    assert {(e.action, e.target_id) for e in shown if e.target_type.model == "highlight"} <= (
+        ann_sees
+    )
+    coding_rounds.round_mark_done(actor=coded["ann"], coding_round=coded["round"])
+    assert highlight_events(coded["ann"]) == rita_sees
+
+
+@pytest.fixture
+def later_round(coded, django_user_model):
+    """An open round B on the same interview in which ann codes blind, while round one
+    (A) is closed."""
+    coding_rounds.round_close(actor=coded["rita"], coding_round=coded["round"])
+    carl = make_coder(django_user_model, "carl")
+    return coding_rounds.round_start(
+        actor=coded["rita"], name="Round two", interviews=[coded["interview"]],
+        coders=[coded["ann"], carl],
+    )  # fmt: skip
+
+
+def test_a_closed_rounds_page_hides_the_spans_while_blind_in_another_round(
+    client, coded, later_round
+):
+    url = coded["round"].get_absolute_url()
+    ann_page = page(client, coded["ann"], url)
+    assert "You code blind in another open round" in ann_page
+    assert "pqrstKLMNO" not in ann_page and "Where the coders differ" not in ann_page
+    assert selectors.coding_round_report_for(coded["round"], user=coded["ann"]) is None
+    assert "pqrstKLMNO" in page(client, coded["rita"], url)
+    coding_rounds.round_mark_done(actor=coded["ann"], coding_round=later_round)
+    assert "pqrstKLMNO" in page(client, coded["ann"], url)
+
+
+def test_per_coder_statistics_count_only_what_the_blind_caller_may_see(client, coded):
+    def row(user, **scope):
+        stats = statistics.theme_prevalence(user=user, **scope)
+        (theme,) = [r for r in stats["themes"] if r["theme"] == coded["theme"].pk]
+        return theme["highlights"], theme["researchers"]["count"], theme["researchers"]["n"]
+
+    ben = coded["ben"].pk
+    assert row(coded["rita"], coder_id=ben) == (3, 2, 2)
+    assert row(coded["ann"], coder_id=ben) == (1, 1, 1)  # only ben's outside the round
+    assert row(coded["ann"]) == (3, 2, 2)  # ann's two and ben's outside the round
+    url = f"{reverse('theme-list')}?coder={ben}"
+    assert "2 of 2" in page(client, coded["rita"], url)
+    assert "1 of 1" in page(client, coded["ann"], url)
+
+
+def test_one_scope_rule_for_the_page_and_the_api():
+    statistics.theme_scope_validate(coder=3, version="")
+    with pytest.raises(ValidationError) as raised:
+        statistics.theme_scope_validate(coder=3, version="consensus")
+    assert raised.value.message_dict == {"version": [statistics.THEME_SCOPE_BOTH]}
+
+
+def build_consensus(coded, coding_round, decision="keep"):
+    key = f"d-{coded['interview'].pk}-{coded['theme'].pk}-20-35"
+    return coding_rounds.round_consensus_build(
+        actor=coded["rita"], coding_round=coding_round, decisions={key: decision}
+    )
+
+
+def test_counts_leave_out_hidden_and_consensus_highlights(client, coded, django_user_model):
+    both_done(coded)
+    build_consensus(coded, coded["round"])
+    assert Highlight.objects.filter(is_consensus=True).count() == 2
+    cleo = make_coder(django_user_model, "cleo")
+    coding_rounds.round_start(
+        actor=coded["rita"], name="Blind", interviews=[coded["interview"]],
+        coders=[cleo, coded["ben"]],
+    )  # fmt: skip
+    code(cleo, coded["interview"], coded["theme"], 1, 4)
+
+    def interview_counts(user):
+        return {i.pk: i.highlight_count for i in selectors.interview_list(user=user)}
+
+    def tree_count(user):
+        (node,) = [n for n in selectors.theme_tree(user=user) if n.theme == coded["theme"]]
+        return node.theme.highlight_count
+
+    interview, other = coded["interview"].pk, coded["other"].pk
+    # rita: the coders' five on the interview (ann 2, ben 2, cleo 1), no consensus copies.
+    assert interview_counts(coded["rita"]) == {interview: 5, other: 1}
+    assert tree_count(coded["rita"]) == 6
+    # cleo codes blind in the new round: there only her own.
+    assert interview_counts(cleo) == {interview: 1, other: 1} and tree_count(cleo) == 2
+    client.force_login(cleo)
+    listed = client.get(reverse("interview-list")).context["page"]
+    assert {i.pk: i.highlight_count for i in listed} == {interview: 1, other: 1}
+    by_researcher = {
+        coded["interview"].researcher_id: 1, coded["other"].researcher_id: 1
+    }  # fmt: skip
+    researchers, rows = selectors.theme_researcher_matrix(user=cleo)
+    assert rows == [(coded["theme"], [by_researcher[r.pk] for r in researchers])]
+    csv_rows = client.get(reverse("theme-researcher-csv")).content.decode().splitlines()
+    assert csv_rows[1] == ",".join(
+        ["Actionability", "", *[str(by_researcher[r.pk]) for r in researchers], "2"]
+    )
+    _, rows = selectors.theme_researcher_matrix(user=coded["rita"])
+    assert sorted(rows[0][1]) == [1, 5]
+
+
+def test_each_round_keeps_its_own_consensus_on_a_shared_interview(coded, later_round):
+    build_consensus(coded, coded["round"])
+    round_one = set(Highlight.objects.filter(coding_round=coded["round"]).values_list("pk"))
+    assert len(round_one) == 2
+    carl = later_round.coders.get(coder__username="carl").coder
+    code(carl, coded["interview"], coded["theme"], 20, 30)  # agrees with ann's [20, 30)
+    coding_rounds.round_close(actor=coded["rita"], coding_round=later_round)
+    # Only ann and carl are compared (ben codes in round one only): they agree on [20, 30)
+    # and differ on [0, 10), ann's alone, which is dropped.
+    key = f"d-{coded['interview'].pk}-{coded['theme'].pk}-0-10"
+    counts = coding_rounds.round_consensus_build(
+        actor=coded["rita"], coding_round=later_round, decisions={key: "drop"}
+    )
+    assert counts == {"created": 1, "deleted": 0, "kept": 0}
+    assert set(Highlight.objects.filter(coding_round=coded["round"]).values_list("pk")) == (
+        round_one
+    )
+    later = Highlight.objects.filter(coding_round=later_round, is_consensus=True)
+    assert [(h.start, h.end, h.coder) for h in later.order_by("start")] == [(20, 30, None)]
+    report = selectors.round_report(coded["round"])
+    assert report["has_consensus"] is True and len(report["after"]) == 2
+
+
+REVISING = "You marked your part of the coding round Round one done"
+
+
+def test_a_coder_who_is_done_may_not_revise_until_the_round_closes(client, coded):
+    ann, mine = coded["ann"], coded["ann_own"]
+    coding_rounds.round_mark_done(actor=ann, coding_round=coded["round"])
+    for write in [
+        lambda: code(ann, coded["interview"], coded["theme"], 1, 5),
+        lambda: highlight_update(actor=ann, highlight=mine, note="after seeing ben's"),
+        lambda: highlight_delete(actor=ann, highlight=mine),
+    ]:
+        with nothing_written(), pytest.raises(ValidationError) as raised:
+            write()
+        assert raised.value.messages[0].startswith(REVISING)
+    # The pages: a form error or the delete page's refusal (edit pages answer a form error
+    # with 200, as every edit page does, kb.views.base.form_page).
+    client.force_login(ann)
+    posts = [
+        (reverse("highlight-create", args=[coded["interview"].pk]),
+         {"quote": "klmno", "themes": [coded["theme"].pk]}, 400),
+        (reverse("highlight-update", args=[mine.pk]),
+         {"note": "later", "themes": [coded["theme"].pk]}, 200),
+        (reverse("highlight-delete", args=[mine.pk]), {}, 400),
+    ]  # fmt: skip
+    for url, data, status in posts:
+        with nothing_written():
+            response = client.post(url, data)
+        assert response.status_code == status, url
+        assert REVISING in response.content.decode().replace("&#x27;", "'"), url
+    # Elsewhere, and for the others, coding goes on; after closing ann may revise again.
+    code(ann, coded["other"], coded["theme"], 1, 5)
+    code(coded["ben"], coded["interview"], coded["theme"], 1, 5)
+    coding_rounds.round_close(actor=coded["rita"], coding_round=coded["round"])
+    highlight_update(actor=ann, highlight=mine, note="revised")
+    highlight_delete(actor=ann, highlight=mine)
+    assert not Highlight.objects.filter(pk=mine.pk).exists()

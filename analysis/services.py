@@ -382,6 +382,16 @@ def job_claim(*, run_id: int, key: str, worker: str = "") -> AnalysisJob | None:
             status=AnalysisRun.Status.RUNNING, started_at=now
         )
         job = AnalysisJob.objects.select_related("run").get(run_id=run_id, key=key)
+        if job.attempts > settings.ANALYSIS_JOB_MAX_ATTEMPTS:
+            # A job whose worker dies every time (out of memory, say) would otherwise take
+            # down one worker after another for ever.
+            job_fail(
+                job=job,
+                error=f"its worker was lost {job.attempts - 1} times (killed, or out of "
+                "memory?); it is not tried again",
+                failure=AnalysisRun.Failure.INTERNAL,
+            )
+            return None
         if started:
             events.record_status_changed(
                 actor=None,

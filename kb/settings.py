@@ -307,6 +307,8 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 # A job's claim lasts this long past its last progress report; a job whose worker died is
 # claimed again (and sent again by the sweeper) once it runs out.
 ANALYSIS_JOB_LEASE_SECONDS = env_int("ANALYSIS_JOB_LEASE_SECONDS", 120, minimum=1)
+# Claims of one job before its run fails: each claim after the first follows a lost worker.
+ANALYSIS_JOB_MAX_ATTEMPTS = env_int("ANALYSIS_JOB_MAX_ATTEMPTS", 3, minimum=1)
 ANALYSIS_SOFT_TIME_LIMIT = env_int("ANALYSIS_SOFT_TIME_LIMIT", 3600, minimum=10)
 # How often each worker looks for runs the broker never got and jobs whose lease ran out.
 ANALYSIS_SWEEP_SECONDS = env_int("ANALYSIS_SWEEP_SECONDS", 10, minimum=1)

@@ -141,6 +141,22 @@ def test_an_expired_lease_can_be_taken_over(researcher_user, settings):
     assert job is not None and job.attempts == 2
 
 
+def test_a_job_whose_worker_is_lost_again_and_again_fails_its_run(researcher_user, settings):
+    settings.ANALYSIS_JOB_LEASE_SECONDS, settings.ANALYSIS_JOB_MAX_ATTEMPTS = 10, 2
+    run = _experiment(researcher_user)
+    stale = timezone.now() - datetime.timedelta(seconds=11)
+    for attempt in (1, 2):
+        assert services.job_claim(run_id=run.pk, key="variant:1").attempts == attempt
+        AnalysisJob.objects.filter(run=run, key="variant:1").update(heartbeat_at=stale)
+    assert services.job_claim(run_id=run.pk, key="variant:1") is None
+    run.refresh_from_db()
+    assert (run.status, run.failure) == ("failed", "internal")
+    assert run.error == (
+        "variant:1: its worker was lost 2 times (killed, or out of memory?); it is not tried again"
+    )
+    assert AnalysisJob.objects.get(run=run, key="variant:1").status == "failed"
+
+
 def test_a_finished_job_is_not_claimed_again(researcher_user):
     run = _experiment(researcher_user)
     job = services.job_claim(run_id=run.pk, key="control:2")

@@ -16,24 +16,11 @@ from analysis.engine.changes import ChangeError, apply_change, random_any_change
 from analysis.engine.specs import count_parameters, layer_widths, unit_layers
 from analysis.engine.study_rules import round_budget
 from analysis.engine.study_tracks import random_track_change, uniform_track_change
+from kb.demo import SHAPES_CNN_SPEC
 from tests.analysis.engine_helpers import TINY_CNN, spec_copy
 
-SHAPES_CNN = {
-    "input_shape": [1, 28, 28],
-    "num_classes": 4,
-    "layers": [
-        {"name": "conv1", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1},
-        {"name": "relu1", "type": "relu"},
-        {"name": "pool1", "type": "maxpool2d", "kernel_size": 2},
-        {"name": "conv2", "type": "conv2d", "out_channels": 12, "kernel_size": 3, "padding": 1},
-        {"name": "relu2", "type": "relu"},
-        {"name": "pool2", "type": "maxpool2d", "kernel_size": 2},
-        {"name": "flatten", "type": "flatten"},
-        {"name": "fc1", "type": "linear", "out_features": 32},
-        {"name": "relu3", "type": "relu"},
-        {"name": "fc_out", "type": "linear", "out_features": 4},
-    ],
-}
+# The demo's shapes CNN, as seed_demo registers it.
+SHAPES_CNN = SHAPES_CNN_SPEC
 WIDE_MLP = {
     "input_shape": [20],
     "num_classes": 3,

@@ -20,6 +20,7 @@ class AnalysisRun(models.Model):
         PROFILE = "profile", "Activation profiling"
         ABLATION = "ablation", "Ablation"
         CHANGE_EXPERIMENT = "change_experiment", "Change experiment"
+        STUDY = "study", "Guided-search study"
 
     class Failure(models.TextChoices):
         NONE = "", "None"
@@ -115,9 +116,11 @@ class AnalysisRun(models.Model):
                 name="run_target_matches_kind",
                 condition=Q(kind="profile", subject_model__isnull=False)
                 | Q(kind="ablation", finding__isnull=False)
-                | Q(kind="change_experiment", change__isnull=False),
+                | Q(kind="change_experiment", change__isnull=False)
+                | Q(kind="study", subject_model__isnull=False),
                 violation_error_message=(
-                    "A profiling run needs a model, an ablation a finding, an experiment a change."
+                    "A profiling run needs a model, an ablation a finding, an experiment a "
+                    "change, a study a model."
                 ),
             ),
         ]
@@ -187,3 +190,103 @@ class AnalysisJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id}/{self.key} ({self.status})"
+
+
+class StudyManager(models.Manager):
+    def get_queryset(self):
+        return super().get_queryset().filter(kind=AnalysisRun.Kind.STUDY)
+
+
+class Study(AnalysisRun):
+    """A guided-search study: an AnalysisRun of kind "study", so it is claimed, leased, swept,
+    cancelled and retried by the same machinery as every run. Its frozen design is the run's
+    `config`; its rounds are StudyRound rows; its jobs are "r{round}:{track}:s{seed}"."""
+
+    objects = StudyManager()
+
+    class Meta:
+        proxy = True
+        verbose_name_plural = "studies"
+
+    def get_absolute_url(self) -> str:
+        return reverse("study-detail", args=[self.pk])
+
+
+class StudyRound(models.Model):
+    """One track's candidate in one round of a study, and what the study decided about it.
+
+    Round 0 holds the base model (track "base"), trained over the seeds once: it is every
+    track's current model at the start. In round k >= 1 each track proposes a candidate from
+    its current model (guided: a rule applied to the profile; random: any change within the
+    round's budget; uniform: every layer widened alike), trains it over the seeds, and keeps
+    it when the study's keep rule says it beat the current model. A row is written when the
+    round is planned (spec, change, parameters) and completed once when it is decided
+    (values, summary, decision, records); `decided_at` marks the second write.
+    """
+
+    class Track(models.TextChoices):
+        BASE = "base", "Base model"
+        GUIDED = "guided", "Guided"
+        RANDOM = "random", "Random"
+        UNIFORM = "uniform", "Uniform"
+
+    study = models.ForeignKey(AnalysisRun, on_delete=models.CASCADE, related_name="study_rounds")
+    index = models.PositiveSmallIntegerField(help_text="0 is the base model; rounds count from 1.")
+    track = models.CharField(max_length=8, choices=Track.choices)
+    spec = models.JSONField(default=dict, help_text="The candidate's architecture spec.")
+    plan = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="How the track chose its candidate: the rule or policy, its inputs and choice.",
+    )
+    parameters = models.PositiveIntegerField(help_text="The candidate's parameter count.")
+    params_added = models.IntegerField(default=0)
+    values = models.JSONField(
+        null=True, blank=True, help_text="The metric per seed, in the study's seed order."
+    )
+    summary = models.JSONField(
+        null=True, blank=True, help_text="Mean and 95% interval of the values; nulls if undefined."
+    )
+    mechanism = models.JSONField(null=True, blank=True)
+    decision = models.JSONField(
+        null=True, blank=True, help_text="The keep rule applied to this candidate."
+    )
+    kept = models.BooleanField(null=True, blank=True)
+    finding = models.ForeignKey(
+        "kb.Finding", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    insight = models.ForeignKey(
+        "kb.Insight", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    change = models.ForeignKey(
+        "kb.ArchitectureChange",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="study_rounds",
+    )
+    outcome = models.OneToOneField(
+        "kb.Outcome",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="study_round",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["study", "index", "track"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "index", "track"], name="study_round_unique_track"
+            ),
+            models.CheckConstraint(
+                name="study_round_base_is_round_zero",
+                condition=Q(index=0, track="base") | (Q(index__gte=1) & ~Q(track="base")),
+                violation_error_message="Round 0 is the base model; rounds 1+ are tracks.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"study {self.study_id} round {self.index} {self.track}"

@@ -221,6 +221,8 @@ class Outcome(models.Model):
     class Source(models.TextChoices):
         ANALYSIS_RUN = "analysis_run", "Measured by an analysis run"
         MANUAL = "manual", "Entered by hand"
+        # A study round's outcome: its run is the study (StudyRound.outcome links back).
+        STUDY = "study", "Measured by a study round"
 
     change = models.ForeignKey(
         ArchitectureChange, on_delete=models.PROTECT, related_name="outcomes"
@@ -257,8 +259,11 @@ class Outcome(models.Model):
             models.CheckConstraint(
                 name="outcome_run_matches_source",
                 condition=Q(source="manual", analysis_run__isnull=True)
-                | Q(source="analysis_run", analysis_run__isnull=False),
-                violation_error_message="A measured outcome needs its run; a manual one has none.",
+                | Q(source="analysis_run", analysis_run__isnull=False)
+                | Q(source="study", analysis_run__isnull=True),
+                violation_error_message=(
+                    "A measured outcome needs its run; a manual or study one has none."
+                ),
             ),
             models.CheckConstraint(
                 name="outcome_ci_brackets_effect",

@@ -27,8 +27,13 @@ from analysis.engine.ablation import ablate_units
 from analysis.engine.activations import profile_activations
 from analysis.engine.builder import build_model, set_seed
 from analysis.engine.datasets import make_shapes_dataset
+from analysis.engine.head_profiles import profile_transformer
 from analysis.engine.runtime import configure_cpu_runtime
+from analysis.engine.sequence_tasks import IGNORE_TARGET, InductionTask, SequenceBatch
 from analysis.engine.training import TrainConfig, eval_mode, make_optimizer, train_model
+from analysis.engine.transformer import build_transformer
+from analysis.engine.transformer_ablation import ablate_transformer_units
+from analysis.engine.transformer_training import SequenceTrainConfig, train_transformer
 
 BENCH_SPEC: dict[str, Any] = {
     "input_shape": [1, 28, 28],
@@ -259,7 +264,7 @@ print(json.dumps({"peak_growth_bytes": (after - before) * 1024}))
 """
 
 
-def _measure_profile_memory(probe_sizes: list[int]) -> list[int]:
+def _measure_profile_memory(probe_sizes: list[int], script: str = _MEMORY_PROBE) -> list[int]:
     """Peak RSS growth of profiling each probe size, each in its own fresh process; the
     processes run side by side (one per core), since each reads only its own peak."""
     # glibc moves its mmap threshold up as large blocks are freed, after which freed tensors
@@ -270,7 +275,7 @@ def _measure_profile_memory(probe_sizes: list[int]) -> list[int]:
            "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}  # fmt: skip
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", _MEMORY_PROBE, str(size)],
+            [sys.executable, "-c", script, str(size)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -316,6 +321,232 @@ def bench_profile_peak_memory(quick: bool = True) -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------------------------------------
+# Transformers
+# ---------------------------------------------------------------------------------------------
+
+# Two blocks of 4 heads and 256 MLP neurons over 64 positions of a 64-token vocabulary: every
+# profiled score and statistic has work to do (heads, neurons, 64 token classes).
+TRANSFORMER_BENCH_SPEC: dict[str, Any] = {
+    "family": "transformer",
+    "d_vocab": 64,
+    "n_ctx": 64,
+    "d_model": 64,
+    "d_head": 16,
+    "blocks": [{"n_heads": 4, "d_mlp": 256}, {"n_heads": 4, "d_mlp": 256}],
+}
+TRANSFORMER_BENCH_TASK = InductionTask(d_vocab=64, length=64, segment=16)
+# The demo's two-layer model and task (kb.demo): what a change experiment trains.
+TRANSFORMER_TRAIN_SPEC: dict[str, Any] = {
+    "family": "transformer",
+    "d_vocab": 32,
+    "n_ctx": 32,
+    "d_model": 32,
+    "d_head": 16,
+    "blocks": [{"n_heads": 2}, {"n_heads": 2}],
+}
+TRANSFORMER_TRAIN_TASK = InductionTask(d_vocab=32, length=32, segment=8)
+SEQUENCE_BATCH = 64  # profile_transformer's default batch
+
+
+def _attention_only(spec: dict) -> dict:
+    return {**spec, "blocks": [{"n_heads": block["n_heads"]} for block in spec["blocks"]]}
+
+
+def _transformer_and_probe(spec: dict, probe_size: int):
+    """Out: (model in eval mode, probe sequences). The probe is drawn a batch at a time:
+    drawing it at once compares every pair of positions of every sequence ([N, L, L]), a
+    peak that would hide what profiling itself needs from the memory probe."""
+    set_seed(0)
+    model = build_transformer(spec).eval()
+    generator = torch.Generator().manual_seed(0)
+    parts = [
+        TRANSFORMER_BENCH_TASK.sample(min(SEQUENCE_BATCH, probe_size - start), generator)
+        for start in range(0, probe_size, SEQUENCE_BATCH)
+    ]
+    probe = SequenceBatch(
+        torch.cat([part.tokens for part in parts]),
+        torch.cat([part.targets for part in parts]),
+        torch.cat([part.scored for part in parts]),
+        {
+            name: torch.cat([part.attributes[name] for part in parts])
+            for name in parts[0].attributes
+        },
+    )
+    return model, probe
+
+
+def _bare_sequence_forward(model, tokens: torch.Tensor) -> None:
+    with eval_mode(model), torch.inference_mode():
+        for start in range(0, len(tokens), SEQUENCE_BATCH):
+            model(tokens[start : start + SEQUENCE_BATCH])
+
+
+def _profile_ratio(name: str, spec: dict, probe_size: int, repeats: int) -> dict[str, Any]:
+    model, probe = _transformer_and_probe(spec, probe_size)
+    return compare_timings(
+        name,
+        lambda: _bare_sequence_forward(model, probe.tokens),
+        lambda: profile_transformer(model, probe, batch_size=SEQUENCE_BATCH),
+        repeats=repeats,
+        target=1.10,
+    )
+
+
+def bench_transformer_profile_vs_forward(quick: bool = True) -> dict[str, Any]:
+    """Head scores and MLP neuron statistics of every block (profile_transformer) vs a bare
+    forward pass over the same probe sequences, on TRANSFORMER_BENCH_SPEC. Target <= 1.10.
+
+    The same model without its MLPs is measured too and reported as
+    `attention_only_ratio`: there the per-head scores (a pass over every L x L pattern) weigh
+    most against a forward pass that is mostly attention.
+    Out: compare_timings dict plus "probe_size", "attention_only_ratio",
+    "attention_only_reference_s", "attention_only_subject_s".
+    """
+    probe_size, repeats = (256, 9) if quick else (2048, 21)
+    result = _profile_ratio(
+        "transformer_profile_vs_forward", TRANSFORMER_BENCH_SPEC, probe_size, repeats
+    )
+    attention = _profile_ratio(
+        "transformer_profile_attention_only",
+        _attention_only(TRANSFORMER_BENCH_SPEC),
+        probe_size,
+        repeats,
+    )
+    return {
+        **result,
+        "probe_size": probe_size,
+        "attention_only_ratio": attention["ratio"],
+        "attention_only_reference_s": attention["reference_s"],
+        "attention_only_subject_s": attention["subject_s"],
+    }
+
+
+def bench_transformer_ablation_vs_forward(quick: bool = True) -> dict[str, Any]:
+    """Forward with 2 of block 0's 4 heads zero-ablated (at hook_z, the hook registered and
+    removed per call) vs a bare forward; pairs interleaved batch by batch as for the CNN
+    ablation benchmark. Target <= 1.02."""
+    model, probe = _transformer_and_probe(TRANSFORMER_BENCH_SPEC, 512 if quick else 2048)
+    batches = list(probe.tokens.split(SEQUENCE_BATCH))
+    positions = {"reference": 0, "subject": 0}
+
+    def next_batch(role: str) -> torch.Tensor:
+        positions[role] += 1
+        return batches[positions[role] % len(batches)]
+
+    def ablated() -> None:
+        batch = next_batch("subject")
+        with ablate_transformer_units(model, block=0, kind="heads", units=[0, 1]):
+            _bare_sequence_forward(model, batch)
+
+    result = compare_timings(
+        "transformer_ablation_vs_forward",
+        lambda: _bare_sequence_forward(model, next_batch("reference")),
+        ablated,
+        repeats=61 if quick else 201,
+        target=1.02,
+    )
+    return {**result, "probe_size": len(probe), "batch_size": SEQUENCE_BATCH}
+
+
+def _plain_sequence_training(spec: dict, config: SequenceTrainConfig, seed: int) -> float:
+    """A minimal hand-written loop doing train_transformer's work: fresh induction batches,
+    AdamW steps, then loss and accuracy on the held-out sequences' scored predictions."""
+    task = TRANSFORMER_TRAIN_TASK
+    set_seed(seed)
+    model = build_transformer(spec)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(config.steps):
+        batch = task.sample(config.batch_size, generator)
+        logits = model(batch.tokens)  # [B, P, V]
+        loss = F.cross_entropy(
+            logits.flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE_TARGET
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    held_out = task.sample(config.eval_size, torch.Generator().manual_seed(config.eval_seed))
+    with torch.inference_mode():
+        logits = model(held_out.tokens)[held_out.scored]  # [S, V]
+        targets = held_out.targets[held_out.scored]
+        F.cross_entropy(logits, targets)
+        return (logits.argmax(dim=-1) == targets).sum().item() / len(targets)
+
+
+def bench_transformer_plain_vs_harness(quick: bool = True) -> dict[str, Any]:
+    """Plain torch training loop time / train_transformer time: the demo's two-layer model on
+    its induction task, same steps, batches, optimizer and seed, both ending with the
+    held-out evaluation. Target ratio >= 0.95."""
+    config = SequenceTrainConfig(
+        steps=40 if quick else 300, batch_size=64, optimizer="adamw", learning_rate=0.01,
+        eval_size=256,
+    )  # fmt: skip
+    result = compare_timings(
+        "transformer_plain_vs_harness",
+        lambda: _plain_sequence_training(TRANSFORMER_TRAIN_SPEC, config, seed=0),
+        lambda: train_transformer(TRANSFORMER_TRAIN_SPEC, TRANSFORMER_TRAIN_TASK, config, seed=0),
+        repeats=7 if quick else 21,
+        target=0.95,
+        higher_is_better=True,
+    )
+    return {**result, "steps": config.steps, "batch_size": config.batch_size}
+
+
+_TRANSFORMER_MEMORY_PROBE = """
+import json, resource, sys, torch
+torch.set_num_threads(1)
+from analysis.engine.benchmarks import SEQUENCE_BATCH, TRANSFORMER_BENCH_SPEC
+from analysis.engine.benchmarks import _transformer_and_probe
+from analysis.engine.head_profiles import profile_transformer
+model, probe = _transformer_and_probe(TRANSFORMER_BENCH_SPEC, int(sys.argv[1]))
+# Warm up with one batch so allocator pools and lazy imports are in the baseline.
+profile_transformer(model, probe.slice(0, SEQUENCE_BATCH), batch_size=SEQUENCE_BATCH)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+profile_transformer(model, probe, batch_size=SEQUENCE_BATCH)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"peak_growth_bytes": (after - before) * 1024}))
+"""
+
+
+def bench_transformer_profile_peak_memory(quick: bool = True) -> dict[str, Any]:
+    """Peak resident memory growth of profile_transformer for two probe sizes, each in a
+    fresh process, measured as bench_profile_peak_memory measures the CNN profile. Ok when
+    the larger probe set grows by at most 8 MiB more than the smaller one; keeping the
+    attention patterns would need `full_patterns_bytes` (heads x L x L float32 per block and
+    sequence)."""
+    sizes = [512, 2048] if quick else [1024, 8192]
+    growth = _measure_profile_memory(sizes, _TRANSFORMER_MEMORY_PROBE)
+    spec, length = TRANSFORMER_BENCH_SPEC, TRANSFORMER_BENCH_TASK.length
+    per_sequence = 4 * sum(block["n_heads"] for block in spec["blocks"]) * length**2
+    slack = 8 * 1024 * 1024
+    return {
+        "name": "transformer_profile_peak_memory",
+        "probe_sizes": sizes,
+        "peak_growth_bytes": growth,
+        "full_patterns_bytes": [size * per_sequence for size in sizes],
+        "slack_bytes": slack,
+        "ok": growth[1] <= growth[0] + slack,
+        "summary": ", ".join(
+            f"{size} sequences: +{grown / 2**20:.1f} MiB peak RSS"
+            for size, grown in zip(sizes, growth, strict=True)
+        ),
+    }
+
+
+def run_transformer_timings(quick: bool = True) -> list[dict[str, Any]]:
+    """Out: the transformer comparisons, in a fixed order (run_timings sets the process up)."""
+    return [
+        bench_transformer_profile_vs_forward(quick),
+        bench_transformer_ablation_vs_forward(quick),
+        bench_transformer_plain_vs_harness(quick),
+    ]
+
+
 def run_timings(quick: bool = True) -> list[dict[str, Any]]:
     """Out: the timed comparisons, in a fixed order. Run them on an otherwise idle process
     tree: they are ratios of CPU time, but a busy sibling still shares the caches. The
@@ -325,9 +556,14 @@ def run_timings(quick: bool = True) -> list[dict[str, Any]]:
         bench_profile_vs_forward(quick),
         bench_ablation_vs_forward(quick),
         bench_plain_vs_harness(quick),
+        *run_transformer_timings(quick),
     ]
 
 
 def run_all(quick: bool = True) -> list[dict[str, Any]]:
     """Out: the results of every in-process benchmark and the memory probes, in order."""
-    return [*run_timings(quick), bench_profile_peak_memory(quick)]
+    return [
+        *run_timings(quick),
+        bench_profile_peak_memory(quick),
+        bench_transformer_profile_peak_memory(quick),
+    ]

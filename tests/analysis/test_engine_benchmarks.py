@@ -3,7 +3,16 @@
 import time
 
 import tests.analysis.engine_helpers  # noqa: F401  (one torch thread)
-from analysis.engine.benchmarks import compare_timings
+from analysis.engine.benchmarks import (
+    TRANSFORMER_BENCH_SPEC,
+    TRANSFORMER_BENCH_TASK,
+    TRANSFORMER_TRAIN_SPEC,
+    TRANSFORMER_TRAIN_TASK,
+    _plain_sequence_training,
+    _transformer_and_probe,
+    compare_timings,
+)
+from analysis.engine.transformer_training import SequenceTrainConfig, train_transformer
 
 
 def test_compare_timings_reports_medians_and_verdict():
@@ -48,3 +57,21 @@ def test_compare_timings_judges_by_cpu_time_and_reports_the_wall_clock_beside_it
     assert result["clock"] == "process CPU time"
     assert result["ratio"] > 1.5 and result["ok"] is False
     assert result["wall_ratio"] < 0.6
+
+
+def test_the_plain_transformer_loop_does_the_harness_work():
+    """The plain loop the harness is timed against trains the same model on the same batches:
+    it ends with the very accuracy train_transformer reports."""
+    config = SequenceTrainConfig(
+        steps=5, batch_size=8, optimizer="adamw", learning_rate=0.01, eval_size=32
+    )
+    plain = _plain_sequence_training(TRANSFORMER_TRAIN_SPEC, config, seed=3)
+    harness = train_transformer(TRANSFORMER_TRAIN_SPEC, TRANSFORMER_TRAIN_TASK, config, seed=3)
+    assert plain == harness.metrics["test_accuracy"]
+
+
+def test_the_transformer_benchmark_probe_is_drawn_in_batches_of_whole_sequences():
+    _model, probe = _transformer_and_probe(TRANSFORMER_BENCH_SPEC, 100)
+    assert probe.tokens.shape == (100, TRANSFORMER_BENCH_TASK.length)
+    assert set(probe.attributes) == {"position", "occurred_earlier", "earlier_offset"}
+    assert int(probe.scored.sum()) == 100 * (TRANSFORMER_BENCH_TASK.segment - 1)

@@ -8,7 +8,12 @@ import torch
 from torch import nn
 
 from analysis.engine.builder import set_seed
-from analysis.engine.head_profiles import TransformerProfile, profile_transformer
+from analysis.engine.head_profiles import (
+    TransformerProfile,
+    head_score_keys,
+    head_score_masks,
+    profile_transformer,
+)
 from analysis.engine.sequence_tasks import InductionTask
 from analysis.engine.transformer import HookPoint, build_transformer
 from tests.analysis.transformer_helpers import (
@@ -62,6 +67,18 @@ def test_streamed_head_scores_equal_full_pattern_scores():
         for score, values in expected.items():
             np.testing.assert_allclose(getattr(streamed, score), values, rtol=0, atol=1e-6)
     assert profile.n_sequences == 23
+
+
+def test_head_score_keys_are_the_masks_true_entries_and_their_query_counts():
+    # a 3-token vocabulary: many duplicates, runs of equal tokens, keys right before queries
+    tokens = torch.randint(3, (7, 10), generator=torch.Generator().manual_seed(1))
+    keys, queries = head_score_keys(tokens)
+    for name, mask in head_score_masks(tokens).items():
+        assert all(
+            torch.equal(found, expected)
+            for found, expected in zip(keys[name], mask.nonzero(as_tuple=True), strict=True)
+        )
+        assert queries[name].item() == mask.any(dim=-1).sum().item()
 
 
 def test_streamed_neuron_statistics_equal_full_tensor_statistics():

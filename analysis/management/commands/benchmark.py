@@ -2,10 +2,13 @@
 
     python manage.py benchmark engine [--quick]
     python manage.py benchmark api [--quick]
+    python manage.py benchmark study [--quick]
     python manage.py benchmark load [--quick] [--clients N] [--seconds S] [--web-workers N]
 
-engine and api measure ratios against a reference in the same run; they print a table, then
-one line of JSON: {"benchmark": "engine", "ratios": {...}, ...}.
+engine, api and study measure ratios against a reference in the same run; they print a
+table, then one line of JSON: {"benchmark": "engine", "ratios": {...}, ...}. study times a
+guided-search study on two worker processes against the same trainings back to back
+(analysis/study_benchmark.py).
 
 load (`make loadtest`) starts, on loopback only, a scratch PostgreSQL database, gunicorn and
 two Celery workers with production settings, sends a realistic mix of requests from N
@@ -92,8 +95,9 @@ def engine_benchmarks(*, quick: bool) -> list[dict]:
         from analysis.engine import benchmarks as engine
 
         memory = engine.bench_profile_peak_memory(quick)
+        transformer_memory = engine.bench_transformer_profile_peak_memory(quick)
         scaling = worker_scaling()
-    return [*engine.run_timings(quick), memory, scaling]
+    return [*engine.run_timings(quick), memory, transformer_memory, scaling]
 
 
 def api_benchmarks(*, quick: bool) -> list[dict]:
@@ -102,7 +106,13 @@ def api_benchmarks(*, quick: bool) -> list[dict]:
     return run_all(quick=quick)
 
 
-BENCHMARKS = {"engine": engine_benchmarks, "api": api_benchmarks}
+def study_benchmarks(*, quick: bool) -> list[dict]:
+    from analysis.study_benchmark import study_benchmarks as measure
+
+    return measure(quick=quick)
+
+
+BENCHMARKS = {"engine": engine_benchmarks, "api": api_benchmarks, "study": study_benchmarks}
 # Load runs: full and --quick sizes, and the bounds a flag may ask for.
 # The untimed warm-up lets each gunicorn worker load its code and connect before timing.
 LOAD_SIZES = {
@@ -190,7 +200,7 @@ def load_benchmark(*, quick: bool, clients: int, seconds: int, warmup_seconds: i
 
 
 class Command(BaseCommand):
-    help = "Run a benchmark suite (engine, api, load) and print its figures."
+    help = "Run a benchmark suite (engine, api, study, load) and print its figures."
 
     def add_arguments(self, parser) -> None:
         from kb.loadtest.stack import DEFAULT_POSTGRES_URL, DEFAULT_REDIS_URL

@@ -88,9 +88,11 @@ def _as_validation_error() -> Iterator[None]:
 
 
 def experiment_config_clean(raw: dict | None, *, min_seeds: int = MIN_SEEDS) -> dict:
-    """In: {"dataset", "train", "seeds", "control_seed", "concept"}, all optional.
-    `min_seeds` is lowered only by benchmarks; people always get at least MIN_SEEDS.
-    Out: the complete config; raises ValidationError keyed by setting."""
+    """In: {"dataset", "train", "seeds", "control_seed", "control_policy", "concept"}, all
+    optional. `min_seeds` is lowered only by benchmarks; people always get at least MIN_SEEDS.
+    Out: the complete config ("control_policy" only when it is any_operation: the default
+    same_operation is left out, as CNN runs froze it before they could choose); raises
+    ValidationError keyed by setting."""
     with _as_validation_error():
         return run_settings.experiment_config_clean(raw, min_seeds=min_seeds)
 

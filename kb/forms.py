@@ -32,7 +32,7 @@ from kb.models import (
 from kb.models.surveys import LIKERT_MAX, LIKERT_MIN
 from kb.services.invitations import DEFAULT_VALID_DAYS, MAX_VALID_DAYS
 from kb.services.records import RecordChanged
-from kb.statistics import outcome_verdict_reason, theme_scope_validate
+from kb.statistics import outcome_verdict_reason, run_settings, theme_scope_validate
 
 MARKDOWN_WIDGET = forms.Textarea(attrs={"rows": 8, "data-markdown": "true"})
 # ChangeError fields -> form fields, per operation (insert_layer's "layer" is the new layer).
@@ -797,22 +797,17 @@ class RunSettingsForm(forms.Form):
             "train": {"epochs": data["epochs"]},
         }
 
+    # The run's own settings beside the dataset and training (the same name in its config).
+    RUN_FIELDS: tuple[str, ...] = ()
 
-class ExperimentForm(RunSettingsForm):
-    config_clean = staticmethod(configs.experiment_config_clean)
-
-    seeds = _bounded_integer(
-        "seeds", initial=configs.DEFAULT_SEEDS, help_text="Training runs per arm."
-    )
-    control_seed = _bounded_integer(
-        "control_seed",
-        initial=configs.DEFAULTS["control_seed"],
-        help_text="Draws the random control.",
-    )
-
-    def config(self) -> dict:
-        data = self.cleaned_data
-        return {**self.base_config(), "seeds": data["seeds"], "control_seed": data["control_seed"]}
+    @classmethod
+    def initial_from_config(cls, config: dict) -> dict:
+        """In: a run's frozen config. Out: the form's initial values that request its
+        settings again (epochs as the run trained, from its settings or its model's)."""
+        settings = run_settings(config)
+        initial = {name: settings[name] for name in ("dataset", "dataset_size", "epochs")}
+        initial |= {name: config.get(name) for name in cls.RUN_FIELDS}
+        return {name: value for name, value in initial.items() if value is not None}
 
 
 CONTROL_POLICY_LABELS = {
@@ -821,78 +816,192 @@ CONTROL_POLICY_LABELS = {
 }
 
 
-class TransformerExperimentForm(forms.Form):
-    """A change experiment on a transformer: a sequence task instead of a dataset, training
-    by steps, a probe set, and the random control's policy. Checked by the transformer
-    experiment cleaner for the change's model (`spec`), the one the service and the API use;
-    its errors sit next to the field their key names (`CONFIG_FIELDS`)."""
+def _control_policy_field(initial: str, **kwargs) -> forms.ChoiceField:
+    return forms.ChoiceField(
+        choices=[(policy, CONTROL_POLICY_LABELS[policy])
+                 for policy in configs.CHOICES["control_policy"]],
+        initial=initial,
+        label="Random control",
+        help_text="Both controls add the guided change's parameters (within 5%).",
+        **kwargs,
+    )  # fmt: skip
+
+
+class ExperimentForm(RunSettingsForm):
+    config_clean = staticmethod(configs.experiment_config_clean)
+
+    seeds = _bounded_integer(
+        "seeds", initial=configs.DEFAULT_SEEDS, help_text="Training runs per arm."
+    )
+    # Optional: a form posted before CNN controls had a policy asks for the default one.
+    control_policy = _control_policy_field(configs.DEFAULTS["control_policy"], required=False)
+    control_seed = _bounded_integer(
+        "control_seed",
+        initial=configs.DEFAULTS["control_seed"],
+        help_text="Draws the random control.",
+    )
+
+    def config(self) -> dict:
+        data = self.cleaned_data
+        policy = {"control_policy": data["control_policy"]} if data.get("control_policy") else {}
+        return {**self.base_config(), "seeds": data["seeds"], "control_seed": data["control_seed"],
+                **policy}  # fmt: skip
+
+
+def _optional_bounded(bounds: tuple, help_text: str, **kwargs) -> forms.Field:
+    """An optional field whose widget shows `bounds` (checked by the config cleaner): a
+    whole number, or any number when the bounds are floats."""
+    low, high = bounds
+    field = (
+        forms.IntegerField if isinstance(low, int) and isinstance(high, int) else forms.FloatField
+    )
+    attrs = {"min": low, "max": high} | ({} if field is forms.IntegerField else {"step": "any"})
+    return field(required=False, widget=forms.NumberInput(attrs=attrs), help_text=help_text,
+                 **kwargs)  # fmt: skip
+
+
+TASK_BOUNDS = configs.SEQUENCE_TASK_BOUNDS
+# The form fields that set each sequence task's options; left empty, an option follows the
+# model (length: n_ctx) or the task's default. p is always the model's d_vocab - 1.
+TASK_OPTION_FIELDS = {
+    "induction": ("length", "segment", "eval_seed"),
+    "modular-addition": ("train_fraction", "split_seed"),
+}
+
+
+class TransformerRunSettingsForm(forms.Form):
+    """What every engine run on a transformer trains and measures on: a sequence task with its
+    options instead of a dataset, training by steps (only when the model has no weights; the
+    other training settings are the model's hyperparameters) and a probe set. The fields only
+    parse; `clean` hands the settings to the run's cleaner in analysis.configs for the model's
+    `spec` (the one the service, the API and run_analysis use) and shows each of its errors
+    next to the field its key names (`CONFIG_FIELDS`, else the field of the same name)."""
 
     CONFIG_FIELDS = {
         "dataset": "task", "dataset.name": "task", "dataset.p": "task",
-        "dataset.length": "length", "dataset.segment": "segment", "train": "steps",
-        "train.steps": "steps",
+        **{f"dataset.{name}": name for names in TASK_OPTION_FIELDS.values() for name in names},
+        "train": "steps", "train.steps": "steps",
     }  # fmt: skip
 
     task = forms.ChoiceField(
         choices=[(name, name) for name in configs.SEQUENCE_TASK_NAMES], initial="induction"
     )
-    length = forms.IntegerField(
-        required=False, help_text="Induction: tokens per sequence; empty: the model's n_ctx."
+    length = _optional_bounded(
+        TASK_BOUNDS["induction"]["length"],
+        "Induction: tokens per sequence; empty: the model's n_ctx.",
     )
-    segment = forms.IntegerField(
-        required=False, help_text="Induction: random tokens that then repeat; empty: length / 4."
+    segment = _optional_bounded(
+        TASK_BOUNDS["induction"]["segment"],
+        "Induction: random tokens that then repeat; empty: length / 4.",
+    )
+    eval_seed = _optional_bounded(
+        TASK_BOUNDS["induction"]["eval_seed"],
+        "Induction: draws the held-out probe sequences; empty: 10000.",
+        label="Probe seed",
+    )
+    train_fraction = _optional_bounded(
+        TASK_BOUNDS["modular-addition"]["train_fraction"],
+        "Modular addition: share of the p x p pairs trained on; empty: 0.3.",
+    )
+    split_seed = _optional_bounded(
+        TASK_BOUNDS["modular-addition"]["split_seed"],
+        "Modular addition: draws the training pairs; empty: 0.",
     )
     steps = forms.IntegerField(
         initial=configs.SEQUENCE_TRAIN_DEFAULTS["steps"],
         widget=forms.NumberInput(attrs={"min": configs.SEQUENCE_TRAIN_BOUNDS["steps"][0],
                                         "max": configs.SEQUENCE_TRAIN_BOUNDS["steps"][1]}),
-        help_text="Training steps per arm and seed.",
+        help_text="Training steps (per arm and seed in an experiment).",
     )  # fmt: skip
     probe_size = forms.IntegerField(
         initial=configs.DEFAULT_PROBE_SIZE,
         label="Probe sequences",
+        widget=forms.NumberInput(attrs={"min": configs.PROBE_SIZE_BOUNDS[0],
+                                        "max": configs.PROBE_SIZE_BOUNDS[1]}),
         help_text="Held-out sequences for the metrics and the head scores.",
-    )
-    seeds = _bounded_integer(
-        "seeds", initial=configs.DEFAULT_SEEDS, help_text="Training runs per arm."
-    )
-    control_policy = forms.ChoiceField(
-        choices=[(policy, CONTROL_POLICY_LABELS[policy])
-                 for policy in configs.CHOICES["control_policy"]],
-        initial=configs.TRANSFORMER_DEFAULT_CONTROL_POLICY,
-        label="Random control",
     )  # fmt: skip
-    control_seed = _bounded_integer(
-        "control_seed", initial=configs.DEFAULTS["control_seed"],
-        help_text="Draws the random control.",
-    )  # fmt: skip
+    # The run's own settings, beside the task's and training's (the same name in its config).
+    RUN_FIELDS: tuple[str, ...] = ("probe_size",)
 
     def __init__(self, *args, spec: dict, **kwargs):
         super().__init__(*args, **kwargs)
         self.spec = spec
 
+    def config_clean(self, config: dict) -> dict:
+        """The run's cleaner for the model's spec; raises ValidationError keyed by setting."""
+        raise NotImplementedError
+
     def clean(self) -> dict:
         data = super().clean()
         if not self.errors:
             try:
-                configs.transformer_experiment_config_clean(self.config(), spec=self.spec)
+                self.config_clean(self.config())
             except ValidationError as error:
                 form_add_service_errors(self, error, self.CONFIG_FIELDS)
         return data
 
     def config(self) -> dict:
-        """Out: the run's config as the form's fields set it, before the cleaner's checks."""
+        """Out: the run's config as the form's fields set it, before the cleaner's checks;
+        only the chosen task's options, and only those given."""
         data = self.cleaned_data
         task = {"name": data["task"]}
-        if data["task"] == "induction":
-            task |= {name: data[name] for name in ("length", "segment")
-                     if data.get(name) is not None}  # fmt: skip
+        task |= {name: data[name] for name in TASK_OPTION_FIELDS[data["task"]]
+                 if data.get(name) is not None}  # fmt: skip
         return {
             "dataset": task,
             "train": {"steps": data["steps"]},
-            **{name: data[name] for name in ("probe_size", "seeds", "control_policy",
-                                             "control_seed")},
-        }  # fmt: skip
+            **{name: data[name] for name in self.RUN_FIELDS},
+        }
+
+    @classmethod
+    def initial_from_config(cls, config: dict) -> dict:
+        """In: a run's frozen config. Out: the form's initial values that request the same
+        settings again (the training settings other than steps come from the model, whose
+        measured spec can no longer change)."""
+        dataset = config.get("dataset") or {}
+        initial = {"task": dataset.get("name"), "steps": (config.get("train") or {}).get("steps")}
+        initial |= {name: dataset.get(name) for names in TASK_OPTION_FIELDS.values()
+                    for name in names}  # fmt: skip
+        initial |= {name: config.get(name) for name in cls.RUN_FIELDS}
+        return {name: value for name, value in initial.items() if value is not None}
+
+
+class TransformerExperimentForm(TransformerRunSettingsForm):
+    """A change experiment on a transformer: the task, training steps and probe set, the
+    seeds, and the random control's policy (any operation by default)."""
+
+    seeds = _bounded_integer(
+        "seeds", initial=configs.DEFAULT_SEEDS, help_text="Training runs per arm."
+    )
+    control_policy = _control_policy_field(configs.TRANSFORMER_DEFAULT_CONTROL_POLICY)
+    control_seed = _bounded_integer(
+        "control_seed", initial=configs.DEFAULTS["control_seed"],
+        help_text="Draws the random control.",
+    )  # fmt: skip
+    RUN_FIELDS = ("probe_size", "seeds", "control_policy", "control_seed")
+
+    def config_clean(self, config: dict) -> dict:
+        return configs.transformer_experiment_config_clean(config, spec=self.spec)
+
+    @classmethod
+    def initial_from_config(cls, config: dict) -> dict:
+        initial = super().initial_from_config(config)
+        if isinstance(initial.get("seeds"), list):
+            initial["seeds"] = len(initial["seeds"])  # the frozen config lists them
+        return initial
+
+
+class TransformerProfileForm(TransformerRunSettingsForm):
+    """Profiling of a transformer's heads and neurons on a sequence task."""
+
+    seed = _bounded_integer(
+        "seed", initial=configs.DEFAULTS["seed"],
+        help_text="Seeds the training when the model has no weights.",
+    )  # fmt: skip
+    RUN_FIELDS = ("probe_size", "seed")
+
+    def config_clean(self, config: dict) -> dict:
+        return configs.transformer_run_config_clean(config, kind="profile", spec=self.spec)
 
 
 class ProfileForm(RunSettingsForm):
@@ -903,6 +1012,8 @@ class ProfileForm(RunSettingsForm):
         widget=forms.TextInput(attrs={"maxlength": configs.BOUNDS["concept"][1]}),
         help_text="A class or attribute of the dataset, e.g. curvature or circle for shapes.",
     )
+
+    RUN_FIELDS = ("concept",)
 
     def config(self) -> dict:
         return {**self.base_config(), "concept": self.cleaned_data["concept"]}
@@ -919,10 +1030,26 @@ class AblationForm(RunSettingsForm):
         initial=configs.DEFAULTS["mode"],
     )
     random_sets = _bounded_integer("random_sets", initial=configs.DEFAULTS["random_sets"])
+    RUN_FIELDS = ("mode", "random_sets")
 
     def config(self) -> dict:
         data = self.cleaned_data
         return {**self.base_config(), "mode": data["mode"], "random_sets": data["random_sets"]}
+
+
+class TransformerAblationForm(TransformerProfileForm):
+    """Ablation of a finding's heads or neurons on a transformer, against random sets of the
+    same size in the same layer."""
+
+    mode = forms.ChoiceField(
+        choices=[(mode, ABLATION_MODE_LABELS[mode]) for mode in configs.CHOICES["mode"]],
+        initial=configs.DEFAULTS["mode"],
+    )
+    random_sets = _bounded_integer("random_sets", initial=configs.DEFAULTS["random_sets"])
+    RUN_FIELDS = ("probe_size", "seed", "mode", "random_sets")
+
+    def config_clean(self, config: dict) -> dict:
+        return configs.transformer_run_config_clean(config, kind="ablation", spec=self.spec)
 
 
 class InvitationForm(forms.Form):

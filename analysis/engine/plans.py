@@ -9,7 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from analysis.engine.changes import ChangeResult, RandomControl, apply_change, random_control_change
+from analysis.engine.changes import (
+    SAME_OPERATION,
+    ChangeResult,
+    RandomControl,
+    apply_change,
+    random_control_for,
+)
 from analysis.engine.specs import DEFAULT_HYPERPARAMETERS, copy_spec
 
 
@@ -61,15 +67,20 @@ def plan_experiment(
     train: dict[str, Any],
     *,
     control_seed: int,
+    control_policy: str = SAME_OPERATION,
 ) -> ExperimentPlan:
     """Build the baseline, variant and random-control specs.
 
     In: the model spec, the guided change, the run's training settings, the seed that draws
-    the control. Out: ExperimentPlan. Raises ChangeError when the change or its control is
-    impossible.
+    the control and the policy it is drawn under (changes.CONTROL_POLICIES: the same operation
+    at another place, or any operation at any place within the same parameter budget). Out:
+    ExperimentPlan, its control recording the policy. Raises ChangeError when the change or
+    its control is impossible (field "policy" for an unknown policy).
     """
     baseline = baseline_spec(spec, train)
     variant = apply_change(baseline, operation, parameters)
-    control = random_control_change(baseline, operation, parameters, seed=control_seed)
+    control = random_control_for(
+        baseline, operation, parameters, seed=control_seed, policy=control_policy
+    )
     arms = {"baseline": baseline, "variant": variant.spec, "control": control.result.spec}
     return ExperimentPlan(operation, dict(parameters), arms, variant, control)

@@ -297,18 +297,28 @@ def _done(errors: Errors, cleaned: dict) -> dict:
 
 
 def experiment_config_clean(raw: dict | None, *, min_seeds: int = MIN_SEEDS) -> dict:
-    """In: {"dataset", "train", "seeds", "control_seed", "concept"}, all optional.
-    `min_seeds` is lowered only by benchmarks and quick engine checks; people always get at
-    least MIN_SEEDS. Out: the complete config; raises SettingsError keyed as the module
-    docstring says."""
-    allowed = ("dataset", "train", "seeds", "control_seed", "concept")
+    """In: {"dataset", "train", "seeds", "control_seed", "control_policy", "concept"}, all
+    optional. `min_seeds` is lowered only by benchmarks and quick engine checks; people always
+    get at least MIN_SEEDS. Out: the complete config, except that "control_policy" is there
+    only when it is not the default same_operation (see _cnn_control_policy); raises
+    SettingsError keyed as the module docstring says."""
+    allowed = ("dataset", "train", "seeds", "control_seed", "control_policy", "concept")
     raw, errors, cleaned = _clean_common(raw, allowed)
     cleaned["seeds"] = _gather(errors, "seeds", _clean_seeds, raw.get("seeds"), min_seeds)
     cleaned["control_seed"] = _optional(errors, raw, "control_seed")
+    cleaned.update(_cnn_control_policy(errors, raw))
     cleaned["concept"] = _gather(
         errors, "concept", _clean_concept, raw.get("concept"), raw.get("dataset")
     )
     return _done(errors, cleaned)
+
+
+def _cnn_control_policy(errors: Errors, raw: dict) -> dict:
+    """{"control_policy": policy} for a CNN experiment whose control is not the default
+    same-operation one, else {}: a CNN run froze no policy before it could choose one, so the
+    default is left out and the digests of those runs' configs stay what they were."""
+    policy = _optional(errors, raw, "control_policy")
+    return {} if policy in (None, DEFAULTS["control_policy"]) else {"control_policy": policy}
 
 
 def profile_config_clean(raw: dict | None) -> dict:

@@ -190,10 +190,10 @@ def change_delete(request, pk: int):
     return delete_page(request, change, done=change.insight.get_absolute_url())
 
 
-def _experiment_page(change, *, carry_settings: bool = True) -> tuple[dict, dict]:
+def _experiment_page(change) -> tuple[dict, dict]:
     """The experiment form's initial values and its page: a change that already has an
-    outcome is run again, by default with twice the seeds of its latest outcome (and, with
-    `carry_settings`, the rest of its run's settings)."""
+    outcome is run again, by default with twice the seeds of its latest outcome and the rest
+    of its run's settings."""
     page = {"cancel": change.get_absolute_url(), "submit": "Start the experiment"}
     latest = next(iter(change.outcomes.all()), None)  # newest first
     if latest is None:
@@ -211,8 +211,8 @@ def _experiment_page(change, *, carry_settings: bool = True) -> tuple[dict, dict
         "seeds below and records a new outcome beside it; earlier outcomes are kept, and the "
         "scoreboard counts the latest."
     )
-    initial = _experiment_settings_of(latest) if carry_settings else {}
-    if carry_settings and latest.analysis_run_id is not None:
+    initial = _experiment_settings_of(latest)
+    if latest.analysis_run_id is not None:
         page["intro"] += f" The form starts from the settings of run {latest.analysis_run_id}."
     return {**initial, "seeds": min(BOUNDS["seeds"][1], max(2 * seeds, DEFAULT_SEEDS))}, page
 
@@ -222,6 +222,8 @@ def _experiment_settings_of(outcome) -> dict:
     run = outcome.analysis_run
     if run is None:
         return {}
+    if (run.config or {}).get("family") == "transformer":
+        return forms.TransformerExperimentForm.initial_from_config(run.config)
     settings = statistics.run_settings(
         run.config, fallback_spec=outcome.change.target_model.architecture_spec
     )
@@ -230,6 +232,8 @@ def _experiment_settings_of(outcome) -> dict:
         "dataset_size": settings["dataset_size"],
         "epochs": settings["epochs"],
         "control_seed": (run.config or {}).get("control_seed"),
+        # Frozen only when it is not the default same-operation control.
+        "control_policy": (run.config or {}).get("control_policy"),
     }
     return {name: value for name, value in values.items() if value is not None}
 
@@ -239,15 +243,13 @@ def change_experiment(request, pk: int):
     """Start the change's experiment: baseline, guided change and random control over seeds."""
     change = get_or_404(selectors.change_get, pk)
     model = change.target_model
+    initial, page = _experiment_page(change)
     if model is not None and model.is_transformer:
-        # A sequence task, training steps and the control's policy; the settings of an
-        # earlier run are not carried over (they are a CNN form's fields).
-        initial, page = _experiment_page(change, carry_settings=False)
+        # A sequence task, training steps and the control's policy instead of a dataset.
         form = forms.TransformerExperimentForm(
             posted(request), initial=initial, spec=model.architecture_spec
         )
     else:
-        initial, page = _experiment_page(change)
         form = forms.ExperimentForm(posted(request), initial=initial)
     return run_form_page(
         request,

@@ -7,8 +7,12 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from analysis import services as analysis_services
+from analysis.engine.changes import SAME_OPERATION
+from analysis.engine.model_specs import spec_family
+from analysis.models import AnalysisRun
 from kb import selectors, statistics
 from kb.filters import RunFilter, list_filter
+from kb.forms import CONTROL_POLICY_LABELS
 from kb.views.base import get_or_404, paginate, require_perm
 
 
@@ -52,6 +56,38 @@ def _range_notes(run, arm_rows) -> list[str]:
     return notes
 
 
+def _control_policy(run) -> str | None:
+    """What the experiment's random control was drawn under, as the experiment form says it;
+    None for other runs and for runs from before arms were frozen. A control frozen before
+    controls had a policy was drawn as the same operation at another place."""
+    control = ((run.config or {}).get("plan") or {}).get("control")
+    if run.kind != AnalysisRun.Kind.CHANGE_EXPERIMENT or not control:
+        return None
+    policy = control.get("policy", SAME_OPERATION)
+    return CONTROL_POLICY_LABELS.get(policy, policy)
+
+
+def _sequence_task(run) -> dict | None:
+    """A transformer run's task: {"name", "options": "length 12, segment 3, ...", "roles":
+    the head roles its profile found, "induction (layer 1 head 0)"}, or None for a run on a
+    CNN (whose profile has a concept instead)."""
+    config = run.config or {}
+    spec = (config.get("model") or {}).get("architecture_spec")
+    if spec_family(spec) != "transformer":
+        return None
+    dataset = config.get("dataset") or {}
+    options = ", ".join(
+        f"{option.replace('_', ' ')} {value}"
+        for option, value in dataset.items()
+        if option != "name"
+    )
+    roles = [
+        f"{proposal['role'].replace('_', '-')} (layer {proposal['block']} head {proposal['head']})"
+        for proposal in (run.result or {}).get("proposed_findings") or []
+    ]
+    return {"name": dataset.get("name", ""), "options": options, "roles": roles}
+
+
 def _run_context(run) -> dict:
     arm_rows = _arm_rows(run)
     return {
@@ -59,6 +95,8 @@ def _run_context(run) -> dict:
         "comparison_rows": COMPARISON_ROWS,
         "arm_rows": arm_rows,
         "range_notes": _range_notes(run, arm_rows),
+        "control_policy": _control_policy(run),
+        "sequence_task": _sequence_task(run),
     }
 
 

@@ -5,6 +5,7 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from analysis import services as analysis_services
+from analysis.models import AnalysisRun
 from kb import forms, selectors
 from kb.filters import FindingFilter, SubjectModelFilter, list_filter
 from kb.models import SubjectModel
@@ -114,18 +115,47 @@ def subject_model_delete(request, pk: int):
 
 @require_perm("kb.view_subjectmodel", "analysis.add_analysisrun")
 def subject_model_profile(request, pk: int):
+    """Start profiling: a CNN's units over a dataset, or a transformer's heads and neurons
+    over a sequence task; `?from_run=<id>` starts from an earlier profiling run's settings."""
     model = get_or_404(selectors.subject_model_get, pk)
+    earlier = _earlier_run(request, kind=AnalysisRun.Kind.PROFILE, subject_model=model)
+    form_class = forms.TransformerProfileForm if model.is_transformer else forms.ProfileForm
+    form = _run_settings_form(request, form_class, model, earlier)
     return run_form_page(
         request,
-        forms.ProfileForm(posted(request)),
+        form,
         start=lambda config: analysis_services.profile_request(
             actor=request.user, subject_model=model, config=config
         ),
-        aliases=forms.ProfileForm.CONFIG_FIELDS,
+        aliases=form.CONFIG_FIELDS,
         page={"title": f"Profile {model}", "cancel": model.get_absolute_url(),
-              "submit": "Start profiling"},
+              "submit": "Start profiling", **_from_run_intro(earlier)},
         queued="Profiling queued.",
     )  # fmt: skip
+
+
+def _earlier_run(request, *, kind: str, **target) -> AnalysisRun | None:
+    """The run of this kind on this target named by `?from_run=<id>`, if there is one (any
+    other value starts the form from its defaults)."""
+    raw = request.GET.get("from_run", "")
+    if not raw.isdigit() or len(raw) > 18:
+        return None
+    return selectors.run_list().filter(pk=int(raw), kind=kind, **target).first()
+
+
+def _run_settings_form(request, form_class, model: SubjectModel, earlier: AnalysisRun | None):
+    """`form_class` bound to the request, starting from `earlier`'s frozen settings; a
+    transformer's form is checked against the model's spec."""
+    initial = form_class.initial_from_config(earlier.config) if earlier is not None else None
+    if issubclass(form_class, forms.TransformerRunSettingsForm):
+        return form_class(posted(request), initial=initial, spec=model.architecture_spec)
+    return form_class(posted(request), initial=initial)
+
+
+def _from_run_intro(earlier: AnalysisRun | None) -> dict:
+    if earlier is None:
+        return {}
+    return {"intro": f"The form starts from the settings of run {earlier.pk}."}
 
 
 @require_perm("kb.view_finding")
@@ -184,15 +214,21 @@ def finding_delete(request, pk: int):
 
 @require_perm("kb.view_finding", "analysis.add_analysisrun")
 def finding_ablate(request, pk: int):
+    """Start an ablation of the finding's units (a transformer's heads or neurons);
+    `?from_run=<id>` starts from an earlier ablation's settings."""
     finding = get_or_404(selectors.finding_get, pk)
+    model = finding.subject_model
+    earlier = _earlier_run(request, kind=AnalysisRun.Kind.ABLATION, finding=finding)
+    form_class = forms.TransformerAblationForm if model.is_transformer else forms.AblationForm
+    form = _run_settings_form(request, form_class, model, earlier)
     return run_form_page(
         request,
-        forms.AblationForm(posted(request)),
+        form,
         start=lambda config: analysis_services.ablation_request(
             actor=request.user, finding=finding, config=config
         ),
-        aliases=forms.AblationForm.CONFIG_FIELDS,
+        aliases=form.CONFIG_FIELDS,
         page={"title": f"Ablate {finding}", "cancel": finding.get_absolute_url(),
-              "submit": "Start the ablation"},
+              "submit": "Start the ablation", **_from_run_intro(earlier)},
         queued="Ablation queued.",
     )  # fmt: skip

@@ -262,7 +262,7 @@ def test_wrong_types_are_refused_under_their_setting(kind, raw, errors):
     [
         ("experiment", {"colour": "red"},
          {"colour": ["unknown setting. Expected one of dataset, train, seeds, control_seed, "
-                     "concept."]}),
+                     "control_policy, concept."]}),
         ("profile", {"seeds": 3},
          {"seeds": ["unknown setting. Expected one of dataset, train, seed, concept, top_k."]}),
         ("ablation", {"concept": "circle"},

@@ -30,3 +30,39 @@ def test_planning_does_not_import_torch():
     code = "import sys, analysis.engine.plans; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_the_default_control_is_the_same_operation_one_exactly():
+    args = (TINY_CNN, "widen_layer", {"layer": "fc1", "units": 4}, {"epochs": 1})
+    default = plan_experiment(*args, control_seed=3).to_dict()
+    assert (
+        default == plan_experiment(*args, control_seed=3, control_policy="same_operation").to_dict()
+    )
+    assert default["control"]["policy"] == "same_operation"
+    assert default["control"]["operation"] == "widen_layer"
+
+
+def test_the_any_operation_control_draws_over_every_operation_within_the_budget():
+    args = (TINY_CNN, "widen_layer", {"layer": "fc1", "units": 4}, {"epochs": 1})
+    plans = [plan_experiment(*args, control_seed=seed, control_policy="any_operation")
+             for seed in range(20)]  # fmt: skip
+    budget = plans[0].variant.params_added
+    for plan in plans:
+        control = plan.control
+        assert control.policy == "any_operation"
+        assert abs(control.result.params_added - budget) <= 0.05 * budget
+        assert (control.operation, control.parameters) != (
+            "widen_layer",
+            {"layer": "fc1", "units": 4},
+        )
+        assert plan.arms["control"] == control.result.spec
+    candidates = {c["operation"] for c in plans[0].control.candidates}
+    assert candidates == {"widen_layer", "insert_layer"}
+    assert {plan.control.operation for plan in plans} == candidates
+
+
+def test_the_any_operation_control_refuses_a_change_that_adds_nothing_under_policy():
+    with pytest.raises(ChangeError) as excinfo:
+        plan_experiment(TINY_CNN, "remove_layer", {"layer": "fc1"}, {}, control_seed=0,
+                        control_policy="any_operation")  # fmt: skip
+    assert set(excinfo.value.field_errors) == {"policy"}

@@ -85,9 +85,8 @@ def test_a_transformer_registers_through_the_form_with_heads_and_neurons_as_unit
     }  # fmt: skip
     page = client_r.get(model.get_absolute_url()).content.decode()
     assert "<code>blocks.1.mlp</code></th><td>24</td>" in page
-    # the page's profiling form offers image datasets only: the API profiles transformers
-    assert f'href="{reverse("model-profile", args=[model.pk])}"' not in page
-    assert f"<code>POST /api/models/{model.pk}/profile/</code>" in page
+    # the page's profiling form takes a sequence task for a transformer
+    assert f'href="{reverse("model-profile", args=[model.pk])}">Profile its heads' in page
 
 
 def test_a_bad_transformer_spec_is_shown_on_the_spec_field_and_nothing_is_saved(client_r):

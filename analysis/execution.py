@@ -40,6 +40,7 @@ from analysis.engine.profiles import cluster_units, localise_concept, top_units
 from analysis.engine.runtime import configure_cpu_runtime
 from analysis.engine.sequence_tasks import SequenceBatch, make_sequence_task
 from analysis.engine.specs import SpecError
+from analysis.engine.studies import study_job_run
 from analysis.engine.training import TrainConfig, evaluate, train_model
 from analysis.engine.transformer import build_transformer
 from analysis.engine.transformer_ablation import measure_transformer_ablation
@@ -55,6 +56,7 @@ from analysis.engine.transformer_training import (
 )
 from analysis.frozen import experiment_settings
 from analysis.models import AnalysisJob, AnalysisRun
+from analysis.studies import study_advance, study_job_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -427,10 +429,25 @@ def run_experiment_job(job: AnalysisJob) -> dict:
     )
 
 
+def run_study_job(job: AnalysisJob) -> dict:
+    """One (round, track, seed) of a study: its candidate trained on the study's data, the
+    trained model profiled when it is the base or a guided candidate at the first seed."""
+    inputs = study_job_inputs(run_id=job.run_id, key=job.key)
+    return study_job_run(
+        job.run.config,
+        inputs["spec"],
+        seed=inputs["seed"],
+        profile=inputs["profile"],
+        mechanism=inputs["mechanism"],
+        on_progress=_progress_callback(job),
+    )
+
+
 JOB_RUNNERS = {
     AnalysisRun.Kind.PROFILE: run_profile_job,
     AnalysisRun.Kind.ABLATION: run_ablation_job,
     AnalysisRun.Kind.CHANGE_EXPERIMENT: run_experiment_job,
+    AnalysisRun.Kind.STUDY: run_study_job,
 }
 
 
@@ -439,7 +456,10 @@ JOB_RUNNERS = {
 
 def finish_run_if_complete(run_id: int) -> bool:
     """When every job is done, aggregate and finish the run. Returns True for the one call
-    whose conditional finish won."""
+    whose conditional finish won. A study instead decides its round once all the round's jobs
+    are done, and plans the next or finishes (analysis.studies.study_advance)."""
+    if AnalysisRun.objects.filter(pk=run_id, kind=AnalysisRun.Kind.STUDY).exists():
+        return study_advance(run_id=run_id)
     if not services.run_ready_to_finish(run_id=run_id):
         return False
     run = AnalysisRun.objects.select_related(

@@ -11,6 +11,9 @@ import hashlib
 import json
 from typing import Any
 
+from django.core.exceptions import ValidationError
+
+from analysis.engine.changes import SAME_OPERATION, ChangeError
 from analysis.engine.plans import plan_experiment
 from kb.models import ArchitectureChange, Finding, SubjectModel
 
@@ -29,15 +32,24 @@ def _model_snapshot(model: SubjectModel) -> dict[str, Any]:
 
 def experiment_config_freeze(change: ArchitectureChange, settings: dict) -> dict:
     """In: the change and its cleaned, dataset-fitted settings. Out: the frozen config.
-    Raises ChangeError/SpecError when the change or its random control cannot be planned."""
+    Raises ChangeError/SpecError when the change or its random control cannot be planned,
+    ValidationError under "control_policy" when no control exists under the chosen policy
+    for this kind of change (the any-operation control of a change that adds nothing)."""
     model = change.target_model
-    plan = plan_experiment(
-        model.architecture_spec,
-        change.operation,
-        change.parameters,
-        settings["train"],
-        control_seed=settings["control_seed"],
-    )
+    try:
+        plan = plan_experiment(
+            model.architecture_spec,
+            change.operation,
+            change.parameters,
+            settings["train"],
+            control_seed=settings["control_seed"],
+            # Left out of the settings when it is the default (run_settings._cnn_control_policy).
+            control_policy=settings.get("control_policy", SAME_OPERATION),
+        )
+    except ChangeError as error:
+        if "policy" not in error.field_errors:
+            raise
+        raise ValidationError({"control_policy": f"{error}."}) from None
     planned = plan.to_dict()
     return {
         **settings,
@@ -75,6 +87,13 @@ def ablation_config_freeze(finding: Finding, settings: dict) -> dict:
             "concept": finding.concept,
         },
     }
+
+
+def study_config_freeze(model: SubjectModel, settings: dict) -> dict:
+    """In: the model and the study's cleaned settings (study_settings.study_config_clean).
+    Out: the frozen design: the settings and a snapshot of the model. Each round's specs are
+    frozen into its StudyRound row when the round is planned."""
+    return {**settings, "version": FROZEN_VERSION, "model": _model_snapshot(model)}
 
 
 # Descriptive parts of the snapshot: a renamed model or a moved weights file measures the same.

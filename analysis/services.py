@@ -91,6 +91,12 @@ def _dispatch_on_commit(run: AnalysisRun) -> None:
 
 
 def _job_keys(run: AnalysisRun) -> list[str]:
+    if run.kind == AnalysisRun.Kind.STUDY:
+        # A study is created with round 0's jobs; each later round's when the one before it
+        # is decided (analysis/studies.py).
+        from analysis.studies import study_round_keys
+
+        return study_round_keys(run.config, 0, "base")
     if run.kind != AnalysisRun.Kind.CHANGE_EXPERIMENT:
         return ["main"]
     return [
@@ -100,9 +106,18 @@ def _job_keys(run: AnalysisRun) -> list[str]:
     ]
 
 
-def _run_create(*, actor, kind: str, config: dict, dispatch: bool, **target) -> AnalysisRun:
-    """Save a run with its frozen config; a run whose config equals an earlier succeeded
-    run's is recorded as a reproduction of it."""
+def _run_create(
+    *,
+    actor,
+    kind: str,
+    config: dict,
+    dispatch: bool,
+    run_class: type[AnalysisRun] = AnalysisRun,
+    **target,
+) -> AnalysisRun:
+    """Save a run (an instance of `run_class`: AnalysisRun, or its Study proxy) with its
+    frozen config; a run whose config equals an earlier succeeded run's is recorded as a
+    reproduction of it."""
     digest = config_digest(config)
     earlier = (
         AnalysisRun.objects.filter(
@@ -111,7 +126,7 @@ def _run_create(*, actor, kind: str, config: dict, dispatch: bool, **target) -> 
         .order_by("finished_at", "pk")
         .first()
     )
-    run = AnalysisRun(
+    run = run_class(
         kind=kind,
         config=config,
         config_digest=digest,
@@ -428,6 +443,12 @@ def job_progress(*, job: AnalysisJob, fraction: float, message: str) -> None:
 
 
 def _roll_up_progress(run_id: int, message: str) -> None:
+    if AnalysisRun.objects.filter(pk=run_id, kind=AnalysisRun.Kind.STUDY).exists():
+        # A study's jobs come round by round: its percent counts rounds, not jobs so far.
+        from analysis.studies import study_progress_write
+
+        study_progress_write(run_id=run_id, message=message)
+        return
     mean = AnalysisJob.objects.filter(run_id=run_id).aggregate(mean=Avg("progress"))["mean"] or 0.0
     AnalysisRun.objects.filter(pk=run_id, status=AnalysisRun.Status.RUNNING).update(
         progress_percent=min(99, int(mean * 100)), progress_message=message[:200]
@@ -567,8 +588,19 @@ def run_retry(*, actor, run: AnalysisRun) -> AnalysisRun:
                 actor=actor, change=run.change, status=ArchitectureChange.Status.RUNNING
             )
         _dispatch_on_commit(run)
+        if run.kind == AnalysisRun.Kind.STUDY:
+            _study_nudge_on_commit(run)
     run.refresh_from_db()
     return run
+
+
+def _study_nudge_on_commit(run: AnalysisRun) -> None:
+    """A study stopped when all its round's jobs were done but the round was undecided has
+    nothing to send: send one of its done jobs, whose worker then decides the round."""
+    from analysis.studies import study_nudge
+
+    if not run.jobs.exclude(status=AnalysisJob.Status.DONE).exists():
+        transaction.on_commit(lambda: study_nudge(run_id=run.pk))
 
 
 # --- sending to the broker, and sending again what it lost or never got --------------------
@@ -606,10 +638,12 @@ def _run_send(*, run_id: int, skip_locked: bool) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Swept:
-    """What one sweep sent: runs the broker never took, and jobs given back to the queue."""
+    """What one sweep sent: runs the broker never took, jobs given back to the queue, and
+    studies whose undecided round had no job left to bring its decision."""
 
     runs: int = 0
     jobs: int = 0
+    studies: int = 0
 
 
 def runs_sweep() -> Swept:
@@ -640,7 +674,9 @@ def runs_sweep() -> Swept:
         run__status__in=LIVE_STATUSES,
         run__dispatched_at__isnull=False,
     )
-    return Swept(runs=runs, jobs=_jobs_send_again(expired))
+    from analysis.studies import studies_nudge_stalled
+
+    return Swept(runs=runs, jobs=_jobs_send_again(expired), studies=studies_nudge_stalled())
 
 
 def jobs_release_worker(*, worker: str) -> int:

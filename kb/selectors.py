@@ -14,7 +14,7 @@ from django.core.files.storage import default_storage
 from django.db import models, router
 from django.db.models import Count, Exists, Prefetch, Q, QuerySet
 
-from analysis.models import AnalysisRun
+from analysis.models import AnalysisRun, Study
 from kb import agreement, statistics
 from kb.models import (
     Answer,
@@ -354,6 +354,20 @@ def run_get(pk: int) -> AnalysisRun:
         .prefetch_related("evidence_for")
         .get(pk=pk)
     )
+
+
+def study_list() -> QuerySet[Study]:
+    """Studies, newest first, with their model and who requested them."""
+    return Study.objects.select_related("subject_model", "requested_by")
+
+
+def study_get(pk: int) -> Study:
+    return study_list().get(pk=pk)
+
+
+def study_list_finished() -> QuerySet[Study]:
+    """Studies that ran every round and hold their final report (the scoreboard's)."""
+    return study_list().filter(status=AnalysisRun.Status.SUCCEEDED)
 
 
 # --- stored files: found from the record's own fields, never from a path in the request ---

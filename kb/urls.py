@@ -14,6 +14,7 @@ from kb.views import (
     pages,
     people,
     runs,
+    studies,
     subjects,
 )
 
@@ -115,6 +116,12 @@ urlpatterns = [
     path("runs/<int:pk>/live/", runs.run_live, name="run-live"),
     path("runs/<int:pk>/cancel/", runs.run_cancel, name="run-cancel"),
     path("runs/<int:pk>/retry/", runs.run_retry, name="run-retry"),
+    path("studies/", studies.study_list, name="study-list"),
+    path("studies/new/", studies.study_create, name="study-create"),
+    path("studies/<int:pk>/", studies.study_detail, name="study-detail"),
+    path("studies/<int:pk>/live/", studies.study_live, name="study-live"),
+    path("studies/<int:pk>/cancel/", studies.study_cancel, name="study-cancel"),
+    path("studies/<int:pk>/resume/", studies.study_resume, name="study-resume"),
     # Stored files are private: no route serves MEDIA_ROOT, not even in development; each
     # file is streamed by kb/views/files.py to users who may see its run or model.
     path("runs/<int:pk>/figures/<slug:name>/", files.run_figure, name="run-figure"),

@@ -16,6 +16,7 @@ import numpy as np
 from sklearn.metrics import silhouette_score
 
 from analysis.engine.changes import ChangeError, apply_change, insert_templates
+from analysis.engine.model_specs import count_model_parameters
 from analysis.engine.profiles import (
     LOCALISE_TOP_FRACTION,
     ActivationProfile,
@@ -24,16 +25,34 @@ from analysis.engine.profiles import (
     concept_scores,
     localise_concept,
 )
-from analysis.engine.specs import UNIT_TYPES, count_parameters, find_layer, unit_layers
+from analysis.engine.specs import UNIT_TYPES, find_layer, unit_layers
+from analysis.engine.transformer_specs import (
+    TransformerSpecError,
+    is_transformer_spec,
+    validate_transformer_spec,
+)
 
 WIDEN_MOST_SELECTIVE = "widen_most_selective"
 INSERT_AFTER_TIGHTEST_CLUSTERS = "insert_after_tightest_clusters"
+INSERT_ATTENTION_UNTIL_ROLE = "insert_attention_until_role"
 GUIDED_RULES = {
     WIDEN_MOST_SELECTIVE: "widen the layer that holds the concept's most selective units",
     INSERT_AFTER_TIGHTEST_CLUSTERS: (
         "insert a unit-holding layer after the layer whose units cluster most tightly"
     ),
+    INSERT_ATTENTION_UNTIL_ROLE: (
+        "insert an attention layer on top while no head reaches the role's threshold score, "
+        "else add heads to the layer where the best head sits"
+    ),
 }
+# Which rules read which family's profile: CNN/MLP activation profiles, or transformer heads.
+CNN_RULES = (WIDEN_MOST_SELECTIVE, INSERT_AFTER_TIGHTEST_CLUSTERS)
+TRANSFORMER_RULES = (INSERT_ATTENTION_UNTIL_ROLE,)
+# The head role a transformer study steers by, and the score at which a head plays it (the
+# level at which head profiling proposes a finding, head_profiles.FINDING_THRESHOLD).
+HEAD_ROLES = ("previous_token", "induction", "duplicate_token")
+DEFAULT_HEAD_ROLE = "induction"
+DEFAULT_ROLE_THRESHOLD = 0.5
 DEFAULT_BUDGET_FRACTION = 0.10
 DEFAULT_CLUSTERS = 2
 
@@ -69,7 +88,7 @@ def round_budget(spec: dict, fraction: float = DEFAULT_BUDGET_FRACTION) -> int:
     least 1. Raises ValueError for a fraction that is not a positive finite number."""
     if not isinstance(fraction, int | float) or not math.isfinite(fraction) or fraction <= 0:
         raise ValueError(f"fraction must be a positive number, got {fraction!r}")
-    return max(1, round(count_parameters(spec) * fraction))
+    return max(1, round(count_model_parameters(spec) * fraction))
 
 
 def unit_layer_of(spec: dict, name: str) -> str | None:
@@ -260,8 +279,8 @@ def guided_change(
             f"budget must be a positive integer, got {budget!r}",
             {"budget": "must be a positive integer"},
         )
-    if rule not in GUIDED_RULES:
-        known = ", ".join(GUIDED_RULES)
+    if rule not in CNN_RULES:
+        known = ", ".join(CNN_RULES)
         raise ChangeError(f"unknown rule {rule!r}", {"rule": f"must be one of {known}"})
     profile = as_profile(profile)
     try:
@@ -281,14 +300,158 @@ def guided_change(
     return _insert_after_tightest(spec, profile, concept, budget, carriers, n_clusters)
 
 
+# --- transformers: heads and their roles -------------------------------------------------------
+
+
+def _best_head(scores: list) -> tuple[float, int] | None:
+    """Out: (highest finite score, its head; the earliest head on a tie) or None when no head
+    has a measurable score (a score nobody could measure is missing, not zero)."""
+    finite = [
+        (float(score), head)
+        for head, score in enumerate(scores)
+        if score is not None and math.isfinite(score)
+    ]
+    return max(finite, key=lambda item: (item[0], -item[1])) if finite else None
+
+
+def _head_inputs(spec: dict, heads: dict[str, dict], role: str) -> list[dict[str, Any]]:
+    """The rule's inputs: per attention layer of the spec, its heads' best `role` score and
+    the head holding it (None when unmeasured). Raises ChangeError when the profile was made
+    on another model (a layer or head count the spec does not have)."""
+    try:
+        config = validate_transformer_spec(spec)
+    except TransformerSpecError as error:
+        raise ChangeError(f"the spec is invalid: {error}", {"spec": str(error)}) from error
+    widths = {f"blocks.{index}.attn": block.n_heads for index, block in enumerate(config.blocks)}
+    stale = [
+        layer for layer, scores in heads.items() if widths.get(layer) != len(scores.get(role) or [])
+    ]
+    if stale or set(widths) != set(heads):
+        raise ChangeError(
+            "the head profile does not match the spec's attention layers: it was made on "
+            "another model",
+            {"profile": "the profile does not belong to this spec"},
+        )
+    inputs = []
+    for layer, n_heads in widths.items():
+        best = _best_head(heads[layer][role])
+        inputs.append({"layer": layer, "block": int(layer.split(".")[1]), "heads": n_heads,
+                       "best_head": None if best is None else best[1],
+                       "best_score": None if best is None else best[0]})  # fmt: skip
+    return inputs
+
+
+def _heads_words(count: int) -> str:
+    return f"{count} head" if count == 1 else f"{count} heads"
+
+
+def _best_words(best: dict | None, role: str) -> str:
+    if best is None:
+        return f"no head has a measurable {role} score"
+    return f"best {best['best_score']:.2f} at layer {best['block']} head {best['best_head']}"
+
+
+def transformer_guided_change(
+    spec: dict,
+    profile: dict,
+    *,
+    budget: int,
+    role: str = DEFAULT_HEAD_ROLE,
+    threshold: float = DEFAULT_ROLE_THRESHOLD,
+    rule: str = INSERT_ATTENTION_UNTIL_ROLE,
+) -> GuidedChoice:
+    """The transformer rule (INSERT_ATTENTION_UNTIL_ROLE) on a transformer's head profile.
+
+    In: the current transformer spec, its head profile ({"heads": {"blocks.{i}.attn": {score:
+    [per head]}}}, as head profiling's to_dict() or run_transformer_arm's head_profile), the
+    round's budget, the head role (HEAD_ROLES) and the score at which a head plays it.
+    While no head reaches the threshold, an attention-only block is inserted after the last
+    block, with the number of heads (block 0's head dimension) whose cost is nearest the
+    budget, at least one; once a head reaches it, heads are added to the block whose head
+    scores highest (the earliest block and head on a tie), as many as the budget buys, at
+    least one. Out: GuidedChoice whose inputs are the per-layer best scores
+    ({"layer", "block", "heads", "best_head", "best_score"}) and whose concept is the role.
+    Raises ChangeError keyed by field (rule, role, threshold, budget, profile).
+    """
+    if rule not in TRANSFORMER_RULES:
+        known = ", ".join(TRANSFORMER_RULES)
+        raise ChangeError(f"unknown rule {rule!r}", {"rule": f"must be one of {known}"})
+    if role not in HEAD_ROLES:
+        message = f"must be one of {', '.join(HEAD_ROLES)}"
+        raise ChangeError(f"unknown head role {role!r}", {"role": message})
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+        raise ChangeError(
+            f"budget must be a positive integer, got {budget!r}",
+            {"budget": "must be a positive integer"},
+        )
+    if not isinstance(profile, dict) or not isinstance(profile.get("heads"), dict):
+        raise ChangeError("the profile holds no head scores", {"profile": "profile the heads"})
+    inputs = _head_inputs(spec, profile["heads"], role)
+    scored = [row for row in inputs if row["best_score"] is not None]
+    best = max(scored, key=lambda row: (row["best_score"], -row["block"])) if scored else None
+    for row in inputs:
+        row["threshold"] = threshold
+    if best is None or best["best_score"] < threshold:
+        return _insert_attention(spec, role, threshold, budget, inputs, best)
+    return _add_heads_at_best(spec, role, threshold, budget, inputs, best)
+
+
+def _insert_attention(spec, role, threshold, budget, inputs, best) -> GuidedChoice:
+    after = len(inputs) - 1
+    parameters, result = _sized_to_budget(
+        spec, "insert_block", lambda k: {"after": after, "n_heads": k}, budget
+    )
+    reason = (
+        f"no head reaches the {role} threshold {threshold:.2f} ({_best_words(best, role)}): "
+        f"insert an attention-only layer of {_heads_words(parameters['n_heads'])} after block "
+        f"{after}, {_budget_words(result, budget)}"
+    )
+    return _choice(INSERT_ATTENTION_UNTIL_ROLE, role, "insert_block", parameters,
+                   result.touched_layer, inputs, budget, result, reason)  # fmt: skip
+
+
+def _add_heads_at_best(spec, role, threshold, budget, inputs, best) -> GuidedChoice:
+    block = best["block"]
+    parameters, result = _sized_to_budget(
+        spec, "add_heads", lambda k: {"block": block, "heads": k}, budget
+    )
+    reason = (
+        f"a head reaches the {role} threshold {threshold:.2f} ({_best_words(best, role)}): "
+        f"add {_heads_words(parameters['heads'])} to block {block}, "
+        f"{_budget_words(result, budget)}"
+    )
+    return _choice(INSERT_ATTENTION_UNTIL_ROLE, role, "add_heads", parameters, best["layer"],
+                   inputs, budget, result, reason)  # fmt: skip
+
+
+def study_guided_change(spec: dict, profile: dict, config: dict, *, budget: int) -> GuidedChoice:
+    """The study's guided rule on its track's current model, for either family: the
+    transformer rule with the config's head_role and threshold, else a CNN rule with its
+    concept. Raises ChangeError keyed by field."""
+    if is_transformer_spec(spec):
+        return transformer_guided_change(
+            spec, profile, budget=budget, role=config["head_role"],
+            threshold=config["threshold"], rule=config["rule"],
+        )  # fmt: skip
+    return guided_change(spec, profile, config["concept"], budget=budget, rule=config["rule"])
+
+
 __all__ = [
+    "CNN_RULES",
     "DEFAULT_BUDGET_FRACTION",
+    "DEFAULT_HEAD_ROLE",
+    "DEFAULT_ROLE_THRESHOLD",
     "GUIDED_RULES",
+    "HEAD_ROLES",
     "INSERT_AFTER_TIGHTEST_CLUSTERS",
+    "INSERT_ATTENTION_UNTIL_ROLE",
+    "TRANSFORMER_RULES",
     "WIDEN_MOST_SELECTIVE",
     "GuidedChoice",
     "cluster_tightness",
     "guided_change",
     "round_budget",
+    "study_guided_change",
+    "transformer_guided_change",
     "unit_layer_of",
 ]

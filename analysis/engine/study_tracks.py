@@ -24,6 +24,17 @@ from analysis.engine.changes import (
     widen_layer,
 )
 from analysis.engine.specs import copy_spec, count_parameters, layer_widths, unit_layers
+from analysis.engine.transformer_changes import (
+    TRANSFORMER_ANY_CHANGE_POLICY,
+    add_heads,
+    widen_mlp,
+)
+from analysis.engine.transformer_specs import (
+    TransformerSpecError,
+    count_transformer_parameters,
+    is_transformer_spec,
+    transformer_unit_layers,
+)
 
 DEFAULT_TOLERANCE = 0.05
 # 2^layers roundings are tried per factor; past this many layers only "all down" and "all up".
@@ -90,8 +101,9 @@ def random_track_change(
         f"{len(control.candidates)} candidates"
     )
     result = replace(result, description=description)
+    policy = TRANSFORMER_ANY_CHANGE_POLICY if is_transformer_spec(spec) else ANY_CHANGE_POLICY
     return _track_change(
-        "random", ANY_CHANGE_POLICY, [(control.operation, parameters)], spec,
+        "random", policy, [(control.operation, parameters)], spec,
         result, budget, tolerance, seed=seed, candidates=control.candidates,
     )  # fmt: skip
 
@@ -185,6 +197,8 @@ def uniform_track_change(
     "budget") when no common factor adds the budget within the tolerance.
     """
     _check_budget(budget, tolerance)
+    if is_transformer_spec(spec):
+        return transformer_uniform_track_change(spec, budget, tolerance=tolerance)
     widths = {name: layer_widths(spec)[name] for name in unit_layers(spec)}
     if not widths:
         raise ChangeError(
@@ -230,10 +244,127 @@ def _uniform_result(spec, widths, factor, new_widths, budget, tolerance) -> Trac
     )  # fmt: skip
 
 
+# --- uniform, for transformers ---------------------------------------------------------------
+
+TRANSFORMER_UNIFORM_POLICY = (
+    "every block grows by the same factor f: each attention layer's heads and each MLP's "
+    "neurons become n*f rounded down or up to a whole head or neuron (never below n); of the "
+    "sizes that add the budget's parameters within the tolerance, those whose layers' growth "
+    "factors are most nearly equal, then those nearest the budget (heads are coarse: in a "
+    "model of few heads the nearest equal growth may widen only the MLPs, or add the same "
+    "whole number of heads everywhere)"
+)
+
+
+def _transformer_grown(spec: dict, sizes: dict[str, int]) -> dict:
+    """The spec with each "blocks.{i}.attn" holding sizes[layer] heads and each
+    "blocks.{i}.mlp" sizes[layer] neurons."""
+    new_spec = copy_spec(spec)
+    for layer, size in sizes.items():
+        _, block, part = layer.split(".")
+        new_spec["blocks"][int(block)]["n_heads" if part == "attn" else "d_mlp"] = size
+    return new_spec
+
+
+def _transformer_cost(spec: dict, sizes: dict[str, int], before: int) -> int | None:
+    """Parameters the sizes add, or None for a model past the spec's bounds (too many heads)."""
+    try:
+        return count_transformer_parameters(_transformer_grown(spec, sizes)) - before
+    except TransformerSpecError:
+        return None
+
+
+def _transformer_uniform_options(spec: dict, widths: dict[str, int], upper: float):
+    """Yield (factor, new sizes, params added) as _uniform_options does for CNNs, over the
+    attention layers' heads and the MLPs' neurons."""
+    before = count_transformer_parameters(spec)
+    step, seen = 1, set()
+    while True:
+        points = sorted({Fraction(n, w) for w in widths.values() for n in range(w, w * step + 1)})
+        for low, high in itertools.pairwise(points):
+            factor = (low + high) / 2
+            if factor <= 1 or factor in seen:
+                continue
+            seen.add(factor)
+            floors = {name: max(w, math.floor(w * factor)) for name, w in widths.items()}
+            floor_cost = _transformer_cost(spec, floors, before)
+            if floor_cost is None or floor_cost > upper:
+                return
+            for option in _roundings(widths, factor):
+                added = _transformer_cost(spec, option, before)
+                if option != widths and added is not None:
+                    yield factor, option, added
+        step += 1
+
+
+def transformer_uniform_track_change(
+    spec: dict, budget: int, *, tolerance: float = DEFAULT_TOLERANCE
+) -> TrackChange:
+    """The uniform track's change for a transformer (TRANSFORMER_UNIFORM_POLICY): heads added
+    to every attention layer and neurons to every MLP by one common factor.
+
+    In: the track's current transformer spec, the round's budget, the relative tolerance.
+    Out: TrackChange whose `changes` are add_heads / widen_mlp steps in block order, `widths`
+    {layer: [before, after]} ("blocks.{i}.attn" in heads, "blocks.{i}.mlp" in neurons) and
+    `factor` the common factor. Raises ChangeError (field "budget") when no common factor
+    adds the budget within the tolerance (whole heads may step past it).
+    """
+    _check_budget(budget, tolerance)
+    widths = transformer_unit_layers(spec)
+    upper = budget * (1 + tolerance)
+    best, below, above = None, None, None
+    for factor, option, added in _transformer_uniform_options(spec, widths, upper):
+        gap = abs(added - budget)
+        key = (_growth_spread(widths, option), gap)
+        if gap <= tolerance * budget and (best is None or key < best[0]):
+            best = (key, factor, option)
+        below = max(below or added, added) if added < budget else below
+        above = min(above or added, added) if added > budget else above
+    if best is None:
+        nearest = " and ".join(f"{value:+,}" for value in (below, above) if value is not None)
+        raise ChangeError(
+            f"no common growth factor adds {budget:+,} parameters within {tolerance:.0%}: "
+            f"whole heads and neurons step past the budget (nearest: {nearest or 'none'})",
+            {"budget": "no uniform growth fits this budget"},
+        )
+    return _transformer_uniform_result(spec, widths, best[1], best[2], budget, tolerance)
+
+
+def _transformer_uniform_result(spec, widths, factor, new_sizes, budget, tolerance):
+    steps, current = [], spec
+    for layer, size in widths.items():
+        if new_sizes[layer] <= size:
+            continue
+        block, grown = int(layer.split(".")[1]), new_sizes[layer] - size
+        if layer.endswith(".attn"):
+            parameters = {"block": block, "heads": grown}
+            current = add_heads(current, **parameters).spec
+            steps.append(("add_heads", parameters))
+        else:
+            parameters = {"block": block, "units": grown}
+            current = widen_mlp(current, **parameters).spec
+            steps.append(("widen_mlp", parameters))
+    grown_words = ", ".join(f"{layer} {widths[layer]}->{new_sizes[layer]}" for layer in widths)
+    before = count_transformer_parameters(spec)
+    added = count_transformer_parameters(current) - before
+    description = (
+        f"grow every block by x{float(factor):.4g} (heads and MLP neurons: {grown_words}), "
+        f"{added:+,} parameters"
+    )
+    result = ChangeResult(current, before, before + added, added, description, "")
+    return _track_change(
+        "uniform", TRANSFORMER_UNIFORM_POLICY, steps, spec, result, budget, tolerance,
+        factor=round(float(factor), 6),
+        widths={layer: [widths[layer], new_sizes[layer]] for layer in widths},
+    )  # fmt: skip
+
+
 __all__ = [
     "DEFAULT_TOLERANCE",
+    "TRANSFORMER_UNIFORM_POLICY",
     "UNIFORM_POLICY",
     "TrackChange",
     "random_track_change",
+    "transformer_uniform_track_change",
     "uniform_track_change",
 ]

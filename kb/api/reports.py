@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 from rest_framework.views import APIView
 
+from analysis.models import Study, StudyRound
 from kb import agreement, selectors, statistics
 from kb.api import views
 from kb.api.mixins import ThrottleFirstMixin
@@ -254,8 +255,23 @@ LINKS = [
     ("insight_findings", InsightFinding, "finding", "kb.view_insightfinding"),
     ("insight_highlights", InsightHighlight, "highlight", "kb.view_insighthighlight"),
 ]
-SECTION_NAMES = [name for name, *_ in SECTIONS + LINKS]
-SECTION_PERMS = [(name, perm) for name, *_, perm in SECTIONS + LINKS]
+# (section, model, columns, permission): rows as stored. A study is also in "runs"; here it
+# sits with its rounds, which the API shows only inside their study.
+STUDY_COLUMNS = [
+    "id", "subject_model", "status", "config", "config_digest", "result", "error",
+    "requested_by", "created_at", "started_at", "finished_at",
+]  # fmt: skip
+STUDY_ROUND_COLUMNS = [
+    "id", "study", "index", "track", "spec", "plan", "parameters", "params_added", "values",
+    "summary", "mechanism", "decision", "kept", "finding", "insight", "change", "outcome",
+    "created_at", "decided_at",
+]  # fmt: skip
+STORED = [
+    ("studies", Study, STUDY_COLUMNS, "analysis.view_analysisrun"),
+    ("study_rounds", StudyRound, STUDY_ROUND_COLUMNS, "analysis.view_analysisrun"),
+]
+SECTION_NAMES = [name for name, *_ in SECTIONS + LINKS + STORED]
+SECTION_PERMS = [(name, perm) for name, *_, perm in SECTIONS + LINKS + STORED]
 
 
 def export_sections(user, wanted: list[str] | None) -> list[str]:
@@ -287,6 +303,11 @@ def _section_chunks(name: str, request):
         for rows in values_chunks(queryset, builder.value_names, EXPORT_CHUNK):
             yield builder.build(rows, request, templates)
         return
+    stored = {section: (model, columns) for section, model, columns, _ in STORED}
+    if name in stored:
+        model, columns = stored[name]
+        yield from values_chunks(model.objects.order_by("pk"), columns, EXPORT_CHUNK)
+        return
     model, evidence = {section: (model, evidence) for section, model, evidence, _ in LINKS}[name]
     yield from values_chunks(
         model.objects.order_by("pk"), ["id", "insight", evidence, "stance"], EXPORT_CHUNK
@@ -296,7 +317,8 @@ def _section_chunks(name: str, request):
 def export_document(request, sections: list[str]):
     """Yield the export as text chunks: {"exported_at": ..., "<section>": [rows], ...}.
     Rows are the API's list representation without nested summaries; links between
-    insights and evidence are sections of their own."""
+    insights and evidence are sections of their own; studies and their rounds are rows as
+    stored (STORED)."""
     encoder = JSONEncoder()
     yield '{"exported_at":' + encoder.encode(timezone.now())
     for name in sections:
@@ -388,7 +410,10 @@ OUTCOME_COLUMNS = [
 
 
 # What a measured outcome trained on (statistics.run_settings); empty for a manual outcome.
+# A study's outcome: the study's frozen design, and run_url the study's own run.
 OUTCOME_SETTINGS_COLUMNS = ["dataset", "dataset_size", "epochs", "seed_list", "run_url"]
+# The study round that measured an outcome; empty for every other outcome.
+OUTCOME_STUDY_COLUMNS = ["study", "study_round", "study_track"]
 
 
 class OutcomesCSVView(ThrottleFirstMixin, APIView):
@@ -407,27 +432,35 @@ class OutcomesCSVView(ThrottleFirstMixin, APIView):
                 "analysis_run_id",
                 "analysis_run__config",
                 "change__target_model__architecture_spec",
+                "study_round__study_id",
+                "study_round__study__config",
+                "study_round__index",
+                "study_round__track",
             )
             .iterator(chunk_size=EXPORT_CHUNK)
         )
         run_url = request.build_absolute_uri(reverse("api:analysisrun-detail", args=[0]))
-        header = [column.replace("change__target_model__name", "model").replace("__", "_")
-                  for column in OUTCOME_COLUMNS] + OUTCOME_SETTINGS_COLUMNS  # fmt: skip
+        renamed = [column.replace("change__target_model__name", "model").replace("__", "_")
+                   for column in OUTCOME_COLUMNS]  # fmt: skip
+        header = renamed + OUTCOME_SETTINGS_COLUMNS + OUTCOME_STUDY_COLUMNS
         return _csv_response(header, _with_settings(rows, run_url), "outcomes.csv")
 
 
 def _with_settings(rows, run_url: str):
     """Each row with the settings columns in place of the run's id, config and model spec.
     `run_url` is the URL of run 0, a template for the others."""
-    for *columns, run_id, config, spec in rows:
+    for *columns, run_id, config, spec, study_id, study_config, index, track in rows:
+        study = [study_id, index, track]
+        if study_id is not None:  # a study round's outcome: its run is the study
+            run_id, config = study_id, study_config
         if run_id is None:
-            yield [*columns, *[None] * len(OUTCOME_SETTINGS_COLUMNS)]
+            yield [*columns, *[None] * len(OUTCOME_SETTINGS_COLUMNS), *study]
             continue
         settings = statistics.run_settings(config, fallback_spec=spec)
         seeds = " ".join(map(str, settings["seeds"]))
         url = run_url.replace("/0/", f"/{run_id}/")
         yield [*columns, settings["dataset"], settings["dataset_size"], settings["epochs"],
-               seeds, url]  # fmt: skip
+               seeds, url, *study]  # fmt: skip
 
 
 class ThemeByResearcherCSVView(ThrottleFirstMixin, APIView):

@@ -680,7 +680,11 @@ class RunSerializer(KbModelSerializer):
 
 class RunRequestSerializer(KbSerializer):
     config = SafeJSONField(
-        required=False, default=dict, help_text="Dataset, training settings, seeds ..."
+        required=False,
+        default=dict,
+        help_text="Dataset or sequence task, training settings, seeds ...; for a change "
+        "experiment also control_policy: same_operation (a CNN's default) or any_operation "
+        "(a transformer's default), how the budget-matched random control is drawn.",
     )
 
     unknown_field_message = "Unknown field; run settings go inside `config`."

@@ -6,7 +6,7 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
-from kb.api import coding_rounds, exchange, reports, views
+from kb.api import coding_rounds, exchange, reports, studies, views
 
 app_name = "api"
 
@@ -26,6 +26,7 @@ router.register("insights", views.InsightViewSet, basename="insight")
 router.register("changes", views.ChangeViewSet, basename="architecturechange")
 router.register("outcomes", views.OutcomeViewSet, basename="outcome")
 router.register("runs", views.RunViewSet, basename="analysisrun")
+router.register("studies", studies.StudyViewSet, basename="study")
 router.register("events", views.EventViewSet, basename="event")
 router.register("coding-rounds", coding_rounds.CodingRoundViewSet, basename="codinground")
 

@@ -90,8 +90,10 @@ def p_value(value: float | None) -> str:
 @register.filter
 def values_list(values, digits: int = 4) -> str:
     """Per-seed values to `digits` decimals, as the means beside them: [0.812345, 0.8] ->
-    "0.8123, 0.8000"."""
-    return ", ".join(f"{value:.{digits}f}" for value in values or [])
+    "0.8123, 0.8000"; a missing value (a seed whose metric was not finite) is "undefined"."""
+    return ", ".join(
+        UNDEFINED if value is None else f"{value:.{digits}f}" for value in values or []
+    )
 
 
 @register.filter
@@ -119,7 +121,10 @@ def outcome_summary(outcome) -> dict:
 @register.simple_tag
 def outcome_settings(outcome) -> str:
     """One line saying what a measured outcome trained on, e.g. "shapes (2000 examples),
-    3 epochs, seeds 0, 1, 2"; "entered by hand" for a manual outcome."""
+    3 epochs, seeds 0, 1, 2"; "entered by hand" for a manual outcome, "a study round" for
+    a study's (its settings are on the study's page)."""
+    if outcome.source == "study":
+        return "a study round"
     if outcome.analysis_run is None:
         return "entered by hand"
     return settings_text(
@@ -246,3 +251,10 @@ def environment_text(environment: dict) -> str:
             f"{jobs} job{'' if jobs == 1 else 's'}"
         )
     return "; ".join(places)
+
+
+@register.filter
+def level(value: float) -> str:
+    """An interval's confidence level as a percentage without trailing zeros: 0.95 -> "95%",
+    0.999 -> "99.9%"."""
+    return f"{float(value) * 100:g}%"

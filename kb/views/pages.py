@@ -3,8 +3,10 @@
 import csv
 
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ObjectDoesNotExist
 from django.http import HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from kb import search as kb_search
@@ -48,6 +50,8 @@ def scoreboard(request):
         (label, score["beat_control"]) for _, groups in sections for label, score in groups
     ]
     context = {"board": board, "sections": sections, "chart_rows": chart_rows, "page": page}
+    if request.user.has_perm("analysis.view_analysisrun"):
+        context["studies"] = selectors.study_list_finished()
     return render(request, "kb/scoreboard.html", context)
 
 
@@ -55,7 +59,7 @@ OUTCOME_COLUMNS = [
     "insight", "change", "model", "metric", "direction", "verdict", "effect", "ci_low",
     "ci_high", "p_value", "effect_vs_control", "control_ci_low", "control_ci_high",
     "beats_baseline", "beats_control", "source", "seeds", "recorded_at", "dataset",
-    "dataset_size", "epochs", "seed_list", "run_url",
+    "dataset_size", "epochs", "seed_list", "run_url", "study", "study_round", "study_track",
 ]  # fmt: skip
 
 
@@ -69,7 +73,9 @@ def outcomes_csv(request):
     response["Content-Disposition"] = 'attachment; filename="outcomes.csv"'
     writer = csv.writer(response)
     writer.writerow(OUTCOME_COLUMNS)
-    for outcome in selectors.outcome_list():
+    # A study's outcome was measured by one of its rounds, under the study's frozen design.
+    outcomes = selectors.outcome_list().select_related("study_round__study")
+    for outcome in outcomes.defer("study_round__study__result", "study_round__spec"):
         change = outcome.change
         writer.writerow(
             [
@@ -80,24 +86,47 @@ def outcomes_csv(request):
                 selectors.outcome_beats_baseline(outcome),
                 selectors.outcome_beats_control(outcome), outcome.source,
                 len(outcome.variant_values), outcome.recorded_at.isoformat(),
-                *_outcome_settings_cells(request, outcome),
+                *_outcome_settings_cells(request, outcome), *_outcome_study_cells(outcome),
             ]
         )  # fmt: skip
     return response
 
 
+def _outcome_study_round(outcome):
+    """The study round that measured `outcome`, or None (loaded with the outcome)."""
+    if outcome.source != "study":
+        return None
+    try:
+        return outcome.study_round
+    except ObjectDoesNotExist:
+        return None
+
+
+def _outcome_study_cells(outcome) -> list:
+    """study (its id), study_round (the round's index), study_track; empty for an outcome
+    that no study measured."""
+    study_round = _outcome_study_round(outcome)
+    if study_round is None:
+        return [None] * 3
+    return [study_round.study_id, study_round.index, study_round.track]
+
+
 def _outcome_settings_cells(request, outcome) -> list:
-    """dataset, dataset_size, epochs, seed_list (space-separated), run_url; empty for a
-    manual outcome."""
-    run = outcome.analysis_run
-    if run is None:
+    """dataset, dataset_size, epochs, seed_list (space-separated), run_url (a study's
+    outcome: the study's page); empty for a manual outcome."""
+    study_round = _outcome_study_round(outcome)
+    if study_round is not None:
+        run, url = study_round.study, reverse("study-detail", args=[study_round.study_id])
+    elif outcome.analysis_run is not None:
+        run, url = outcome.analysis_run, outcome.analysis_run.get_absolute_url()
+    else:
         return [None] * 5
     settings = statistics.run_settings(
         run.config, fallback_spec=outcome.change.target_model.architecture_spec
     )
     return [
         settings["dataset"], settings["dataset_size"], settings["epochs"],
-        " ".join(map(str, settings["seeds"])), request.build_absolute_uri(run.get_absolute_url()),
+        " ".join(map(str, settings["seeds"])), request.build_absolute_uri(url),
     ]  # fmt: skip
 
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
-from analysis.models import AnalysisRun
+from analysis.models import AnalysisRun, Study
+from analysis.studies import study_request
 from kb.models import (
     ArchitectureChange,
     CodingRound,
@@ -65,6 +66,16 @@ def experiment_result(figure_path: str) -> dict:
     }
 
 
+# The smallest study the validator accepts, on the world's shapes CNN.
+STUDY_SETTINGS = {
+    "dataset": {"name": "shapes", "n": 80},
+    "train": {"epochs": 1},
+    "seeds": 3,
+    "rounds": 1,
+    "concept": "curvature",
+}
+
+
 @dataclass
 class World:
     researcher: Researcher
@@ -84,6 +95,7 @@ class World:
     manual_outcome: Outcome
     proposed_change: ArchitectureChange  # no run yet, so it can still be edited
     coding_round: CodingRound  # open, on the interview, with no coders
+    study: Study  # queued, round 0 planned, nothing sent to a worker
 
 
 def world_build(index: int = 0) -> World:
@@ -147,8 +159,9 @@ def world_build(index: int = 0) -> World:
     proposed_change = ChangeFactory(insight=insight, target_model=model)
     coding_round = CodingRound.objects.create(name=f"Round {index}")
     coding_round.interviews.add(interview)
+    study = study_request(actor=None, model=model, settings=STUDY_SETTINGS, dispatch=False)
     return World(
         researcher, survey, interview, theme, highlight, model, finding, insight, change,
         outcome, run, question, finding_link, quote_link, manual_outcome, proposed_change,
-        coding_round,
+        coding_round, study,
     )  # fmt: skip

@@ -276,7 +276,8 @@ def test_every_model_with_a_page_is_in_the_view_on_site_test():
 def test_admin_view_on_site_reaches_the_canonical_page(world, as_role, attribute):
     client = as_role("staff")
     record = getattr(world, attribute)
-    content_type_id = ContentType.objects.get_for_model(record).pk
+    # The admin links a proxy (Study) by its own content type, not its concrete model's.
+    content_type_id = ContentType.objects.get_for_model(record, for_concrete_model=False).pk
     view_on_site = f"/admin/r/{content_type_id}/{record.pk}/"
     meta = record._meta
     admin_page = client.get(

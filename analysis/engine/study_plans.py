@@ -1,0 +1,202 @@
+"""A study's rounds, planned: each track's candidate for round k, at equal budget.
+
+The guided track is planned first, from its current model's profile, with the round's budget
+(a share of its current model's parameters); the control tracks then spend what the guided
+candidate actually adds, so every track grows by the same amount. A track that cannot form a
+candidate sits the round out with the reason recorded, and the study goes on.
+
+Torch-free, like changes.py: the process that advances a study plans its next round without
+training anything. Everything returned is JSON-able and is stored with the round.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from analysis.engine.changes import ChangeError, apply_change
+from analysis.engine.model_specs import count_model_parameters
+from analysis.engine.plans import baseline_spec
+from analysis.engine.run_settings import MAX_SEED
+from analysis.engine.specs import ACTIVATION_TYPES, SpecError, unit_layers
+from analysis.engine.study_rules import round_budget, study_guided_change, unit_layer_of
+from analysis.engine.study_settings import GUIDED, RANDOM, UNIFORM
+from analysis.engine.study_tracks import TrackChange, random_track_change, uniform_track_change
+
+MULTI_STEP_OPERATION = "manual"
+
+
+def study_base_spec(config: dict, spec: dict) -> dict:
+    """Out: the model's spec with the study's training settings written in (as
+    plans.baseline_spec does for a change experiment's baseline). Every candidate is derived
+    from it, so each track's models train the same way in every round."""
+    return baseline_spec(spec, config["train"])
+
+
+def probe_layers(spec: dict) -> list[str]:
+    """The layers a study profiles: for each widenable conv2d/linear layer, the first
+    activation after it that carries its units (where selectivity is usually read, as the
+    profiling runs do), or the layer itself when no activation follows it.
+
+    Out: layer names in spec order, one per widenable layer.
+    """
+    chosen: dict[str, str] = {}
+    for layer in spec["layers"]:
+        unit = unit_layer_of(spec, layer["name"])
+        if unit is None:
+            continue
+        if layer["type"] in ACTIVATION_TYPES and chosen.get(unit) == unit:
+            chosen[unit] = layer["name"]
+        chosen.setdefault(unit, layer["name"])
+    order = unit_layers(spec)
+    return [chosen[unit] for unit in order if unit in chosen]
+
+
+def random_track_seed(random_seed: int, index: int) -> int:
+    """Out: the seed that draws the random track's change in round `index`, derived from the
+    study's random_seed (numpy SeedSequence of [random_seed, index], within 0..MAX_SEED), so a
+    study replays its draws and no two rounds share one."""
+    state = np.random.SeedSequence([random_seed, index]).generate_state(1)[0]
+    return int(state) & MAX_SEED
+
+
+def _sat_out(spec: dict, error: Exception, **recorded: Any) -> dict[str, Any]:
+    field_errors = getattr(error, "field_errors", None) or {"__all__": str(error)}
+    return {
+        "spec": None,
+        "plan": {"error": str(error), "field_errors": dict(field_errors), **recorded},
+        "parameters": count_model_parameters(spec),
+        "params_added": 0,
+        "mechanism": None,
+        "operation": "",
+        "change_parameters": {},
+    }
+
+
+def _plan_guided(config: dict, current: dict) -> dict[str, Any]:
+    spec, profile = current["spec"], current.get("profile")
+    budget = round_budget(spec, config["budget_fraction"])
+    if profile is None:
+        error = ChangeError(
+            "the guided track's current model has no profile",
+            {"profile": "profile the current model first (its first-seed job)"},
+        )
+        return _sat_out(spec, error, budget=budget)
+    try:
+        choice = study_guided_change(spec, profile, config, budget=budget)
+        result = apply_change(spec, choice.operation, choice.parameters)
+    except (ChangeError, SpecError) as error:
+        return _sat_out(spec, error, budget=budget)
+    return {
+        "spec": result.spec,
+        "plan": choice.to_dict(),
+        "parameters": result.params_after,
+        "params_added": result.params_added,
+        "mechanism": _mechanism_request(config, result),
+        "operation": choice.operation,
+        "change_parameters": choice.parameters,
+    }
+
+
+def _mechanism_request(config: dict, result) -> dict[str, Any] | None:
+    """What the guided candidate's mechanism check asks: for a CNN, the added units of the
+    widened or inserted layer against the concept; for a transformer, the added heads of
+    "blocks.{i}.attn" against the head role (transformer_experiments.head_mechanism_check).
+    None when the change added no units (or, for a transformer, no heads)."""
+    if not result.added_units:
+        return None
+    if "head_role" in config:
+        if not result.touched_layer.endswith(".attn"):
+            return None
+        return {"layer": result.touched_layer, "added_heads": list(result.added_units),
+                "score": config["head_role"]}  # fmt: skip
+    return {"layer": result.touched_layer, "added_units": list(result.added_units),
+            "concept": config["concept"]}  # fmt: skip
+
+
+def _control_record(change: TrackChange, budget_source: str) -> dict[str, Any]:
+    """A control track's candidate; a change of several steps is recorded as one "manual"
+    change holding its steps, since it is never run again as a change experiment."""
+    plan = change.to_dict()
+    spec = plan.pop("spec")
+    plan["budget_source"] = budget_source
+    if len(change.changes) == 1:
+        operation, parameters = change.changes[0]["operation"], change.changes[0]["parameters"]
+    else:
+        operation, parameters = MULTI_STEP_OPERATION, {"steps": change.changes}
+    return {
+        "spec": spec,
+        "plan": plan,
+        "parameters": change.params_before + change.params_added,
+        "params_added": change.params_added,
+        "mechanism": None,
+        "operation": operation,
+        "change_parameters": parameters,
+    }
+
+
+def _plan_control(config: dict, track: str, index: int, spec: dict, guided_added: int | None):
+    if guided_added is not None:
+        budget, source = guided_added, "guided"
+    else:
+        budget, source = round_budget(spec, config["budget_fraction"]), "own"
+    tolerance = config["tolerance"]
+    seed = random_track_seed(config["random_seed"], index) if track == RANDOM else None
+    recorded = {"budget": budget, "budget_source": source}
+    if seed is not None:
+        recorded["seed"] = seed
+    try:
+        if track == RANDOM:
+            change = random_track_change(spec, budget, seed=seed, tolerance=tolerance)
+        else:
+            change = uniform_track_change(spec, budget, tolerance=tolerance)
+    except (ChangeError, SpecError) as error:
+        return _sat_out(spec, error, **recorded)
+    return _control_record(change, source)
+
+
+def study_round_plan(config: dict, index: int, current: dict[str, dict]) -> dict[str, dict]:
+    """Plan round `index` (>= 1) of a study.
+
+    In: the cleaned study config (study_settings.study_config_clean), the round's index, and
+    per track of config["tracks"] its current model {"spec": dict, "profile": dict | None}
+    (the guided track needs the profile of its current model, ActivationProfile.to_dict(),
+    or for a transformer its head profile {"heads": ...}).
+    Out: per track {"spec": the candidate's spec, or None when the track sits the round out,
+    "plan": how it was chosen (the rule's GuidedChoice, or the control's TrackChange less its
+    spec, with "budget_source" "guided" or "own"; for a track sitting out {"error",
+    "field_errors", "budget", ...}), "parameters" (the candidate's count; the current one when
+    sitting out), "params_added", "mechanism" ({"layer", "added_units", "concept"} for a guided
+    candidate that adds units to a layer; {"layer", "added_heads", "score"} for a guided
+    transformer candidate that adds heads; else None), "operation" and "change_parameters" (the
+    change to record; "manual" with {"steps": [...]} for several steps, "" when sitting out)}.
+    The controls' budget is the guided candidate's params_added (their own round_budget when
+    the guided track sits out); the random track's seed is random_track_seed(random_seed,
+    index), recorded in its plan. Deterministic. Raises ValueError for a bad index or a
+    missing track.
+    """
+    if not isinstance(index, int) or isinstance(index, bool) or index < 1:
+        raise ValueError(f"rounds count from 1 (round 0 is the base model), got {index!r}")
+    missing = [track for track in config["tracks"] if track not in current]
+    if missing:
+        raise ValueError(f"no current model for track(s) {', '.join(missing)}")
+    specs = {track: study_base_spec(config, current[track]["spec"]) for track in config["tracks"]}
+    planned = {GUIDED: _plan_guided(config, {**current[GUIDED], "spec": specs[GUIDED]})}
+    guided = planned[GUIDED]
+    # A candidate that adds nothing sets no budget; the controls then size their own.
+    has_budget = guided["spec"] is not None and guided["params_added"] >= 1
+    guided_added = guided["params_added"] if has_budget else None
+    for track in (RANDOM, UNIFORM):
+        if track in config["tracks"]:
+            planned[track] = _plan_control(config, track, index, specs[track], guided_added)
+    return planned
+
+
+__all__ = [
+    "MULTI_STEP_OPERATION",
+    "probe_layers",
+    "random_track_seed",
+    "study_base_spec",
+    "study_round_plan",
+]

@@ -1,0 +1,524 @@
+"""Study services: the request (validated, frozen, nothing written when refused), deciding rounds
+from their jobs' results (study_advance, idempotent), the records each round writes, cancel and
+resume. Round 0's jobs run in this process as a worker would; later rounds' results are given
+where a test needs to know the answer."""
+
+import numpy as np
+import pytest
+import redis
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from scipy import stats as scipy_stats
+
+from analysis import services
+from analysis.engine.plans import baseline_spec
+from analysis.engine.specs import count_parameters
+from analysis.execution import execute_job
+from analysis.frozen import FROZEN_VERSION, config_digest
+from analysis.models import AnalysisJob, AnalysisRun, Study, StudyRound
+from analysis.studies import (
+    study_advance,
+    study_cancel,
+    study_job_inputs,
+    study_job_key,
+    study_request,
+    study_resume,
+)
+from analysis.study_selectors import study_progress, study_rounds, study_trajectory
+from kb.models import ArchitectureChange, Event, Finding, Insight, InsightFinding, Outcome
+from tests.analysis import engine_helpers  # noqa: F401  (one torch thread)
+from tests.analysis.transformer_helpers import TINY_TRANSFORMER
+from tests.factories import SHAPES_SPEC, BuiltinModelFactory, SubjectModelFactory
+from tests.helpers import nothing_written
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
+
+TINY = {
+    "dataset": {"name": "shapes", "n": 80},
+    "train": {"epochs": 1},
+    "seeds": 3,
+    "rounds": 2,
+    "concept": "curvature",
+}
+SEEDS = [0, 1, 2]
+# Round 1's given results: the guided candidate better on every seed by a varying margin,
+# the random one worse, the uniform one the same plus noise.
+GUIDED_GAIN = [0.10, 0.14, 0.12]
+RANDOM_LOSS = [-0.05, -0.09, -0.02]
+UNIFORM_NOISE = [0.01, -0.01, 0.02]
+
+
+def _study(actor, **settings) -> Study:
+    return study_request(
+        actor=actor, model=BuiltinModelFactory(), settings={**TINY, **settings}, dispatch=False
+    )
+
+
+def _run_round_zero(study: Study) -> list[str]:
+    """Round 0's jobs in this process, as a worker runs them; the last one decides round 0."""
+    keys = [study_job_key(0, "base", seed) for seed in SEEDS]
+    return [execute_job(run_id=study.pk, key=key) for key in keys]
+
+
+def _give_results(study: Study, index: int, values: dict[str, list[float]]) -> None:
+    """Mark round `index`'s jobs done with these metric values (by track, in seed order)."""
+    for track, per_seed in values.items():
+        for seed, value in zip(SEEDS, per_seed, strict=True):
+            AnalysisJob.objects.filter(run=study, key=study_job_key(index, track, seed)).update(
+                status=AnalysisJob.Status.DONE,
+                progress=1.0,
+                finished_at=timezone.now(),
+                result={"seed": seed, "metrics": {"test_accuracy": value}, "mechanism": None,
+                        "profile": None, "dataset_fingerprint": "given"},
+            )  # fmt: skip
+
+
+def _base_values(study: Study) -> list[float]:
+    return StudyRound.objects.get(study=study, index=0).values
+
+
+def _round_one_given(study: Study) -> dict[str, list[float]]:
+    base = _base_values(study)
+    return {
+        "guided": [b + d for b, d in zip(base, GUIDED_GAIN, strict=True)],
+        "random": [b + d for b, d in zip(base, RANDOM_LOSS, strict=True)],
+        "uniform": [b + d for b, d in zip(base, UNIFORM_NOISE, strict=True)],
+    }
+
+
+def _record_counts() -> tuple[int, ...]:
+    return tuple(
+        model.objects.count()
+        for model in (Finding, Insight, InsightFinding, ArchitectureChange, Outcome, AnalysisJob)
+    )
+
+
+# --- request --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "errors"),
+    [
+        ({"rounds": 0}, {"rounds": ["must be a whole number from 1 to 10, got 0."]}),
+        ({"seeds": 2}, {"seeds": ["use 3 to 20 seeds, got 2."]}),
+        ({"tracks": ["guided"]}, {"tracks": [
+            'must hold "guided" and at least one control track ("random" or "uniform") to '
+            "compare it with."]}),
+        ({"budget_fraction": 0}, {"budget_fraction": [
+            "must be a number above 0 and at most 1 (a share of the current model's "
+            "parameters), got 0."]}),
+        ({"train": {"epochs": 0}}, {"train.epochs": [
+            "must be a whole number from 1 to 100, got 0."]}),
+    ],
+)  # fmt: skip
+def test_a_bad_setting_is_refused_by_field_and_nothing_is_written(researcher_user, given, errors):
+    model = BuiltinModelFactory()
+    with nothing_written(), pytest.raises(ValidationError) as excinfo:
+        study_request(actor=researcher_user, model=model, settings={**TINY, **given})
+    assert excinfo.value.message_dict == errors
+
+
+def test_a_study_without_a_concept_or_with_an_unknown_setting_is_refused(researcher_user):
+    model = BuiltinModelFactory()
+    settings = {key: value for key, value in TINY.items() if key != "concept"}
+    with nothing_written(), pytest.raises(ValidationError) as excinfo:
+        study_request(actor=researcher_user, model=model, settings={**settings, "speed": 2})
+    assert set(excinfo.value.message_dict) == {"concept", "speed"}
+    assert excinfo.value.message_dict["concept"][0].startswith("required: the guided rule")
+
+
+def test_only_builtin_models_can_be_studied(researcher_user):
+    subject = SubjectModelFactory()
+    with nothing_written(), pytest.raises(ValidationError) as excinfo:
+        study_request(actor=researcher_user, model=subject, settings=TINY)
+    assert excinfo.value.message_dict == {
+        "model": ["Only built-in models can be studied by the engine."]
+    }
+
+
+def test_a_transformer_is_studied_with_its_own_settings_and_cnn_ones_are_refused(
+    researcher_user,
+):
+    transformer = BuiltinModelFactory(architecture_spec=TINY_TRANSFORMER)
+    with nothing_written(), pytest.raises(ValidationError) as excinfo:
+        study_request(actor=researcher_user, model=transformer, settings=TINY)
+    assert set(excinfo.value.message_dict) == {"concept", "dataset.name", "train.epochs"}
+
+
+def test_the_request_freezes_the_design_and_saves_round_zero_with_its_jobs(researcher_user):
+    study = _study(researcher_user)
+    study.refresh_from_db()
+    assert isinstance(study, Study)
+    assert (study.kind, study.status) == ("study", "queued")
+    config = study.config
+    assert config["version"] == FROZEN_VERSION
+    assert config["model"]["architecture_spec"] == SHAPES_SPEC
+    assert config["seeds"] == SEEDS
+    assert config["tracks"] == ["guided", "random", "uniform"]
+    assert (config["rounds"], config["rule"], config["direction"]) == (
+        2, "widen_most_selective", "increase",
+    )  # fmt: skip
+    assert study.config_digest == config_digest(config)
+    (base,) = study_rounds(study)
+    assert (base.index, base.track, base.decided_at) == (0, "base", None)
+    assert base.spec == baseline_spec(SHAPES_SPEC, config["train"])
+    assert base.parameters == count_parameters(base.spec)
+    assert sorted(study.jobs.values_list("key", flat=True)) == [
+        "r0:base:s0", "r0:base:s1", "r0:base:s2",
+    ]  # fmt: skip
+    assert study.progress_message == "round 0 of 2: 0 of 3 jobs done"
+    assert Event.objects.filter(action="run_requested", target_id=study.pk).count() == 1
+
+
+def test_the_request_dispatches_round_zero_after_commit(
+    researcher_user, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as callbacks:
+        study_request(actor=researcher_user, model=BuiltinModelFactory(), settings=TINY)
+    assert len(callbacks) == 1
+
+
+# --- deciding rounds ------------------------------------------------------------------------
+
+
+def test_round_zero_is_decided_by_its_last_job_and_round_one_is_planned(researcher_user):
+    study = _study(researcher_user)
+    assert _run_round_zero(study) == ["done", "done", "done"]
+    base = StudyRound.objects.get(study=study, index=0)
+    assert base.decided_at is not None and base.kept is None
+    assert len(base.values) == 3
+    assert base.summary["mean"] == pytest.approx(np.mean(base.values))
+    # The base's first seed was profiled: the guided rule read that profile.
+    profiled = study.jobs.get(key="r0:base:s0").result["profile"]
+    assert profiled is not None
+    assert study.jobs.get(key="r0:base:s1").result["profile"] is None
+    rows = {row.track: row for row in StudyRound.objects.filter(study=study, index=1)}
+    assert set(rows) == {"guided", "random", "uniform"}
+    guided = rows["guided"]
+    assert guided.plan["rule"] == "widen_most_selective"
+    assert guided.plan["change"]["operation"] == "widen_layer"
+    assert guided.params_added == guided.parameters - base.parameters
+    # The controls spend what the guided candidate adds, within their 5% tolerance.
+    for track in ("random", "uniform"):
+        assert (rows[track].plan["budget"], rows[track].plan["budget_source"]) == (
+            guided.params_added, "guided",
+        )  # fmt: skip
+        assert abs(rows[track].params_added - guided.params_added) <= 0.05 * guided.params_added
+    keys = sorted(study.jobs.filter(key__startswith="r1:").values_list("key", flat=True))
+    assert keys == sorted(f"r1:{track}:s{seed}" for track in rows for seed in SEEDS)
+    # What each job trains: the guided candidate checks its added units on every seed and is
+    # profiled at the first; the controls are neither.
+    request = guided.plan["mechanism_request"]
+    assert (request["layer"], request["concept"]) == (guided.plan["layer"], "curvature")
+    assert study_job_inputs(run_id=study.pk, key="r1:guided:s0") == {
+        "spec": guided.spec, "seed": 0, "profile": True, "mechanism": request,
+    }  # fmt: skip
+    assert study_job_inputs(run_id=study.pk, key="r1:guided:s1")["profile"] is False
+    assert study_job_inputs(run_id=study.pk, key="r1:random:s0") == {
+        "spec": rows["random"].spec, "seed": 0, "profile": False, "mechanism": None,
+    }  # fmt: skip
+    study.refresh_from_db()
+    assert study.progress_message == "round 1 of 2: 0 of 9 jobs done"
+    assert study.progress_percent == 33
+
+
+def test_a_decided_round_writes_every_record_and_the_controls_are_marked(researcher_user):
+    study = _study(researcher_user)
+    _run_round_zero(study)
+    given = _round_one_given(study)
+    _give_results(study, 1, given)
+    assert study_advance(run_id=study.pk) is False  # decided round 1, planned round 2
+    rows = {row.track: row for row in StudyRound.objects.filter(study=study, index=1)}
+    base = _base_values(study)
+    guided, random, uniform = rows["guided"], rows["random"], rows["uniform"]
+    assert [row.values for row in (guided, random, uniform)] == [
+        given["guided"], given["random"], given["uniform"],
+    ]  # fmt: skip
+    assert (guided.kept, random.kept, uniform.kept) == (True, False, False)
+    # the guided round: finding -> insight -> change -> outcome, all linked
+    finding, insight = guided.finding, guided.insight
+    assert finding.subject_model == study.subject_model
+    assert finding.concept == "curvature"
+    (chosen,) = [row for row in guided.plan["inputs"] if row["layer"] == guided.plan["layer"]]
+    assert (finding.layer_name, finding.unit_indices) == (
+        chosen["profiled_layer"], [chosen["top_unit"]],
+    )  # fmt: skip
+    assert list(finding.evidence_runs.all()) == [AnalysisRun.objects.get(pk=study.pk)]
+    assert list(insight.findings.all()) == [finding]
+    assert guided.plan["reason"] in insight.statement
+    change = guided.change
+    assert (change.insight, change.target_model) == (insight, study.subject_model)
+    assert (change.operation, change.parameters) == (
+        guided.plan["operation"], guided.plan["parameters"],
+    )  # fmt: skip
+    assert change.status == "evaluated"
+    outcome = guided.outcome
+    assert (outcome.source, outcome.analysis_run, outcome.change) == ("study", None, change)
+    assert outcome.baseline_values == base
+    assert outcome.variant_values == given["guided"]
+    assert outcome.control_values == given["random"]
+    assert outcome.verdict == "improved"
+    # the controls: a change and an outcome each, marked, no finding of their own
+    for row in (random, uniform):
+        assert row.finding is None
+        assert row.insight == insight
+        assert f"Control track ({row.track}) of study #{study.pk}" in row.change.rationale
+        assert row.outcome.baseline_values == base
+        assert row.outcome.control_values == []
+        assert f"Control track ({row.track}) of study #{study.pk}." in row.outcome.notes
+    assert Outcome.objects.filter(source="study").count() == 3
+    assert Event.objects.filter(action="outcome_recorded").count() == 3
+    # Round 2 starts from each track's current model. The guided track kept its candidate,
+    # whose profile the given results lack: it sits the round out, and the controls size
+    # their own budget.
+    round_two = {row.track: row for row in StudyRound.objects.filter(study=study, index=2)}
+    assert round_two["guided"].plan["field_errors"] == {
+        "profile": "profile the current model first (its first-seed job)"
+    }
+    assert (round_two["guided"].spec, round_two["guided"].kept) == (guided.spec, False)
+    assert not study.jobs.filter(key__startswith="r2:guided:").exists()
+    assert round_two["random"].plan["budget_source"] == "own"
+
+
+def test_the_stored_statistics_are_recomputed_by_scipy_from_the_per_seed_values(
+    researcher_user,
+):
+    study = _study(researcher_user)
+    _run_round_zero(study)
+    _give_results(study, 1, _round_one_given(study))
+    study_advance(run_id=study.pk)
+    for row in StudyRound.objects.filter(study=study, index=1):
+        outcome = row.outcome
+        current, candidate = np.array(outcome.baseline_values), np.array(outcome.variant_values)
+        test = scipy_stats.ttest_rel(candidate, current)
+        interval = test.confidence_interval(0.95)
+        assert outcome.effect == pytest.approx(np.mean(candidate - current), abs=1e-12)
+        assert outcome.p_value == pytest.approx(test.pvalue, rel=1e-9)
+        assert (outcome.ci_low, outcome.ci_high) == (
+            pytest.approx(interval.low, rel=1e-9), pytest.approx(interval.high, rel=1e-9),
+        )  # fmt: skip
+        assert row.decision["kept"] == (interval.low > 0)
+        low, high = scipy_stats.t.interval(
+            0.95, len(candidate) - 1, loc=np.mean(candidate), scale=scipy_stats.sem(candidate)
+        )
+        assert row.summary["mean"] == pytest.approx(np.mean(candidate))
+        assert (row.summary["ci_low"], row.summary["ci_high"]) == (
+            pytest.approx(low), pytest.approx(high),
+        )  # fmt: skip
+        if row.track == "guided":
+            versus = scipy_stats.ttest_rel(candidate, np.array(outcome.control_values))
+            control_interval = versus.confidence_interval(0.95)
+            assert outcome.effect_vs_control == pytest.approx(
+                np.mean(candidate - np.array(outcome.control_values))
+            )
+            assert outcome.control_ci_low == pytest.approx(control_interval.low)
+            assert outcome.control_ci_high == pytest.approx(control_interval.high)
+
+
+def test_advancing_again_decides_nothing_twice(researcher_user):
+    study = _study(researcher_user)
+    _run_round_zero(study)
+    _give_results(study, 1, _round_one_given(study))
+    study_advance(run_id=study.pk)
+    decided = dict(
+        StudyRound.objects.filter(study=study).values_list("pk", "decided_at").order_by("pk")
+    )
+    counts = _record_counts()
+    for _ in range(2):
+        assert study_advance(run_id=study.pk) is False
+    assert _record_counts() == counts
+    assert (
+        dict(StudyRound.objects.filter(study=study).values_list("pk", "decided_at").order_by("pk"))
+        == decided
+    )
+    # a redelivered message of a done job does the same: nothing
+    assert execute_job(run_id=study.pk, key="r1:guided:s0") == "done"
+    assert _record_counts() == counts
+
+
+def test_a_round_waits_until_its_last_job_is_done(researcher_user):
+    study = _study(researcher_user)
+    _run_round_zero(study)
+    given = _round_one_given(study)
+    _give_results(study, 1, {"guided": given["guided"], "random": given["random"]})
+    assert study_advance(run_id=study.pk) is False
+    assert not StudyRound.objects.filter(study=study, index=1, decided_at__isnull=False).exists()
+    assert study_progress(study)["jobs_done"] == 6
+    assert study_progress(study)["jobs_total"] == 9
+
+
+def test_the_last_round_finishes_the_study_with_the_final_report(researcher_user):
+    study = _study(researcher_user, rounds=1)
+    _run_round_zero(study)
+    _give_results(study, 1, _round_one_given(study))
+    assert study_advance(run_id=study.pk) is True
+    study.refresh_from_db()
+    assert (study.status, study.progress_percent) == ("succeeded", 100)
+    report = study.result
+    guided_final = report["final"]["guided"]
+    assert (guided_final["round"], guided_final["values"]) == (1, _round_one_given(study)["guided"])
+    assert report["final"]["random"]["round"] == 0  # not kept: the base model
+    comparison = report["comparisons"]["guided_vs_random"]
+    test = scipy_stats.ttest_rel(guided_final["values"], report["final"]["random"]["values"])
+    assert comparison["p_value"] == pytest.approx(test.pvalue)
+    assert report["win_rate"]["wins"] == 1 and report["win_rate"]["rounds"] == 1
+    assert report["trajectory"] == study_trajectory(study)
+    assert [point["round"] for point in report["trajectory"]["guided"]] == [0, 1]
+    assert study.environment["dataset_fingerprint"]
+    assert Event.objects.filter(action="run_finished", target_id=study.pk).count() == 1
+    assert study_advance(run_id=study.pk) is False  # finished: nothing more
+
+
+def test_a_whole_tiny_study_runs_in_process_and_every_round_is_decided_once(researcher_user):
+    study = _study(researcher_user)
+    outcomes = []
+    for _ in range(3):  # round 0, round 1, round 2
+        keys = study.jobs.exclude(status="done").values_list("key", flat=True)
+        outcomes += [execute_job(run_id=study.pk, key=key) for key in list(keys)]
+    study.refresh_from_db()
+    assert study.status == "succeeded", study.error
+    assert outcomes[-1] == "finished" and outcomes.count("finished") == 1
+    rows = study_rounds(study)
+    assert [(row.index, row.track) for row in rows] == [(0, "base")] + [
+        (index, track) for index in (1, 2) for track in ("guided", "random", "uniform")
+    ]
+    assert all(row.decided_at is not None for row in rows)
+    with_candidates = [row for row in rows if row.index and "error" not in row.plan]
+    assert Outcome.objects.filter(source="study").count() == len(with_candidates)
+    assert set(study.result["trajectory"]) == {"guided", "random", "uniform"}
+    progress = study_progress(study)
+    assert (progress["round"], progress["rounds"], progress["rounds_decided"]) == (2, 2, 2)
+
+
+# --- cancel and resume ----------------------------------------------------------------------
+
+
+def test_cancel_keeps_the_decided_rounds_and_resume_sends_the_unfinished_jobs(
+    researcher_user, django_capture_on_commit_callbacks
+):
+    study = _study(researcher_user)
+    _run_round_zero(study)
+    given = _round_one_given(study)
+    _give_results(study, 1, {"guided": given["guided"]})
+    counts = _record_counts()
+    study_cancel(actor=researcher_user, study=study)
+    assert study.status == "cancelled"
+    assert StudyRound.objects.get(study=study, index=0).decided_at is not None
+    assert _record_counts() == counts
+    assert execute_job(run_id=study.pk, key="r1:random:s0") == "gone"
+    with pytest.raises(ValidationError, match="A cancelled run cannot be cancelled."):
+        study_cancel(actor=researcher_user, study=study)
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        resumed = study_resume(actor=researcher_user, study=study)
+    assert len(callbacks) == 1  # the unfinished jobs are sent; nothing to nudge
+    assert resumed.status == "queued"
+    jobs = dict(study.jobs.filter(key__startswith="r1:").values_list("key", "status"))
+    assert {key for key, status in jobs.items() if status == "done"} == {
+        f"r1:guided:s{seed}" for seed in SEEDS
+    }
+    assert {status for key, status in jobs.items() if "guided" not in key} == {"pending"}
+    _give_results(study, 1, {"random": given["random"], "uniform": given["uniform"]})
+    study_advance(run_id=study.pk)
+    assert StudyRound.objects.filter(study=study, index=1, decided_at__isnull=False).count() == 3
+
+
+def test_resuming_a_study_stopped_between_its_last_job_and_the_decision_nudges_a_worker(
+    researcher_user, django_capture_on_commit_callbacks
+):
+    study = _study(researcher_user)
+    _run_round_zero(study)
+    study_cancel(actor=researcher_user, study=study)
+    # every job of round 1 finished after the cancel was requested
+    _give_results(study, 1, _round_one_given(study))
+    with django_capture_on_commit_callbacks() as callbacks:
+        study_resume(actor=researcher_user, study=study)
+    assert len(callbacks) == 2  # the dispatch (nothing to send) and the nudge
+    # the nudged worker finds its job done and decides the round
+    assert execute_job(run_id=study.pk, key="r1:guided:s2") == "done"
+    assert StudyRound.objects.filter(study=study, index=1, decided_at__isnull=False).count() == 3
+
+
+def test_a_finished_study_cannot_be_resumed_and_nothing_is_written(researcher_user):
+    study = _study(researcher_user)
+    with nothing_written(), pytest.raises(ValidationError) as excinfo:
+        study_resume(actor=researcher_user, study=study)
+    assert excinfo.value.message_dict == {"status": ["A queued run cannot be retried."]}
+
+
+def test_a_failed_decision_fails_the_study_and_resume_decides_the_round(researcher_user):
+    study = _study(researcher_user)
+    _run_round_zero(study)
+    given = _round_one_given(study)
+    _give_results(study, 1, given)
+    # A result without the study's metric cannot be decided: the study fails visibly.
+    AnalysisJob.objects.filter(run=study, key="r1:uniform:s1").update(
+        result={"seed": 1, "metrics": {}}
+    )
+    assert study_advance(run_id=study.pk) is False
+    study.refresh_from_db()
+    assert (study.status, study.failure) == ("failed", "internal")
+    assert study.error.startswith("deciding a round: internal error (KeyError)")
+    assert not Outcome.objects.exists()  # the round's writes were rolled back together
+    _give_results(study, 1, {"uniform": given["uniform"]})
+    study_resume(actor=researcher_user, study=study)
+    assert study_advance(run_id=study.pk) is False
+    assert Outcome.objects.filter(source="study").count() == 3
+
+
+def test_the_sweeper_finds_a_study_whose_decision_was_lost(researcher_user, settings):
+    """A study whose every job is done but whose round was never decided (its worker died
+    in between) is nudged by the sweep once a lease has passed, and only once per lease."""
+    from analysis.dispatch import broker_mark
+    from tests.analysis.workers import require_redis, unique_queue
+
+    require_redis()
+    broker_mark()  # this broker holds the queue: the sweep sends nothing else again
+    settings.ANALYSIS_QUEUE = unique_queue()
+    study = _study(researcher_user)
+    _run_round_zero(study)
+    _give_results(study, 1, _round_one_given(study))
+    assert services.runs_sweep() == services.Swept()  # the last job finished just now
+    past = timezone.now() - timezone.timedelta(seconds=settings.ANALYSIS_JOB_LEASE_SECONDS + 5)
+    AnalysisRun.objects.filter(pk=study.pk).update(dispatched_at=past)
+    study.jobs.update(finished_at=past)
+    assert services.runs_sweep() == services.Swept()  # its caller runs its jobs, not workers
+    base = StudyRound.objects.get(study=study, index=0)
+    StudyRound.objects.filter(pk=base.pk).update(plan={**base.plan, "dispatch": True})
+    assert services.runs_sweep() == services.Swept(studies=1)
+    assert services.runs_sweep() == services.Swept()
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    assert broker.llen(settings.ANALYSIS_QUEUE) == 1  # one message, for one done job
+    broker.delete(settings.ANALYSIS_QUEUE)
+    # the nudged job's worker decides the round
+    assert execute_job(run_id=study.pk, key="r1:uniform:s2") == "done"
+    assert StudyRound.objects.filter(study=study, index=1, decided_at__isnull=False).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_advancing_at_once_decide_the_round_once(researcher_user):
+    """Two workers finish a round's last jobs at the same moment and both call study_advance:
+    the lock on the study's row lets one decide; the other then finds the round decided."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    from tests.analysis.workers import require_postgresql
+
+    require_postgresql()
+    study = _study(researcher_user)
+    _run_round_zero(study)
+    _give_results(study, 1, _round_one_given(study))
+
+    def advance(_: int) -> bool:
+        try:
+            return study_advance(run_id=study.pk)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert list(pool.map(advance, range(2))) == [False, False]
+    assert StudyRound.objects.filter(study=study, index=1, decided_at__isnull=False).count() == 3
+    assert StudyRound.objects.filter(study=study, index=2).count() == 3
+    assert Outcome.objects.filter(source="study").count() == 3
+    assert Event.objects.filter(action="outcome_recorded").count() == 3

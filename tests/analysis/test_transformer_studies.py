@@ -1,0 +1,144 @@
+"""A study of a transformer through the services: requested with a sequence task and a head role,
+its jobs run in this process as a worker runs them (the command line's path), every round
+decided with the head mechanism check, and its records written: the head profile as a finding,
+the rule's reasoning as an insight, the change and the outcome."""
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from analysis.models import AnalysisJob, AnalysisRun, StudyRound
+from analysis.studies import study_job_inputs, study_job_key, study_request
+from analysis.study_cli import study_run_here
+from kb.models import ArchitectureChange, Finding, Outcome
+from tests.analysis import engine_helpers  # noqa: F401  (one torch thread)
+from tests.analysis.transformer_helpers import TINY_TRANSFORMER
+from tests.factories import BuiltinModelFactory
+from tests.helpers import nothing_written
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
+
+SEEDS = [0, 1, 2]
+SETTINGS = {
+    "dataset": {"name": "induction", "length": 16, "segment": 4},
+    "train": {"steps": 6},
+    "seeds": 3,
+    "probe_size": 16,
+    "rounds": 2,
+    "budget_fraction": 0.3,
+}
+
+
+def _study(actor, **settings):
+    model = BuiltinModelFactory(name="Tiny transformer", architecture_spec=TINY_TRANSFORMER)
+    return study_request(actor=actor, model=model, settings={**SETTINGS, **settings},
+                         dispatch=False)  # fmt: skip
+
+
+def _result(study, index, track, seed) -> dict:
+    return AnalysisJob.objects.get(run=study, key=study_job_key(index, track, seed)).result
+
+
+def test_a_bad_transformer_setting_is_refused_by_field_and_nothing_is_written(researcher_user):
+    model = BuiltinModelFactory(architecture_spec=TINY_TRANSFORMER)
+    with nothing_written(), pytest.raises(ValidationError) as excinfo:
+        study_request(
+            actor=researcher_user, model=model,
+            settings={**SETTINGS, "head_role": "copying", "train": {"steps": 0}},
+        )  # fmt: skip
+    assert excinfo.value.message_dict == {
+        "head_role": ["must be one of previous_token, induction, duplicate_token, got 'copying'."],
+        "train.steps": ["must be a whole number from 1 to 20000, got 0."],
+    }
+
+
+def test_the_request_freezes_the_transformer_design(researcher_user):
+    study = _study(researcher_user)
+    config = study.config
+    assert (config["head_role"], config["threshold"], config["metric"], config["direction"]) == (
+        "induction", 0.5, "test_loss", "decrease"
+    )  # fmt: skip
+    assert config["rule"] == "insert_attention_until_role"
+    assert config["dataset"] == {"name": "induction", "length": 16, "segment": 4,
+                                 "eval_seed": 10_000}  # fmt: skip
+    assert config["model"]["architecture_spec"] == TINY_TRANSFORMER
+    base = StudyRound.objects.get(study=study, index=0)
+    assert base.parameters == 3764
+    # A transformer's base is profiled at every seed (the head check pairs seeds).
+    inputs = [study_job_inputs(run_id=study.pk, key=study_job_key(0, "base", s)) for s in SEEDS]
+    assert [item["profile"] for item in inputs] == [True, True, True]
+
+
+def test_a_two_round_transformer_study_runs_and_writes_every_record(researcher_user):
+    study = _study(researcher_user)
+    study_run_here(study)
+    study.refresh_from_db()
+    assert study.status == AnalysisRun.Status.SUCCEEDED, study.error
+    rows = list(StudyRound.objects.filter(study=study).order_by("index", "track"))
+    assert [(row.index, row.track) for row in rows] == [
+        (0, "base"), (1, "guided"), (1, "random"), (1, "uniform"),
+        (2, "guided"), (2, "random"), (2, "uniform"),
+    ]  # fmt: skip
+    base_profiles = [_result(study, 0, "base", seed)["profile"] for seed in SEEDS]
+    assert all(set(profile["heads"]) == {"blocks.0.attn", "blocks.1.attn"}
+               for profile in base_profiles)  # fmt: skip
+    assert all(_result(study, 1, "random", seed)["profile"] is None for seed in SEEDS)
+
+    base, guided = rows[0], rows[1]
+    plan = guided.plan
+    assert plan["rule"] == "insert_attention_until_role"
+    assert plan["change"]["operation"] == "insert_block"
+    assert plan["mechanism_request"] == {
+        "layer": "blocks.2.attn", "added_heads": list(range(plan["parameters"]["n_heads"])),
+        "score": "induction",
+    }  # fmt: skip
+    # The rule read the base model's head profile at the first seed.
+    heads = base_profiles[0]["heads"]
+    best = max(
+        ((score, int(layer.split(".")[1]), head, layer)
+         for layer, scores in heads.items() for head, score in enumerate(scores["induction"])),
+        key=lambda item: (item[0], -item[1], -item[2]),
+    )  # fmt: skip
+    assert best[0] < 0.5  # six training steps form no induction head
+    assert guided.mechanism["layer"] == "blocks.2.attn"
+    assert [row["seed"] for row in guided.mechanism["per_seed"]] == SEEDS
+    assert [row["baseline_best"] for row in guided.mechanism["per_seed"]] == [
+        max(score for scores in profile["heads"].values() for score in scores["induction"])
+        for profile in base_profiles
+    ]
+
+    finding = guided.finding
+    assert finding.title == (
+        f"Study {study.pk} round 1: no head reaches the induction threshold 0.50; best "
+        f"{best[0]:.2f} at layer {best[1]} head {best[2]}"
+    )
+    assert (finding.layer_name, finding.unit_indices, finding.concept) == (
+        best[3], [best[2]], "induction"
+    )  # fmt: skip
+    assert finding.kind == Finding.Kind.FEATURE
+    assert list(finding.evidence_runs.all()) == [study.analysisrun_ptr]
+    assert list(guided.insight.supporting_findings.all()) == [finding]
+    assert plan["reason"] in guided.insight.statement
+    change = guided.change
+    assert (change.operation, change.parameters) == (
+        ArchitectureChange.Operation.INSERT_BLOCK, plan["parameters"]
+    )  # fmt: skip
+    outcome = guided.outcome
+    random = rows[2]
+    assert outcome.source == Outcome.Source.STUDY
+    assert outcome.metric == "test_loss"
+    assert outcome.baseline_values == base.values
+    assert outcome.variant_values == guided.values
+    assert outcome.control_values == random.values
+    assert f"Mechanism check: {guided.mechanism['interpretation']}." in outcome.notes
+    for row in rows[2:4]:
+        assert row.plan["budget"] == guided.params_added
+        assert abs(row.params_added - guided.params_added) <= 0.05 * guided.params_added
+        assert row.outcome.source == Outcome.Source.STUDY
+        assert f"Control track ({row.track}) of study #{study.pk}." in row.outcome.notes
+    report = study.result
+    assert report["metric"] == "test_loss"
+    assert report["final"]["guided"]["values"] is not None
+    assert (
+        study.environment["dataset_fingerprint"]
+        == _result(study, 0, "base", 0)["dataset_fingerprint"]
+    )

@@ -135,7 +135,8 @@ def _block(outcomes: list[dict]) -> dict:
 
 
 def scoreboard() -> dict:
-    """Does understanding pay off? Across evaluated changes, each by its latest outcome: how
+    """Does understanding pay off? Across evaluated changes, each by its latest outcome (study
+    rounds excluded: the study section reports them): how
     often the guided change beat its baseline (verdict `improved`) and how often it beat its
     budget-matched random control. Out:
     {"overall": block, "by_operation": [{"operation", **block}],
@@ -143,8 +144,11 @@ def scoreboard() -> dict:
     with block = {"changes", "beat_baseline": proportion, "beat_control": proportion}.
     """
     latest: dict[int, dict] = {}
+    # A study's rounds (control tracks included) are answered in the study section, paired
+    # by round and track; counting them here would mix a search's steps with single changes.
     for outcome in (
         Outcome.objects.filter(change__status=ArchitectureChange.Status.EVALUATED)
+        .exclude(source=Outcome.Source.STUDY)
         .order_by("change_id", "recorded_at", "id")
         .values(
             "change_id",

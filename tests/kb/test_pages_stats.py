@@ -7,7 +7,8 @@ import pytest
 from django.urls import reverse
 
 from kb import selectors
-from tests.factories import InterviewFactory, ResearcherFactory, ThemeFactory
+from kb.models import Outcome
+from tests.factories import ChangeFactory, InterviewFactory, ResearcherFactory, ThemeFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -46,6 +47,20 @@ def test_scoreboard_counts_the_outcome_against_baseline_and_control(world, clien
     assert board["overall"]["beat_control"]["count"] == 1
     assert [label for label, _ in board["by_operation"]] == ["Widen a layer"]
     assert world.outcome.get_absolute_url() in response.content.decode()
+
+
+def test_scoreboard_leaves_study_rounds_to_the_study_section(world, client, viewer_user):
+    client.force_login(viewer_user)
+    before = client.get(reverse("scoreboard")).context["board"]
+    change = ChangeFactory(insight=world.insight, target_model=world.model, status="evaluated")
+    Outcome.objects.create(
+        change=change, metric="test_accuracy", baseline_values=[0.5, 0.6, 0.7],
+        variant_values=[0.9, 0.9, 0.95], effect=0.3167, verdict="improved",
+        source=Outcome.Source.STUDY,
+    )  # fmt: skip
+    after = client.get(reverse("scoreboard")).context["board"]
+    assert after["overall"] == before["overall"]
+    assert after["overall"]["changes"] == 2  # the world's measured and manual outcomes
 
 
 def test_outcomes_csv(world, client, viewer_user):

@@ -2,6 +2,7 @@
 resumed by actions that call the study services."""
 
 import pytest
+from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
 from analysis.models import AnalysisRun, Study
@@ -62,5 +63,18 @@ def test_the_actions_cancel_and_resume_studies(admin_client, study):
     assert f"Study {study.pk}: A cancelled run cannot be cancelled." in again.content.decode()
 
     admin_client.post(url, {"action": "resume_studies", "_selected_action": [study.pk]})
+    study.refresh_from_db()
+    assert study.status == AnalysisRun.Status.QUEUED
+
+
+def test_staff_who_may_only_view_runs_are_offered_no_action_and_change_nothing(client, study):
+    viewer = User.objects.create_user("vera-staff", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_analysisrun"))
+    client.force_login(viewer)
+    url = reverse("admin:analysis_study_changelist")
+    listed = client.get(url)
+    assert listed.status_code == 200
+    assert "cancel_studies" not in listed.content.decode()
+    client.post(url, {"action": "cancel_studies", "_selected_action": [study.pk]})
     study.refresh_from_db()
     assert study.status == AnalysisRun.Status.QUEUED

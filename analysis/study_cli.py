@@ -3,6 +3,12 @@
     python manage.py run_analysis study --model 2 --rounds 4 --seeds 5 --concept circle
     python manage.py run_analysis study --model 2 --rounds 2 --seeds 3 --concept circle \\
         --epochs 1 --samples 400 --tracks guided random --queue
+    python manage.py run_analysis study --model 7 --rounds 4 --seeds 5 --length 32 \\
+        --segment 8 --steps 2000 --budget-fraction 0.6 --head-role induction --threshold 0.5
+
+A transformer's study takes a sequence task (--dataset induction, or the task's options
+--length, --segment, --eval-seed), --steps, --probe-size, and a head role with its threshold
+(--head-role, --threshold) in place of --concept; a CNN's takes an image dataset and --epochs.
 
 The study is saved like one requested from a page, so its rounds, decisions and records land
 in the knowledge base either way. Without --queue its jobs run in this process, round after
@@ -24,8 +30,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.urls import reverse
 
-from analysis.configs import DATASET_SIZE_OPTION
-from analysis.engine.study_rules import GUIDED_RULES
+from analysis.configs import DATASET_SIZE_OPTION, SEQUENCE_TASK_BOUNDS
+from analysis.engine.study_rules import GUIDED_RULES, HEAD_ROLES
 from analysis.engine.study_settings import TRACKS
 from analysis.models import AnalysisJob, AnalysisRun, Study
 from analysis.studies import study_advance, study_request
@@ -35,9 +41,23 @@ STUDY = "study"
 BAR_WIDTH = 30
 POLL_SECONDS = 0.5
 # The flags only a study takes (argparse destinations); another kind of run refuses them.
-STUDY_ONLY = ("rounds", "budget_fraction", "rule", "tracks", "random_seed")
-# The run_analysis flags a study takes; it refuses any other run flag given to it.
-STUDY_USES = ("model", "seeds", "concept", "epochs", "samples", "dataset", "queue", *STUDY_ONLY)
+SEARCH_FLAGS = ("rounds", "budget_fraction", "rule", "tracks", "random_seed")
+HEAD_ROLE_FLAGS = ("head_role", "threshold")  # transformers' studies only
+STUDY_ONLY = (*SEARCH_FLAGS, *HEAD_ROLE_FLAGS)
+# A sequence task's options (run_analysis's flags, argparse destinations), by task; p follows
+# the model.
+TASK_OPTIONS = {
+    task: tuple(option for option in options if option != "p")
+    for task, options in SEQUENCE_TASK_BOUNDS.items()
+}
+# The run_analysis flags a study takes, by the model's family; it refuses any other run flag.
+STUDY_USES = {
+    "cnn": ("model", "seeds", "concept", "epochs", "samples", "dataset", "queue",
+            *SEARCH_FLAGS),
+    "transformer": ("model", "seeds", "dataset", "queue", "steps", "probe_size",
+                    *(option for options in TASK_OPTIONS.values() for option in options),
+                    *STUDY_ONLY),
+}  # fmt: skip
 # Every command's own options (BaseCommand's), and the subcommand itself.
 COMMAND_OPTIONS = (
     "kind", "verbosity", "settings", "pythonpath", "traceback", "no_color", "force_color",
@@ -50,6 +70,10 @@ FLAGS = {
     "budget_fraction": "--budget-fraction", "concept": "--concept", "rule": "--rule",
     "tracks": "--tracks", "random_seed": "--random-seed", "train.epochs": "--epochs",
     "dataset.n": "--samples", "dataset.limit": "--samples", "dataset.name": "--dataset",
+    "train.steps": "--steps", "probe_size": "--probe-size", "head_role": "--head-role",
+    "threshold": "--threshold",
+    **{f"dataset.{option}": f"--{option.replace('_', '-')}"
+       for options in TASK_OPTIONS.values() for option in options},
 }  # fmt: skip
 
 
@@ -79,6 +103,16 @@ def add_study_arguments(parser) -> None:
         help=f"tracks to compare, from {' '.join(TRACKS)} (default all; guided is required)",
     )
     study.add_argument("--random-seed", type=int, help="seed of the random track's draws")
+    study.add_argument(
+        "--head-role",
+        help=f"transformers: the head role that guides the search, {', '.join(HEAD_ROLES)} "
+        "(default induction)",
+    )
+    study.add_argument(
+        "--threshold",
+        type=float,
+        help="transformers: the score at which a head plays the role (0-1, default 0.5)",
+    )
 
 
 def refuse_study_flags(options: dict) -> None:
@@ -92,17 +126,37 @@ def refuse_study_flags(options: dict) -> None:
 def study_settings(options: dict) -> dict:
     """The study settings the flags set; study_request checks them (the one validator)."""
     settings: dict = {}
-    if options.get("dataset") is not None or options.get("samples") is not None:
-        name = options.get("dataset") or "shapes"
-        settings["dataset"] = {"name": name}
-        if options.get("samples") is not None:
-            settings["dataset"][DATASET_SIZE_OPTION[name]] = options["samples"]
-    if options.get("epochs") is not None:
-        settings["train"] = {"epochs": options["epochs"]}
-    for name in ("seeds", "concept", *STUDY_ONLY):
+    if dataset := _dataset(options):
+        settings["dataset"] = dataset
+    train = {key: options[key] for key in ("epochs", "steps") if options.get(key) is not None}
+    if train:
+        settings["train"] = train
+    for name in ("seeds", "concept", "probe_size", *STUDY_ONLY):
         if options.get(name) is not None:
             settings[name] = options[name]
     return settings
+
+
+def _dataset(options: dict) -> dict:
+    """The image dataset (a CNN's) or sequence task (a transformer's) the flags set, {} for
+    none. Task options without --dataset name their own task."""
+    given = {option: options[option] for task_options in TASK_OPTIONS.values()
+             for option in task_options if options.get(option) is not None}  # fmt: skip
+    if options.get("dataset") is None and options.get("samples") is None and not given:
+        return {}
+    name = options.get("dataset") or next(
+        (task for task, task_options in TASK_OPTIONS.items() if set(given) & set(task_options)),
+        "shapes",
+    )
+    dataset = {"name": name, **given}
+    if options.get("samples") is not None:
+        if name not in DATASET_SIZE_OPTION:
+            raise CommandError(
+                f"--samples sets an image dataset's size; the {name} task's probe set is "
+                "--probe-size."
+            )
+        dataset[DATASET_SIZE_OPTION[name]] = options["samples"]
+    return dataset
 
 
 def field_messages(error: ValidationError) -> list[str]:
@@ -118,14 +172,15 @@ def field_messages(error: ValidationError) -> list[str]:
 def handle_study(command: BaseCommand, options: dict) -> Study:
     """Request the study (nothing is written when a flag is refused), then run it here or
     leave it to the workers (--queue). Returns the study as it ended (or as queued)."""
+    model = _model(options.get("model"))
+    uses = STUDY_USES["transformer" if model.is_transformer else "cnn"]
     given = [
         f"--{name.replace('_', '-')}"
         for name, value in options.items()
-        if name not in (*STUDY_USES, *COMMAND_OPTIONS) and value not in (None, False)
+        if name not in (*uses, *COMMAND_OPTIONS) and value not in (None, False)
     ]
     if given:
         raise CommandError(f"{', '.join(sorted(given))} does not apply to studies.")
-    model = _model(options.get("model"))
     try:
         study = study_request(
             actor=None, model=model, settings=study_settings(options), dispatch=options["queue"]

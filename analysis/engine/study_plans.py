@@ -23,6 +23,7 @@ from analysis.engine.specs import ACTIVATION_TYPES, SpecError, unit_layers
 from analysis.engine.study_rules import round_budget, study_guided_change, unit_layer_of
 from analysis.engine.study_settings import GUIDED, RANDOM, UNIFORM
 from analysis.engine.study_tracks import TrackChange, random_track_change, uniform_track_change
+from analysis.engine.transformer_specs import is_transformer_spec
 
 MULTI_STEP_OPERATION = "manual"
 
@@ -136,7 +137,14 @@ def _control_record(change: TrackChange, budget_source: str) -> dict[str, Any]:
     }
 
 
-def _plan_control(config: dict, track: str, index: int, spec: dict, guided_added: int | None):
+def _plan_control(
+    config: dict,
+    track: str,
+    index: int,
+    spec: dict,
+    guided_added: int | None,
+    exclude: tuple[str, dict] | None = None,
+):
     if guided_added is not None:
         budget, source = guided_added, "guided"
     else:
@@ -148,12 +156,30 @@ def _plan_control(config: dict, track: str, index: int, spec: dict, guided_added
         recorded["seed"] = seed
     try:
         if track == RANDOM:
-            change = random_track_change(spec, budget, seed=seed, tolerance=tolerance)
+            change = random_track_change(
+                spec, budget, seed=seed, tolerance=tolerance, exclude=exclude
+            )
         else:
             change = uniform_track_change(spec, budget, tolerance=tolerance)
     except (ChangeError, SpecError) as error:
         return _sat_out(spec, error, **recorded)
-    return _control_record(change, source)
+    planned = _control_record(change, source)
+    if exclude is not None:
+        planned["plan"]["excluded"] = {"operation": exclude[0], "parameters": exclude[1]}
+    return planned
+
+
+def _guided_model_excluded(specs: dict, guided: dict) -> tuple[str, dict] | None:
+    """The guided change, for the random track of a transformer to leave out when both tracks
+    start the round from the same model: blocks of equal shape make several places build the
+    very same model (a block inserted before or after its twin), which would copy the guided
+    candidate bit for bit, as transformer experiments' any-operation control also leaves it
+    out. CNN studies draw from every candidate, as they always have."""
+    if guided["spec"] is None or RANDOM not in specs or not is_transformer_spec(specs[GUIDED]):
+        return None
+    if specs[RANDOM] != specs[GUIDED]:
+        return None
+    return guided["operation"], guided["change_parameters"]
 
 
 def study_round_plan(config: dict, index: int, current: dict[str, dict]) -> dict[str, dict]:
@@ -173,8 +199,9 @@ def study_round_plan(config: dict, index: int, current: dict[str, dict]) -> dict
     change to record; "manual" with {"steps": [...]} for several steps, "" when sitting out)}.
     The controls' budget is the guided candidate's params_added (their own round_budget when
     the guided track sits out); the random track's seed is random_track_seed(random_seed,
-    index), recorded in its plan. Deterministic. Raises ValueError for a bad index or a
-    missing track.
+    index), recorded in its plan. A transformer's random track leaves out the guided
+    candidate's model when both tracks start the round from the same model (its plan's
+    "excluded"). Deterministic. Raises ValueError for a bad index or a missing track.
     """
     if not isinstance(index, int) or isinstance(index, bool) or index < 1:
         raise ValueError(f"rounds count from 1 (round 0 is the base model), got {index!r}")
@@ -189,7 +216,10 @@ def study_round_plan(config: dict, index: int, current: dict[str, dict]) -> dict
     guided_added = guided["params_added"] if has_budget else None
     for track in (RANDOM, UNIFORM):
         if track in config["tracks"]:
-            planned[track] = _plan_control(config, track, index, specs[track], guided_added)
+            exclude = _guided_model_excluded(specs, guided) if track == RANDOM else None
+            planned[track] = _plan_control(
+                config, track, index, specs[track], guided_added, exclude
+            )
     return planned
 
 

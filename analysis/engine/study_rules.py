@@ -4,6 +4,11 @@ Each round a study profiles the guided track's current model and asks a rule her
 change to try next, within the round's parameter budget. The answer (the change, the rule's
 name, the per-layer numbers it compared and its choice in words) is JSON-able, so it is stored
 with the round. Torch-free, like changes.py: the web process may plan rounds.
+
+CNN and MLP models are steered by a concept's unit profile (CNN_RULES); transformers by their
+heads' role scores (TRANSFORMER_RULES: insert an attention layer while no head reaches the
+threshold, then add heads where the best head sits, as in-context copying needs a second
+attention layer to compose with the first before an induction head can form).
 """
 
 from __future__ import annotations

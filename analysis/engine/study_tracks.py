@@ -82,16 +82,23 @@ def _check_budget(budget: Any, tolerance: Any) -> None:
 
 
 def random_track_change(
-    spec: dict, budget: int, *, seed: int, tolerance: float = DEFAULT_TOLERANCE
+    spec: dict,
+    budget: int,
+    *,
+    seed: int,
+    tolerance: float = DEFAULT_TOLERANCE,
+    exclude: tuple[str, dict] | None = None,
 ) -> TrackChange:
     """The random track's change: any operation at any place adding `budget` parameters.
 
     In: the track's current spec, the round's budget, the seed the study records, the relative
-    tolerance. Out: TrackChange with the drawn change and every candidate it was drawn from.
-    Deterministic from the seed. Raises ChangeError (field "budget") when nothing fits.
+    tolerance, and optionally an (operation, parameters) change of `spec` whose model is left
+    out of the draw (changes.random_any_change's `exclude`). Out: TrackChange with the drawn
+    change and every candidate it was drawn from. Deterministic from the seed. Raises
+    ChangeError (field "budget") when nothing fits.
     """
     _check_budget(budget, tolerance)
-    control = random_any_change(spec, budget, seed=seed, tolerance=tolerance)
+    control = random_any_change(spec, budget, seed=seed, tolerance=tolerance, exclude=exclude)
     result, parameters = control.result, control.parameters
     width = parameters.get("layer", {}) if control.operation == "insert_layer" else {}
     size = width.get("out_channels", width.get("out_features"))

@@ -254,6 +254,15 @@ def test_a_transformer_round_is_planned_at_the_guided_candidates_budget():
         assert planned[track]["plan"]["budget_source"] == "guided"
         assert abs(planned[track]["params_added"] - 4224) <= 0.05 * 4224
     assert planned["uniform"]["change_parameters"] == {"block": 0, "heads": 2}
+    # Inserting the twin block before block 0 would build the guided candidate bit for bit:
+    # the random track leaves the guided model out while both start from the same model.
+    random = planned["random"]
+    assert random["plan"]["excluded"] == {"operation": "insert_block",
+                                          "parameters": {"after": 0, "n_heads": 2}}  # fmt: skip
+    assert random["spec"] != guided["spec"]
+    drawn = [(item["operation"], item["parameters"]) for item in random["plan"]["candidates"]]
+    assert ("insert_block", {"after": -1, "n_heads": 2}) not in drawn
+    assert ("add_heads", {"block": 0, "heads": 2}) in drawn
 
 
 # --- jobs and a whole study ---------------------------------------------------------------------

@@ -3,16 +3,21 @@ its jobs run in this process as a worker runs them (the command line's path), ev
 decided with the head mechanism check, and its records written: the head profile as a finding,
 the rule's reasoning as an insight, the change and the outcome."""
 
+from io import StringIO
+
 import pytest
 from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
+from django.utils.html import escape
 
-from analysis.models import AnalysisJob, AnalysisRun, StudyRound
+from analysis.models import AnalysisJob, AnalysisRun, Study, StudyRound
 from analysis.studies import study_job_inputs, study_job_key, study_request
 from analysis.study_cli import study_run_here
 from kb.models import ArchitectureChange, Finding, Outcome
 from tests.analysis import engine_helpers  # noqa: F401  (one torch thread)
 from tests.analysis.transformer_helpers import TINY_TRANSFORMER
-from tests.factories import BuiltinModelFactory
+from tests.analysis.workers import celery_worker, require_redis, unique_queue, wait_for
+from tests.factories import SHAPES_SPEC, BuiltinModelFactory
 from tests.helpers import nothing_written
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
@@ -26,6 +31,13 @@ SETTINGS = {
     "rounds": 2,
     "budget_fraction": 0.3,
 }
+
+
+@pytest.fixture
+def client_r(client, researcher_user):
+    """The test client, signed in as the researcher."""
+    client.force_login(researcher_user)
+    return client
 
 
 def _study(actor, **settings):
@@ -68,7 +80,7 @@ def test_the_request_freezes_the_transformer_design(researcher_user):
     assert [item["profile"] for item in inputs] == [True, True, True]
 
 
-def test_a_two_round_transformer_study_runs_and_writes_every_record(researcher_user):
+def test_a_two_round_transformer_study_runs_and_writes_every_record(researcher_user, client_r):
     study = _study(researcher_user)
     study_run_here(study)
     study.refresh_from_db()
@@ -115,8 +127,8 @@ def test_a_two_round_transformer_study_runs_and_writes_every_record(researcher_u
         best[3], [best[2]], "induction"
     )  # fmt: skip
     assert finding.kind == Finding.Kind.FEATURE
-    assert list(finding.evidence_runs.all()) == [study.analysisrun_ptr]
-    assert list(guided.insight.supporting_findings.all()) == [finding]
+    assert [run.pk for run in finding.evidence_runs.all()] == [study.pk]
+    assert [link.finding for link in guided.insight.finding_links.all()] == [finding]
     assert plan["reason"] in guided.insight.statement
     change = guided.change
     assert (change.operation, change.parameters) == (
@@ -142,3 +154,96 @@ def test_a_two_round_transformer_study_runs_and_writes_every_record(researcher_u
         study.environment["dataset_fingerprint"]
         == _result(study, 0, "base", 0)["dataset_fingerprint"]
     )
+    page = client_r.get(study.get_absolute_url())
+    assert page.status_code == 200
+    assert escape(plan["reason"]) in page.content.decode()
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+CLI_TINY = ["--seeds", "3", "--length", "16", "--segment", "4", "--steps", "4",
+            "--probe-size", "16", "--budget-fraction", "0.3"]  # fmt: skip
+
+
+def _run_analysis(*args: str) -> str:
+    out = StringIO()
+    call_command("run_analysis", *args, stdout=out)
+    return out.getvalue()
+
+
+# The progress bar is drawn by a thread with its own database connection.
+@pytest.mark.django_db(transaction=True)
+def test_the_command_line_runs_a_transformer_study_with_its_task_flags():
+    model = BuiltinModelFactory(architecture_spec=TINY_TRANSFORMER)
+    output = _run_analysis("study", "--model", str(model.pk), "--rounds", "1", "--head-role",
+                           "induction", "--threshold", "0.4", *CLI_TINY)  # fmt: skip
+    study = Study.objects.get()
+    assert study.status == AnalysisRun.Status.SUCCEEDED
+    assert f"Study {study.pk} succeeded." in output
+    assert study.config["dataset"] == {"name": "induction", "length": 16, "segment": 4,
+                                       "eval_seed": 10_000}  # fmt: skip
+    assert (study.config["train"]["steps"], study.config["probe_size"]) == (4, 16)
+    assert (study.config["head_role"], study.config["threshold"]) == ("induction", 0.4)
+    assert StudyRound.objects.filter(study=study).count() == 4
+
+
+@pytest.mark.parametrize(
+    ("spec", "flags", "message"),
+    [
+        (TINY_TRANSFORMER, ["--epochs", "1"], "--epochs does not apply to studies."),
+        (TINY_TRANSFORMER, ["--concept", "induction"], "--concept does not apply to studies."),
+        (SHAPES_SPEC, ["--head-role", "induction"],
+         "--head-role, --length, --probe-size, --segment, --steps does not apply to studies."),
+        (TINY_TRANSFORMER, ["--threshold", "2"],
+         "threshold (--threshold): must be a number from 0.0 to 1.0, got 2.0."),
+        (TINY_TRANSFORMER, ["--length", "40"],
+         "dataset.length (--length): the model takes at most 16 positions (n_ctx)."),
+    ],
+    ids=["epochs", "concept", "head-role-on-a-cnn", "threshold", "length"],
+)  # fmt: skip
+def test_flags_that_do_not_fit_the_models_family_are_refused(spec, flags, message):
+    model = BuiltinModelFactory(architecture_spec=spec)
+    with nothing_written(), pytest.raises(CommandError) as excinfo:
+        _run_analysis("study", "--model", str(model.pk), *CLI_TINY, *flags)
+    assert str(excinfo.value) == message
+
+
+# --- a real worker --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def worker(settings, tmp_path):
+    """Starts a worker on the test's queue."""
+    require_redis()
+    settings.ANALYSIS_QUEUE = unique_queue()
+    settings.ANALYSIS_SWEEP_SECONDS = 1
+    settings.MEDIA_ROOT = tmp_path / "media"
+    log = tmp_path / "worker.log"
+
+    def start(**options):
+        return celery_worker(
+            queue=settings.ANALYSIS_QUEUE, log_path=log, media_root=settings.MEDIA_ROOT, **options
+        )
+
+    start.log = log
+    return start
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_a_transformer_study_runs_on_a_real_worker(worker, researcher_user):
+    model = BuiltinModelFactory(architecture_spec=TINY_TRANSFORMER)
+    with worker(concurrency=2):
+        study = study_request(actor=researcher_user, model=model, settings=SETTINGS)
+        wait_for(
+            lambda: study if (study.refresh_from_db() or study.is_finished) else None,
+            timeout=120,
+            describe=lambda: worker.log.read_text()[-3000:],
+        )
+    assert study.status == AnalysisRun.Status.SUCCEEDED, study.error
+    rows = list(StudyRound.objects.filter(study=study).order_by("index", "track"))
+    assert len(rows) == 7 and all(row.decided_at is not None for row in rows)
+    guided = [row for row in rows if row.track == "guided" and "error" not in row.plan]
+    assert guided and all(row.mechanism["seeds"] == 3 for row in guided)
+    assert all(row.outcome.metric == "test_loss" for row in guided)
+    assert set(study.jobs.values_list("attempts", flat=True)) == {1}

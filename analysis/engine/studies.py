@@ -21,7 +21,12 @@ from typing import Any
 from analysis.engine.activations import profile_activations
 from analysis.engine.experiments import dataset_for, mechanism_check, summarise_mechanism
 from analysis.engine.model_specs import count_model_parameters
-from analysis.engine.study_plans import probe_layers, study_base_spec, study_round_plan
+from analysis.engine.study_plans import (
+    probe_layers,
+    rejected_candidates,
+    study_base_spec,
+    study_round_plan,
+)
 from analysis.engine.study_report import (
     BASE,
     json_safe,
@@ -280,7 +285,8 @@ def run_study_locally(
     study = _LocalStudy(config, on_progress)
     _base_round(study, spec)
     for index in range(1, config["rounds"] + 1):
-        current = {track: {"spec": state["spec"], "profile": state["profile"]}
+        current = {track: {"spec": state["spec"], "profile": state["profile"],
+                           "rejected": rejected_candidates(study.rows, track)}
                    for track, state in study.current.items()}  # fmt: skip
         planned = study_round_plan(config, index, current)
         for track in config["tracks"]:

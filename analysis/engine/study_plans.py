@@ -75,6 +75,46 @@ def _sat_out(spec: dict, error: Exception, **recorded: Any) -> dict[str, Any]:
     }
 
 
+def rejected_candidates(rows: list[dict], track: str) -> list[dict[str, Any]]:
+    """The candidates `track` trained and did not keep since its current model was adopted.
+
+    In: the study's decided rows so far (dicts with "index", "track", "spec", "plan", "kept",
+    "sat_out"; StudyRound rows or run_study_locally's), the track. Out: [{"round", "spec",
+    "layer"}] in round order ("layer": the widenable layer a guided candidate changed, else
+    None). A kept candidate becomes the current model and clears the list.
+    """
+    tried: list[dict[str, Any]] = []
+    for row in sorted((row for row in rows if row["track"] == track), key=lambda r: r["index"]):
+        if row["kept"]:
+            tried = []
+        elif not row["sat_out"]:
+            tried.append({"round": row["index"], "spec": row["spec"],
+                          "layer": (row["plan"] or {}).get("layer")})  # fmt: skip
+    return tried
+
+
+def _repeat_of(candidate: dict, rejected: list[dict]) -> int | None:
+    """Out: the round whose rejected candidate has this very spec, or None."""
+    if candidate["spec"] is None:
+        return None
+    return next((tried["round"] for tried in rejected if tried["spec"] == candidate["spec"]), None)
+
+
+def _without_repeat(spec: dict, candidate: dict, rejected: list[dict]) -> dict[str, Any]:
+    """A deterministic track (the guided rule, the uniform widening) proposes again the very
+    candidate it trained from the same current model and did not keep: training it again would
+    repeat that round's numbers and count one comparison twice, so the track sits out."""
+    repeat = _repeat_of(candidate, rejected)
+    if repeat is None:
+        return candidate
+    error = ChangeError(
+        f"the same candidate as round {repeat}, which was not kept: the current model is "
+        f"unchanged, so training it again would only repeat round {repeat}'s values",
+        {"__all__": "nothing new to try until a candidate is kept"},
+    )
+    return _sat_out(spec, error, repeat_of=repeat, budget=candidate["plan"].get("budget"))
+
+
 def _plan_guided(config: dict, current: dict) -> dict[str, Any]:
     spec, profile = current["spec"], current.get("profile")
     budget = round_budget(spec, config["budget_fraction"])
@@ -84,8 +124,9 @@ def _plan_guided(config: dict, current: dict) -> dict[str, Any]:
             {"profile": "profile the current model first (its first-seed job)"},
         )
         return _sat_out(spec, error, budget=budget)
+    tried = tuple(row["layer"] for row in current.get("rejected", []) if row["layer"])
     try:
-        choice = study_guided_change(spec, profile, config, budget=budget)
+        choice = study_guided_change(spec, profile, config, budget=budget, exclude_layers=tried)
         result = apply_change(spec, choice.operation, choice.parameters)
     except (ChangeError, SpecError) as error:
         return _sat_out(spec, error, budget=budget)
@@ -186,9 +227,12 @@ def study_round_plan(config: dict, index: int, current: dict[str, dict]) -> dict
     """Plan round `index` (>= 1) of a study.
 
     In: the cleaned study config (study_settings.study_config_clean), the round's index, and
-    per track of config["tracks"] its current model {"spec": dict, "profile": dict | None}
-    (the guided track needs the profile of its current model, ActivationProfile.to_dict(),
-    or for a transformer its head profile {"heads": ...}).
+    per track of config["tracks"] its current model {"spec": dict, "profile": dict | None,
+    "rejected": rejected_candidates(...)} (the guided track needs the profile of its current
+    model, ActivationProfile.to_dict(), or for a transformer its head profile {"heads": ...}).
+    A CNN guided rule skips the layers of rejected candidates; any track whose candidate is a
+    rejected one again sits the round out ("repeat_of" in its plan), so a comparison is never
+    counted twice.
     Out: per track {"spec": the candidate's spec, or None when the track sits the round out,
     "plan": how it was chosen (the rule's GuidedChoice, or the control's TrackChange less its
     spec, with "budget_source" "guided" or "own"; for a track sitting out {"error",
@@ -209,7 +253,9 @@ def study_round_plan(config: dict, index: int, current: dict[str, dict]) -> dict
     if missing:
         raise ValueError(f"no current model for track(s) {', '.join(missing)}")
     specs = {track: study_base_spec(config, current[track]["spec"]) for track in config["tracks"]}
-    planned = {GUIDED: _plan_guided(config, {**current[GUIDED], "spec": specs[GUIDED]})}
+    rejected = {track: current[track].get("rejected", []) for track in config["tracks"]}
+    guided = _plan_guided(config, {**current[GUIDED], "spec": specs[GUIDED]})
+    planned = {GUIDED: _without_repeat(specs[GUIDED], guided, rejected[GUIDED])}
     guided = planned[GUIDED]
     # A candidate that adds nothing sets no budget; the controls then size their own.
     has_budget = guided["spec"] is not None and guided["params_added"] >= 1
@@ -217,9 +263,8 @@ def study_round_plan(config: dict, index: int, current: dict[str, dict]) -> dict
     for track in (RANDOM, UNIFORM):
         if track in config["tracks"]:
             exclude = _guided_model_excluded(specs, guided) if track == RANDOM else None
-            planned[track] = _plan_control(
-                config, track, index, specs[track], guided_added, exclude
-            )
+            control = _plan_control(config, track, index, specs[track], guided_added, exclude)
+            planned[track] = _without_repeat(specs[track], control, rejected[track])
     return planned
 
 
@@ -227,6 +272,7 @@ __all__ = [
     "MULTI_STEP_OPERATION",
     "probe_layers",
     "random_track_seed",
+    "rejected_candidates",
     "study_base_spec",
     "study_round_plan",
 ]

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import silhouette_score
 
 from analysis.engine.changes import ChangeError, apply_change, insert_templates
 from analysis.engine.model_specs import count_model_parameters
@@ -187,6 +186,10 @@ def cluster_tightness(profile: ActivationProfile | dict, layer: str, n_clusters:
     Out: the silhouette score in [-1, 1] (higher: tighter, better separated clusters) of
     cluster_units' grouping, on the same per-unit standardised class means it clusters.
     """
+    # Imported here: the web process imports this module (through study_settings, to check
+    # a study's settings) and must not pay for scikit-learn.
+    from sklearn.metrics import silhouette_score
+
     profile = as_profile(profile)
     try:
         clusters = cluster_units(profile, layer, n_clusters)
@@ -267,6 +270,7 @@ def guided_change(
     budget: int,
     rule: str = WIDEN_MOST_SELECTIVE,
     n_clusters: int = DEFAULT_CLUSTERS,
+    exclude_layers: tuple[str, ...] = (),
 ) -> GuidedChoice:
     """Apply a guided rule to the track's current model.
 
@@ -277,7 +281,9 @@ def guided_change(
     whose cost is nearest the budget (at least one unit): a unit's cost is fixed by the model,
     so the result states how far it is from the budget. Out: GuidedChoice. Raises ChangeError
     keyed by field for an unknown rule or concept, a profile of another model, or a profile
-    without any widenable layer.
+    without any widenable layer. `exclude_layers`: widenable layers whose candidate was tried
+    from this very model and not kept; the rule ranks the others (the next-best layer), and
+    raises ChangeError (field "profile") when none is left.
     """
     if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
         raise ChangeError(
@@ -299,6 +305,13 @@ def guided_change(
         raise ChangeError(
             "no profiled layer carries the units of a widenable layer",
             {"profile": "profile a hidden layer (not only the output layer)"},
+        )
+    carriers = {name: unit for name, unit in carriers.items() if unit not in exclude_layers}
+    if not carriers:
+        tried = ", ".join(sorted(set(exclude_layers)))
+        raise ChangeError(
+            f"the rule's every layer ({tried}) was tried from this model and not kept",
+            {"profile": "nothing new to try until a candidate is kept"},
         )
     if rule == WIDEN_MOST_SELECTIVE:
         return _widen_most_selective(spec, profile, concept, budget, carriers)
@@ -429,16 +442,23 @@ def _add_heads_at_best(spec, role, threshold, budget, inputs, best) -> GuidedCho
                    inputs, budget, result, reason)  # fmt: skip
 
 
-def study_guided_change(spec: dict, profile: dict, config: dict, *, budget: int) -> GuidedChoice:
+def study_guided_change(
+    spec: dict, profile: dict, config: dict, *, budget: int, exclude_layers: tuple[str, ...] = ()
+) -> GuidedChoice:
     """The study's guided rule on its track's current model, for either family: the
     transformer rule with the config's head_role and threshold, else a CNN rule with its
-    concept. Raises ChangeError keyed by field."""
+    concept, skipping `exclude_layers` (layers already tried from this model and not kept;
+    the transformer rule has one choice per model, so a repeat of it sits the round out
+    instead: study_plans). Raises ChangeError keyed by field."""
     if is_transformer_spec(spec):
         return transformer_guided_change(
             spec, profile, budget=budget, role=config["head_role"],
             threshold=config["threshold"], rule=config["rule"],
         )  # fmt: skip
-    return guided_change(spec, profile, config["concept"], budget=budget, rule=config["rule"])
+    return guided_change(
+        spec, profile, config["concept"], budget=budget, rule=config["rule"],
+        exclude_layers=exclude_layers,
+    )  # fmt: skip
 
 
 __all__ = [

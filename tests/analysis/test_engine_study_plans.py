@@ -10,6 +10,7 @@ from analysis.engine.specs import count_parameters
 from analysis.engine.study_plans import (
     probe_layers,
     random_track_seed,
+    rejected_candidates,
     study_base_spec,
     study_round_plan,
 )
@@ -216,3 +217,72 @@ def test_every_track_needs_its_current_model():
     config = _config()
     with pytest.raises(ValueError, match="no current model for track"):
         study_round_plan(config, 1, {"guided": {"spec": SHAPES_CNN, "profile": None}})
+
+
+def _rejected_rows(round_index: int, planned: dict, tracks=("guided", "uniform")) -> list[dict]:
+    """Round `round_index`'s candidates of `tracks`, decided and not kept."""
+    return [{"index": round_index, "track": track, "spec": planned[track]["spec"],
+             "plan": planned[track]["plan"], "kept": False, "sat_out": False}
+            for track in tracks]  # fmt: skip
+
+
+def test_rejected_candidates_are_those_since_the_current_model_and_skip_sat_out_rounds():
+    row = {"track": "guided", "plan": {"layer": "conv2"}, "sat_out": False}
+    rows = [
+        {**row, "index": 1, "spec": {"a": 1}, "kept": False},
+        {**row, "index": 2, "spec": {"a": 2}, "kept": True},
+        {**row, "index": 3, "spec": {"a": 3}, "kept": False},
+        {**row, "index": 4, "spec": {"a": 2}, "kept": False, "sat_out": True},
+        {**row, "track": "random", "index": 3, "spec": {"a": 9}, "kept": False},
+    ]
+    assert rejected_candidates(rows, "guided") == [{"round": 3, "spec": {"a": 3}, "layer": "conv2"}]
+    assert rejected_candidates(rows, "uniform") == []
+
+
+def test_after_a_rejection_the_guided_rule_tries_the_next_layer_and_repeats_sit_out():
+    # Given round 1's guided (widen conv2) and uniform candidates were tried and not kept
+    config = _config()
+    profile = _profile({"relu2": [0.2, 0.9], "relu3": [0.5]})
+    first = study_round_plan(config, 1, _current(config, profile=profile))
+    assert first["guided"]["change_parameters"]["layer"] == "conv2"
+    rows = _rejected_rows(1, first)
+    current = _current(config, profile=profile)
+    for track in current:
+        current[track]["rejected"] = rejected_candidates(rows, track)
+    # When round 2 is planned from the same current models
+    second = study_round_plan(config, 2, current)
+    # Then the guided rule ranks the layers left: fc1 (relu3) is next
+    assert second["guided"]["change_parameters"]["layer"] == "fc1"
+    assert second["guided"]["spec"] != first["guided"]["spec"]
+    # and a control that would train the very same candidate again sits the round out
+    budget = second["guided"]["params_added"]
+    uniform = uniform_track_change(study_base_spec(config, SHAPES_CNN), budget, tolerance=0.05)
+    if uniform.spec == first["uniform"]["spec"]:
+        assert second["uniform"]["spec"] is None and second["uniform"]["plan"]["repeat_of"] == 1
+    else:
+        assert second["uniform"]["spec"] == uniform.spec
+
+
+def test_a_rule_with_every_layer_rejected_sits_out_and_a_repeated_uniform_candidate_too():
+    config = _config()
+    profile = _profile({"relu2": [0.2, 0.9], "relu3": [0.5]})
+    current = _current(config, profile=profile)
+    rows = []
+    for index in (1, 2, 3):
+        planned = study_round_plan(config, index, current)
+        rows += _rejected_rows(index, planned, tracks=("guided",))
+        current["guided"]["rejected"] = rejected_candidates(rows, "guided")
+    # conv1, conv2 and fc1 were each tried once; the rule has nothing new
+    assert sorted(row["plan"]["layer"] for row in rows) == ["conv1", "conv2", "fc1"]
+    planned = study_round_plan(config, 4, current)
+    assert planned["guided"]["spec"] is None
+    assert "tried from this model and not kept" in planned["guided"]["plan"]["error"]
+    # With the guided track out, the uniform track sizes its own budget; the same candidate
+    # rejected once is not trained again.
+    uniform = planned["uniform"]
+    current["uniform"]["rejected"] = rejected_candidates(
+        [{"index": 4, "track": "uniform", "spec": uniform["spec"], "plan": uniform["plan"],
+          "kept": False, "sat_out": False}], "uniform",
+    )  # fmt: skip
+    again = study_round_plan(config, 5, current)["uniform"]
+    assert again["spec"] is None and again["plan"]["repeat_of"] == 4

@@ -29,7 +29,7 @@ from analysis.engine.plans import baseline_spec
 from analysis.engine.run_settings import SettingsError
 from analysis.engine.specs import SpecError
 from analysis.engine.stats import compare_arms, verdict
-from analysis.engine.study_plans import study_round_plan
+from analysis.engine.study_plans import rejected_candidates, study_round_plan
 from analysis.engine.study_report import (
     study_final_report,
     study_round_decide,
@@ -155,8 +155,22 @@ def study_cancel(*, actor, study: Study) -> Study:
 def study_resume(*, actor, study: Study) -> Study:
     """Continue a cancelled or failed study from its first undecided round: that round's
     unfinished jobs are sent again (finished jobs keep their results). A round whose jobs had
-    all finished is decided by the worker that receives the one job message sent for it."""
-    return services.run_retry(actor=actor, run=study)
+    all finished is decided by the worker that receives the one job message sent for it.
+    From here on the workers send each next round, even for a study its caller ran
+    (dispatch=False): that caller is gone."""
+    with transaction.atomic():
+        resumed = services.run_retry(actor=actor, run=study)
+        _hand_to_workers(study.pk)
+    return resumed
+
+
+def _hand_to_workers(study_id: int) -> None:
+    """Record on round 0 that the workers, not the caller that requested the study, send its
+    next rounds (StudyRound.plan["dispatch"], read by _sent_to_workers)."""
+    base = StudyRound.objects.select_for_update().get(study_id=study_id, index=0)
+    if base.plan.get("dispatch", True) is False:
+        base.plan = {**base.plan, "dispatch": True}
+        base.save(update_fields=["plan"])
 
 
 # --- deciding rounds (called from workers after every study job) ------------------------------
@@ -241,12 +255,22 @@ def _round_results(study: AnalysisRun, index: int) -> dict[str, dict] | None:
     return {key: result for key, _, result in jobs}
 
 
-def _values(study: AnalysisRun, row: StudyRound, results: dict[str, dict]) -> list[float]:
-    """The metric per seed, in the study's seed order, from the round's job results."""
+def _values(study: AnalysisRun, row: StudyRound, results: dict[str, dict]) -> list[float | None]:
+    """The metric per seed, in the study's seed order, from the round's job results; None for
+    a seed whose metric was no number (NaN or infinite, stored as None by the job): the
+    statistics it enters are undefined and its candidate is not kept."""
     metric = study.config["metric"]
-    return [
-        float(results[key]["metrics"][metric])
+    values = [
+        results[key]["metrics"][metric]
         for key in study_round_keys(study.config, row.index, row.track)
+    ]
+    return [None if value is None else float(value) for value in values]
+
+
+def _undefined_seeds(study: AnalysisRun, values: list[float | None]) -> list[int]:
+    """The seeds whose value is None (the metric was no number), in the study's seed order."""
+    return [
+        seed for seed, value in zip(study.config["seeds"], values, strict=True) if value is None
     ]
 
 
@@ -314,10 +338,16 @@ def _round_plan(study: Study, index: int) -> None:
     a candidate sits the round out: its row keeps its current spec, no jobs) and its jobs,
     sent once the transaction commits."""
     current = _current_rows(study, before=index)
+    decided = [
+        {"index": row.index, "track": row.track, "spec": row.spec, "plan": row.plan,
+         "kept": row.kept, "sat_out": round_sat_out(row)}
+        for row in StudyRound.objects.filter(study=study, index__lt=index, decided_at__isnull=False)
+    ]  # fmt: skip
     state = {
-        track: {"spec": row.spec, "profile": _profile_of(study, row) if track == GUIDED else None}
+        track: {"spec": row.spec, "profile": _profile_of(study, row) if track == GUIDED else None,
+                "rejected": rejected_candidates(decided, track)}
         for track, row in current.items()
-    }
+    }  # fmt: skip
     planned = study_round_plan(study.config, index, state)
     keys = []
     for track in study.config["tracks"]:
@@ -348,8 +378,21 @@ def _round_plan(study: Study, index: int) -> None:
 
 
 def _sent_to_workers(study: AnalysisRun) -> bool:
-    plan = StudyRound.objects.values_list("plan", flat=True).get(study=study, index=0)
-    return plan.get("dispatch", True)
+    """Whether the next round goes to the workers: yes, unless the study's caller runs its
+    jobs (round 0's plan["dispatch"] is False) and no worker has run one of them. A worker
+    that ran one took the study over (the sweeper sent it a job whose caller died, or the
+    study was retried): from then on the workers send its rounds, as round 0 records."""
+    if not StudyRound.objects.filter(study=study, index=0, plan__dispatch=False).exists():
+        return True
+    if not _worker_ran_a_job(study.pk):
+        return False
+    _hand_to_workers(study.pk)
+    return True
+
+
+def _worker_ran_a_job(study_id: int) -> bool:
+    # A worker claims a job under its node name; the caller's own process claims with none.
+    return AnalysisJob.objects.filter(run_id=study_id).exclude(claimed_by="").exists()
 
 
 def _profile_of(study: AnalysisRun, row: StudyRound) -> dict | None:
@@ -442,14 +485,14 @@ def _round_records(study: Study, rows: dict[str, StudyRound], current: dict) -> 
         random = rows.get(RANDOM)
         control = random.values if random is not None and not round_sat_out(random) else []
         guided.change = _round_change(study, guided, current[GUIDED], insight)
-        guided.outcome = _round_outcome(study, guided, current[GUIDED], control)
+        guided.outcome = _round_outcome(study, guided, current[GUIDED], control, RANDOM)
     for track in CONTROL_TRACKS:
         row = rows.get(track)
         if row is None or round_sat_out(row):
             continue
         row.insight = insight or _controls_insight(study)
         row.change = _round_change(study, row, current[track], row.insight)
-        row.outcome = _round_outcome(study, row, current[track], [])
+        row.outcome = _round_outcome(study, row, current[track], [], "")
 
 
 def _finding_location(study: Study, plan: dict) -> tuple[str, list[int], str] | None:
@@ -658,12 +701,28 @@ def _round_change(
 
 
 def _round_outcome(
-    study: Study, row: StudyRound, current: StudyRound, control: list[float]
-) -> Outcome:
+    study: Study, row: StudyRound, current: StudyRound, control: list, control_track: str
+) -> Outcome | None:
     """The candidate against the track's current model, paired by seed (the keep decision's
-    comparison); the guided outcome also against the random candidate of the round."""
+    comparison); the guided outcome also against the random candidate of the round.
+
+    None when that comparison is undefined: a seed of the candidate or of the current model
+    has no number, so the keep decision had no effect to weigh (the candidate is not kept)
+    and an outcome, whose effect and per-seed values are numbers, cannot hold it. The round's
+    decision then says that no outcome was recorded, and why."""
     comparison = row.decision["comparison"]
     effect, low, high = comparison["difference"], comparison["ci_low"], comparison["ci_high"]
+    undefined = {"candidate": _undefined_seeds(study, row.values),
+                 "current model": _undefined_seeds(study, current.values)}  # fmt: skip
+    if effect is None or any(undefined.values()):
+        _decision_note(row, undefined)
+        return None
+    extra = []
+    if control and None in control:
+        seeds = ", ".join(map(str, _undefined_seeds(study, control)))
+        extra.append(f"- Not compared with the {control_track} candidate: its metric is no "
+                     f"number at seed(s) {seeds}.")  # fmt: skip
+        control = []
     if low is not None and high is not None:
         # The interval is centred on the mean difference; rounding in its last digit must
         # not break the outcome's rule that the interval contains the effect.
@@ -691,11 +750,25 @@ def _round_outcome(
             low, high, direction=study.config["direction"], minimum_effect=minimum_effect
         ),
         source=Outcome.Source.STUDY,
-        notes=_outcome_notes(study, row),
+        notes="\n".join([_outcome_notes(study, row), *extra]),
     )
     record_create(outcome, actor=None)
     events.record_outcome_recorded(actor=None, outcome=outcome)
     return outcome
+
+
+def _decision_note(row: StudyRound, undefined: dict[str, list[int]]) -> None:
+    """Say in the row's decision that the round recorded no outcome, and why."""
+    where = "; ".join(
+        f"the {whose}'s at seed(s) {', '.join(map(str, seeds))}"
+        for whose, seeds in undefined.items()
+        if seeds
+    )
+    why = (
+        f"no outcome recorded: the metric is no number ({where or 'undefined'}), so the "
+        "effect is undefined"
+    )
+    row.decision = {**row.decision, "outcome": why, "reason": f"{row.decision['reason']}; {why}"}
 
 
 def _outcome_notes(study: Study, row: StudyRound) -> str:
@@ -736,7 +809,13 @@ def studies_nudge_stalled() -> int:
     job done, the last one more than a lease ago (its worker died before deciding), and not
     nudged within a lease; studies whose caller runs the jobs (dispatch=False) are left to it.
     Called by every worker's sweeper. Returns how many were nudged; raises BrokerUnavailable
-    when the broker is down."""
+    when the broker is down.
+
+    First, a caller-run study that a worker has taken over (the sweeper sent it a job whose
+    lease ran out: its caller died) is handed to the workers: round 0 records that they send
+    its rounds, and it counts as never dispatched, so the next sweep sends its unfinished
+    jobs, which its dead caller never will."""
+    _studies_adopt_abandoned()
     stale = timezone.now() - services._lease()
     callers = StudyRound.objects.filter(index=0, plan__dispatch=False).values("study_id")
     stalled = (
@@ -760,3 +839,22 @@ def studies_nudge_stalled() -> int:
         AnalysisRun.objects.filter(pk=run_id).update(dispatched_at=timezone.now())
         nudged += 1
     return nudged
+
+
+def _studies_adopt_abandoned() -> None:
+    """Hand to the workers each live study whose caller runs its jobs but one of whose jobs a
+    worker has claimed (studies_nudge_stalled's docstring says why)."""
+    abandoned = (
+        StudyRound.objects.filter(
+            index=0,
+            plan__dispatch=False,
+            study__status__in=services.LIVE_STATUSES,
+            study__jobs__claimed_by__gt="",
+        )
+        .values_list("study_id", flat=True)
+        .distinct()
+    )
+    for study_id in list(abandoned[: services.SWEEP_BATCH]):
+        with transaction.atomic():
+            _hand_to_workers(study_id)
+            AnalysisRun.objects.filter(pk=study_id).update(dispatched_at=None)

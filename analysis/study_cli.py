@@ -149,12 +149,10 @@ def _dataset(options: dict) -> dict:
         "shapes",
     )
     dataset = {"name": name, **given}
-    if options.get("samples") is not None:
-        if name not in DATASET_SIZE_OPTION:
-            raise CommandError(
-                f"--samples sets an image dataset's size; the {name} task's probe set is "
-                "--probe-size."
-            )
+    # --samples is refused before this for a transformer, whose sequence task has no size
+    # (handle_study). On a CNN a sequence task's name is refused by the study's validator
+    # under dataset.name, so the sample count is left out for it to say so.
+    if options.get("samples") is not None and name in DATASET_SIZE_OPTION:
         dataset[DATASET_SIZE_OPTION[name]] = options["samples"]
     return dataset
 

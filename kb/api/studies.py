@@ -37,9 +37,14 @@ class StudyRequestSerializer(KbSerializer):
         required=False,
         default=dict,
         help_text="The study's design: `seeds` (a count, at least 3, or a list), `rounds` "
-        "(1-10, default 4), `budget_fraction` (0 < f <= 1, default 0.10), `concept`, `rule`, "
-        "`tracks` (guided and at least one of random and uniform), `metric`, `direction`, "
-        "`random_seed`, `tolerance`, `level`, and `dataset` and `train` as for experiments.",
+        "(1-10, default 4), `budget_fraction` (0 < f <= 1, default 0.10), `rule`, `tracks` "
+        "(guided and at least one of random and uniform), `metric`, `direction`, "
+        "`random_seed`, `tolerance`, `level`. A CNN or MLP also takes `concept` (required), "
+        "and `dataset` and `train` as for its experiments. A transformer takes instead "
+        '`dataset` (a sequence task, e.g. {"name": "induction", "length", '
+        '"segment"}; default induction fitted to the model), `train` ({"steps"}), '
+        "`probe_size`, `head_role` (previous_token, induction or duplicate_token; default "
+        "induction) and `threshold` (0-1, default 0.5); its metric defaults to test_loss.",
     )
 
     unknown_field_message = "Unknown field; study settings go inside `settings`."

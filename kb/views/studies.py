@@ -13,7 +13,7 @@ from analysis import study_selectors
 from analysis.engine.study_rules import GUIDED_RULES
 from kb import selectors
 from kb.study_charts import TRACK_NAMES, TRACK_ORDER, trajectory_chart
-from kb.study_forms import StudyForm
+from kb.study_forms import STUDY_FORMS, TRANSFORMER, study_form_family
 from kb.views.base import get_or_404, paginate, posted, require_perm, run_form_page
 
 COMPARISONS = [
@@ -30,16 +30,21 @@ def study_list(request):
 
 @require_perm("analysis.view_analysisrun", "analysis.add_analysisrun")
 def study_create(request):
-    form = StudyForm(posted(request), initial={"model": request.GET.get("model")})
+    """The form of one model family (?family=cnn|transformer, else the family of ?model=)."""
+    model_id = request.GET.get("model")
+    family = study_form_family(model_id, request.GET.get("family"))
+    form_class = STUDY_FORMS[family]
+    form = form_class(posted(request), initial={"model": model_id})
+    title = "New study of a transformer" if family == TRANSFORMER else "New study"
     return run_form_page(
         request,
         form,
         start=lambda config: study_services.study_request(
             actor=request.user, model=form.subject_model(), settings=config
         ),
-        aliases=StudyForm.CONFIG_FIELDS,
-        page={"title": "New study", "cancel": reverse("study-list"),
-              "submit": "Start the study", "template": "studies/form.html"},
+        aliases=form_class.CONFIG_FIELDS,
+        page={"title": title, "cancel": reverse("study-list"), "submit": "Start the study",
+              "template": "studies/form.html", "family": family},
         queued="Study queued.",
     )  # fmt: skip
 

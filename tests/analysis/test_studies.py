@@ -522,3 +522,146 @@ def test_two_workers_advancing_at_once_decide_the_round_once(researcher_user):
     assert StudyRound.objects.filter(study=study, index=2).count() == 3
     assert Outcome.objects.filter(source="study").count() == 3
     assert Event.objects.filter(action="outcome_recorded").count() == 3
+
+
+# --- who sends the next rounds: the caller, or the workers once they have the study ---------
+
+
+def _round_two_sent(study: Study, callbacks) -> bool:
+    """Whether deciding round 1 sent round 2's jobs: they exist, the study counts as not yet
+    dispatched (the sweeper sends them should the broker be down) and one dispatch waits for
+    the commit."""
+    study.refresh_from_db()
+    return (
+        study.jobs.filter(key__startswith="r2:").exists()
+        and study.dispatched_at is None
+        and len(callbacks) == 1
+    )
+
+
+def test_a_caller_run_study_resumed_from_a_page_has_its_next_rounds_sent_to_the_workers(
+    researcher_user, django_capture_on_commit_callbacks
+):
+    study = _study(researcher_user)  # its caller runs its jobs (dispatch=False)
+    _run_round_zero(study)
+    study_cancel(actor=researcher_user, study=study)
+    study_resume(actor=researcher_user, study=study)
+    assert StudyRound.objects.get(study=study, index=0).plan["dispatch"] is True
+    _give_results(study, 1, _round_one_given(study))
+    with django_capture_on_commit_callbacks() as callbacks:
+        study_advance(run_id=study.pk)
+    assert _round_two_sent(study, callbacks)
+
+
+def test_a_caller_run_study_whose_job_a_worker_ran_has_its_next_rounds_sent_to_the_workers(
+    researcher_user, django_capture_on_commit_callbacks
+):
+    """The sweeper sent a job of a study whose caller died; the worker that ran it decides
+    the round and sends the next."""
+    study = _study(researcher_user)
+    _run_round_zero(study)
+    _give_results(study, 1, _round_one_given(study))
+    study.jobs.filter(key="r1:uniform:s2").update(claimed_by="celery@worker-1")
+    with django_capture_on_commit_callbacks() as callbacks:
+        study_advance(run_id=study.pk)
+    assert _round_two_sent(study, callbacks)
+    assert StudyRound.objects.get(study=study, index=0).plan["dispatch"] is True
+
+
+def test_a_caller_run_study_keeps_its_rounds_while_its_caller_runs_them(
+    researcher_user, django_capture_on_commit_callbacks
+):
+    study = _study(researcher_user)
+    _run_round_zero(study)
+    _give_results(study, 1, _round_one_given(study))
+    with django_capture_on_commit_callbacks() as callbacks:
+        study_advance(run_id=study.pk)
+    study.refresh_from_db()
+    assert study.jobs.filter(key__startswith="r2:").exists()
+    assert (study.dispatched_at is not None, callbacks) == (True, [])
+    assert StudyRound.objects.get(study=study, index=0).plan["dispatch"] is False
+
+
+def test_the_sweeper_hands_a_caller_run_study_whose_caller_died_to_the_workers(
+    researcher_user, settings
+):
+    """The caller died in round 1: the sweeper sent the job whose lease ran out and a worker
+    claimed it; the round's other jobs, never sent, go to the workers at the next sweep."""
+    from analysis.dispatch import broker_mark
+    from tests.analysis.workers import require_redis, unique_queue
+
+    require_redis()
+    broker_mark()
+    settings.ANALYSIS_QUEUE = unique_queue()
+    study = _study(researcher_user)
+    _run_round_zero(study)
+    _give_results(study, 1, {"guided": _round_one_given(study)["guided"]})
+    study.jobs.filter(key="r1:random:s0").update(
+        status=AnalysisJob.Status.RUNNING, claimed_by="celery@worker-1", heartbeat_at=timezone.now()
+    )
+    assert services.runs_sweep() == services.Swept()  # handed over: dispatch it next sweep
+    assert StudyRound.objects.get(study=study, index=0).plan["dispatch"] is True
+    assert services.runs_sweep() == services.Swept(runs=1)
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    assert broker.llen(settings.ANALYSIS_QUEUE) == 6  # the round's unfinished jobs
+    broker.delete(settings.ANALYSIS_QUEUE)
+    assert services.runs_sweep() == services.Swept()
+
+
+# --- a metric that is no number --------------------------------------------------------------
+
+
+def _with_none(values: list[float], seed: int) -> list[float | None]:
+    return [None if index == seed else value for index, value in enumerate(values)]
+
+
+def test_a_candidate_without_a_number_at_a_seed_is_not_kept_and_records_no_outcome(
+    researcher_user,
+):
+    """A seed whose metric was NaN (stored as None by the job) leaves the comparison
+    undefined: the candidate is not kept, no outcome is recorded and the decision says so;
+    the study goes on."""
+    study = _study(researcher_user)
+    _run_round_zero(study)
+    given = _round_one_given(study)
+    _give_results(study, 1, given | {"guided": _with_none(given["guided"], 1)})
+    assert study_advance(run_id=study.pk) is False
+    study.refresh_from_db()
+    assert study.status != "failed", study.error
+    guided = StudyRound.objects.get(study=study, index=1, track="guided")
+    assert guided.values == _with_none(given["guided"], 1)
+    assert (guided.summary["n"], guided.summary["mean"]) == (3, None)
+    assert guided.kept is False
+    assert guided.decision["comparison"]["difference"] is None
+    why = (
+        "no outcome recorded: the metric is no number (the candidate's at seed(s) 1), so the "
+        "effect is undefined"
+    )
+    assert guided.decision["outcome"] == why
+    assert guided.decision["reason"].endswith(f"; {why}")
+    assert guided.outcome is None
+    assert (guided.insight is not None, guided.change.status) == (True, "evaluated")
+    assert set(Outcome.objects.values_list("study_round__track", flat=True)) == {
+        "random", "uniform",
+    }  # fmt: skip
+    assert StudyRound.objects.filter(study=study, index=2).count() == 3
+
+
+def test_a_random_candidate_without_a_number_is_left_out_of_the_guided_outcome(
+    researcher_user,
+):
+    study = _study(researcher_user)
+    _run_round_zero(study)
+    given = _round_one_given(study)
+    _give_results(study, 1, given | {"random": _with_none(given["random"], 2)})
+    study_advance(run_id=study.pk)
+    rows = {row.track: row for row in StudyRound.objects.filter(study=study, index=1)}
+    guided = rows["guided"].outcome
+    assert (guided.control_values, guided.effect_vs_control) == ([], None)
+    assert guided.notes.endswith(
+        "\n- Not compared with the random candidate: its metric is no number at seed(s) 2."
+    )
+    assert guided.verdict == "improved"
+    assert rows["random"].outcome is None
+    assert rows["random"].decision["outcome"].startswith("no outcome recorded")
+    assert rows["uniform"].outcome is not None

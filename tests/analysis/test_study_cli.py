@@ -103,8 +103,11 @@ def test_queue_saves_the_study_for_the_workers_and_prints_where_to_follow_it():
          "insert_after_tightest_clusters, got 'biggest_first'."),
         (["--epochs", "0"], "train.epochs (--epochs): must be a whole number from 1 to 100, "
          "got 0."),
+        # with TINY's --samples, which a sequence task has no use for: the task is refused
+        (["--dataset", "induction"], "dataset.name (--dataset): must be one of shapes, "
+         "digits, fashion-mnist, got 'induction'."),
     ],
-    ids=["rounds", "seeds", "budget", "tracks", "rule", "epochs"],
+    ids=["rounds", "seeds", "budget", "tracks", "rule", "epochs", "sequence-task-on-a-cnn"],
 )  # fmt: skip
 def test_a_bad_flag_is_refused_by_field_and_nothing_is_written(flags, message):
     model = BuiltinModelFactory()

@@ -375,3 +375,23 @@ def test_the_schema_documents_the_study_operations(api):
     assert paths["/api/studies/{id}/resume/"]["post"]["responses"]["202"]
     rounds = schema["components"]["schemas"]["StudyDetail"]["properties"]["rounds"]
     assert rounds["items"] == {"$ref": "#/components/schemas/StudyRound"}
+    settings = schema["components"]["schemas"]["StudyRequestRequest"]["properties"]["settings"]
+    for key in ("`concept`", "`probe_size`", "`head_role`", "`threshold`", '"steps"', "induction"):
+        assert key in settings["description"], key
+
+
+def test_a_researcher_requests_a_transformer_study_with_its_own_settings(api, researcher_user):
+    from tests.analysis.transformer_helpers import TINY_TRANSFORMER
+
+    transformer = BuiltinModelFactory(architecture_spec=TINY_TRANSFORMER)
+    settings = {"dataset": {"name": "induction", "length": 16, "segment": 4},
+                "train": {"steps": 6}, "seeds": 3, "probe_size": 16, "head_role": "induction",
+                "threshold": 0.4}  # fmt: skip
+    response = api(researcher_user).post(
+        "/api/studies/", {"model": transformer.pk, "settings": settings}, format="json"
+    )
+    assert response.status_code == 201, response.content
+    config = response.json()["config"]
+    assert (config["head_role"], config["threshold"], config["train"]["steps"]) == (
+        "induction", 0.4, 6,
+    )  # fmt: skip

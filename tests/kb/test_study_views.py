@@ -247,13 +247,78 @@ def test_bad_settings_are_errors_beside_their_field_and_nothing_is_written(
     assert message in " ".join(errors[field])
 
 
-def test_only_built_in_cnns_and_mlps_are_offered(client_r):
+def test_each_form_offers_the_built_in_models_of_its_family(client_r):
     cnn = BuiltinModelFactory(name="Shapes CNN")
-    BuiltinModelFactory(name="Tiny transformer", architecture_spec=TINY_TRANSFORMER)
+    transformer = BuiltinModelFactory(name="Tiny transformer", architecture_spec=TINY_TRANSFORMER)
     SubjectModelFactory(name="InceptionV1")
     form = client_r.get(reverse("study-create"), {"model": cnn.pk}).context["form"]
     assert form.fields["model"].choices == [(cnn.pk, "Shapes CNN")]
     assert form["model"].value() == str(cnn.pk)
+    assert "concept" in form.fields and "head_role" not in form.fields
+    # Opened for a transformer (the model page's link), or asked for: the transformer form.
+    for query in ({"model": transformer.pk}, {"family": "transformer"}):
+        response = client_r.get(reverse("study-create"), query)
+        form = response.context["form"]
+        assert form.fields["model"].choices == [(transformer.pk, "Tiny transformer")]
+        assert {"task", "length", "segment", "steps", "probe_size", "head_role",
+                "threshold"} <= set(form.fields)  # fmt: skip
+        assert "concept" not in form.fields and "epochs" not in form.fields
+        assert response.context["title"] == "New study of a transformer"
+    body = client_r.get(reverse("study-create")).content.decode()
+    assert f'href="{reverse("study-create")}?family=transformer"' in body
+
+
+def _transformer_form_data(**changes) -> dict:
+    data = {
+        "task": "induction", "length": 16, "segment": 4, "eval_seed": "", "train_fraction": "",
+        "split_seed": "", "steps": 6, "probe_size": 16, "seeds": 3, "rounds": 2,
+        "budget_fraction": 0.3, "head_role": "induction", "threshold": 0.4,
+        "rule": "insert_attention_until_role", "tracks": ["guided", "random", "uniform"],
+        "random_seed": 7,
+    }  # fmt: skip
+    return data | changes
+
+
+def test_the_transformer_form_starts_a_study_with_its_design_frozen(client_r):
+    transformer = BuiltinModelFactory(architecture_spec=TINY_TRANSFORMER)
+    url = f"{reverse('study-create')}?model={transformer.pk}"
+    response = client_r.post(url, _transformer_form_data(model=transformer.pk))
+    study = Study.objects.get()
+    assert response.status_code == 302
+    assert response.url == reverse("study-detail", args=[study.pk])
+    config = study.config
+    assert study.subject_model == transformer
+    assert (config["dataset"]["name"], config["dataset"]["length"]) == ("induction", 16)
+    assert config["dataset"]["segment"] == 4
+    assert (config["train"]["steps"], config["probe_size"], config["seeds"]) == (6, 16, [0, 1, 2])
+    assert (config["head_role"], config["threshold"], config["rule"]) == (
+        "induction", 0.4, "insert_attention_until_role",
+    )  # fmt: skip
+    assert (config["rounds"], config["budget_fraction"], config["random_seed"]) == (2, 0.3, 7)
+    assert "concept" not in config
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"threshold": 1.5}, "threshold", "1.5"),
+        ({"steps": 0}, "steps", ""),
+        ({"segment": 12}, "segment", ""),
+        ({"head_role": "copying"}, "head_role", "Select a valid choice."),
+        ({"seeds": 2}, "seeds", "use 3 to 20 seeds, got 2."),
+    ],
+)
+def test_bad_transformer_settings_are_errors_beside_their_field_and_nothing_is_written(
+    client_r, changes, field, message
+):
+    transformer = BuiltinModelFactory(architecture_spec=TINY_TRANSFORMER)
+    url = f"{reverse('study-create')}?family=transformer"
+    with nothing_written():
+        response = client_r.post(url, _transformer_form_data(model=transformer.pk, **changes))
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert list(errors) == [field], errors
+    assert message in " ".join(errors[field])
 
 
 def test_a_model_that_is_not_offered_is_refused(client_r):
@@ -263,13 +328,12 @@ def test_a_model_that_is_not_offered_is_refused(client_r):
     assert list(response.context["form"].errors) == ["model"]
 
 
-def test_the_model_page_offers_a_study_of_a_built_in_cnn_only(client_r):
-    cnn = BuiltinModelFactory()
-    transformer = BuiltinModelFactory(architecture_spec=TINY_TRANSFORMER)
-    link = f'href="{reverse("study-create")}?model={cnn.pk}"'
-    assert link in client_r.get(cnn.get_absolute_url()).content.decode()
-    page = client_r.get(transformer.get_absolute_url()).content.decode()
-    assert reverse("study-create") not in page
+def test_the_model_page_offers_a_study_of_a_built_in_cnn_or_transformer(client_r):
+    for model in (BuiltinModelFactory(), BuiltinModelFactory(architecture_spec=TINY_TRANSFORMER)):
+        link = f'href="{reverse("study-create")}?model={model.pk}"'
+        assert link in client_r.get(model.get_absolute_url()).content.decode()
+    uploaded = SubjectModelFactory()
+    assert reverse("study-create") not in client_r.get(uploaded.get_absolute_url()).content.decode()
 
 
 # --- the live page ----------------------------------------------------------------------------
@@ -306,6 +370,23 @@ def test_the_page_shows_each_rounds_numbers_decision_and_records(client_r, resea
     assert '<span class="status status-sat-out">sat out</span>' in uniform
     assert uniform.count("<td>—</td>") == 2  # no mean, no interval
     assert "Round 2 of 2" in body  # round 1 decided, round 2 next
+
+
+def test_a_transformer_study_page_shows_its_head_role_threshold_and_task(client_r, researcher_user):
+    transformer = BuiltinModelFactory(architecture_spec=TINY_TRANSFORMER)
+    settings = {"dataset": {"name": "induction", "length": 16, "segment": 4},
+                "train": {"steps": 6}, "seeds": 3, "probe_size": 16, "threshold": 0.4}  # fmt: skip
+    study = study_request(actor=researcher_user, model=transformer, settings=settings,
+                          dispatch=False)  # fmt: skip
+    body = client_r.get(study.get_absolute_url()).content.decode()
+    assert (
+        "<dt>Head role</dt><dd>induction (a head plays it at a score of 0.4 or more)</dd>" in body
+    )
+    assert (
+        "<dt>Task</dt><dd>induction, 16 tokens per sequence, a segment of 4 that repeats; 6 "
+        "training steps; 16 probe sequences</dd>" in body
+    )
+    assert "<dt>Concept</dt>" not in body and "<dt>Dataset</dt>" not in body
 
 
 def test_an_undecided_round_shows_dashes_and_pending(client_r, researcher_user):

@@ -25,9 +25,11 @@ def test_urlconf_views_and_admin_do_not_import_torch():
         "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'kb.settings')\n"
         "import django; django.setup()\n"
         "import kb.urls, kb.views, kb.admin, kb.services.insights, kb.demo, analysis.admin\n"
+        "import kb.api.urls, kb.study_forms, analysis.studies\n"
         "from django.urls import get_resolver\n"
         "for pattern in get_resolver().url_patterns: pass\n"
-        "print('torch' in sys.modules)\n"
+        # scikit-learn too: studies plan rounds in the web process and never cluster there.
+        "print('torch' in sys.modules, 'sklearn' in sys.modules)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -36,4 +38,4 @@ def test_urlconf_views_and_admin_do_not_import_torch():
         check=True,
         cwd=settings.BASE_DIR,
     )
-    assert result.stdout.strip() == "False"
+    assert result.stdout.strip() == "False False"

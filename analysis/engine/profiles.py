@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.cluster import AgglomerativeClustering
 
 SELECTIVITY_EPS = 1e-7
 LOCALISE_TOP_FRACTION = 0.1
@@ -234,6 +233,9 @@ def cluster_units(
     features = class_means.T
     spread = features.std(axis=1, keepdims=True)
     features = (features - features.mean(axis=1, keepdims=True)) / np.where(spread > 0, spread, 1)
+    # Imported here: the web process plans studies with this module and never clusters.
+    from sklearn.cluster import AgglomerativeClustering
+
     labels = AgglomerativeClustering(n_clusters=n_clusters).fit_predict(features)
     clusters = [np.flatnonzero(labels == label).tolist() for label in range(n_clusters)]
     return sorted(clusters, key=lambda members: (-len(members), members[0]))

@@ -856,5 +856,7 @@ def _studies_adopt_abandoned() -> None:
     )
     for study_id in list(abandoned[: services.SWEEP_BATCH]):
         with transaction.atomic():
+            # The run row first, as study_advance locks it, so the two never wait on each other.
+            AnalysisRun.objects.select_for_update().filter(pk=study_id).first()
             _hand_to_workers(study_id)
             AnalysisRun.objects.filter(pk=study_id).update(dispatched_at=None)

@@ -178,6 +178,29 @@ def _control_record(change: TrackChange, budget_source: str) -> dict[str, Any]:
     }
 
 
+# Draws of the random track tried before it gives up on finding a candidate it has not
+# already trained and rejected from the same model.
+MAX_RANDOM_REDRAWS = 8
+
+
+def _random_draw(spec, budget, seed, tolerance, exclude, rejected, recorded) -> TrackChange:
+    """The random track's change, drawn again (seeds derived from the round's, recorded as
+    "redraws") while it would be a candidate already rejected from this model: a random
+    track has other candidates to try, so it does not sit the round out for a repeat."""
+    tried = [row["spec"] for row in rejected]
+    change = None
+    for redraw in range(MAX_RANDOM_REDRAWS):
+        draw_seed = seed if redraw == 0 else random_track_seed(seed, redraw)
+        change = random_track_change(
+            spec, budget, seed=draw_seed, tolerance=tolerance, exclude=exclude
+        )
+        if change.spec not in tried:
+            if redraw:
+                recorded["redraws"] = redraw
+            return change
+    return change  # every draw repeats a rejected candidate: _without_repeat sits it out
+
+
 def _plan_control(
     config: dict,
     track: str,
@@ -185,6 +208,7 @@ def _plan_control(
     spec: dict,
     guided_added: int | None,
     exclude: tuple[str, dict] | None = None,
+    rejected: list[dict] | None = None,
 ):
     if guided_added is not None:
         budget, source = guided_added, "guided"
@@ -197,14 +221,14 @@ def _plan_control(
         recorded["seed"] = seed
     try:
         if track == RANDOM:
-            change = random_track_change(
-                spec, budget, seed=seed, tolerance=tolerance, exclude=exclude
-            )
+            change = _random_draw(spec, budget, seed, tolerance, exclude, rejected, recorded)
         else:
             change = uniform_track_change(spec, budget, tolerance=tolerance)
     except (ChangeError, SpecError) as error:
         return _sat_out(spec, error, **recorded)
     planned = _control_record(change, source)
+    if "redraws" in recorded:
+        planned["plan"]["redraws"] = recorded["redraws"]
     if exclude is not None:
         planned["plan"]["excluded"] = {"operation": exclude[0], "parameters": exclude[1]}
     return planned
@@ -230,9 +254,10 @@ def study_round_plan(config: dict, index: int, current: dict[str, dict]) -> dict
     per track of config["tracks"] its current model {"spec": dict, "profile": dict | None,
     "rejected": rejected_candidates(...)} (the guided track needs the profile of its current
     model, ActivationProfile.to_dict(), or for a transformer its head profile {"heads": ...}).
-    A CNN guided rule skips the layers of rejected candidates; any track whose candidate is a
-    rejected one again sits the round out ("repeat_of" in its plan), so a comparison is never
-    counted twice.
+    A CNN guided rule skips the layers of rejected candidates; the random track draws again
+    (up to MAX_RANDOM_REDRAWS, "redraws" in its plan); a track whose candidate is still a
+    rejected one sits the round out ("repeat_of" in its plan), so a comparison is never counted
+    twice, while the controls keep the budget the guided track would spend.
     Out: per track {"spec": the candidate's spec, or None when the track sits the round out,
     "plan": how it was chosen (the rule's GuidedChoice, or the control's TrackChange less its
     spec, with "budget_source" "guided" or "own"; for a track sitting out {"error",
@@ -256,14 +281,17 @@ def study_round_plan(config: dict, index: int, current: dict[str, dict]) -> dict
     rejected = {track: current[track].get("rejected", []) for track in config["tracks"]}
     guided = _plan_guided(config, {**current[GUIDED], "spec": specs[GUIDED]})
     planned = {GUIDED: _without_repeat(specs[GUIDED], guided, rejected[GUIDED])}
-    guided = planned[GUIDED]
-    # A candidate that adds nothing sets no budget; the controls then size their own.
+    # A candidate that adds nothing sets no budget; the controls then size their own. A guided
+    # candidate that sits out only as a repeat still sets it: the controls go on spending what
+    # the guided track would, so their budget stays equal.
     has_budget = guided["spec"] is not None and guided["params_added"] >= 1
     guided_added = guided["params_added"] if has_budget else None
     for track in (RANDOM, UNIFORM):
         if track in config["tracks"]:
             exclude = _guided_model_excluded(specs, guided) if track == RANDOM else None
-            control = _plan_control(config, track, index, specs[track], guided_added, exclude)
+            control = _plan_control(
+                config, track, index, specs[track], guided_added, exclude, rejected[track]
+            )
             planned[track] = _without_repeat(specs[track], control, rejected[track])
     return planned
 

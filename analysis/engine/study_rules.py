@@ -240,8 +240,10 @@ def _insert_after_tightest(spec, profile, concept, budget, carriers, n_clusters)
         f"{best['silhouette']:.2f}{versus}): insert a {template['type']} layer of "
         f"{_units(parameters['layer'][width_field])} after {after}, {_budget_words(result, budget)}"
     )
+    # The choice's layer is the widenable layer the insertion follows (the one it ranked), so
+    # a rejected insertion excludes that layer next time, as a rejected widening does.
     return _choice(INSERT_AFTER_TIGHTEST_CLUSTERS, concept, "insert_layer", parameters,
-                   parameters["layer"]["name"], inputs, budget, result, reason)  # fmt: skip
+                   best["layer"], inputs, budget, result, reason)  # fmt: skip
 
 
 def _template_after(spec: dict, after: str) -> dict:

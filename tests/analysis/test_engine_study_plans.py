@@ -286,3 +286,51 @@ def test_a_rule_with_every_layer_rejected_sits_out_and_a_repeated_uniform_candid
     )  # fmt: skip
     again = study_round_plan(config, 5, current)["uniform"]
     assert again["spec"] is None and again["plan"]["repeat_of"] == 4
+
+
+def test_after_a_rejected_insertion_the_cluster_rule_inserts_after_another_layer():
+    config = _config(rule="insert_after_tightest_clusters")
+    profile = _profile({"relu2": [0.2, 0.9], "relu3": [0.5]})
+    first = study_round_plan(config, 1, _current(config, profile=profile))
+    current = _current(config, profile=profile)
+    current["guided"]["rejected"] = rejected_candidates(
+        _rejected_rows(1, first, ("guided",)), "guided"
+    )
+    second = study_round_plan(config, 2, current)
+    assert second["guided"]["spec"] is not None
+    assert second["guided"]["plan"]["layer"] != first["guided"]["plan"]["layer"]
+    assert (
+        second["guided"]["change_parameters"]["after"]
+        != first["guided"]["change_parameters"]["after"]
+    )
+
+
+def test_a_repeated_guided_candidate_sits_out_but_the_controls_keep_its_budget():
+    config = _config()
+    profile = _profile({"relu2": [0.2, 0.9], "relu3": [0.5]})
+    first = study_round_plan(config, 1, _current(config, profile=profile))
+    current = _current(config, profile=profile)
+    rows = _rejected_rows(1, first, ("guided",))
+    # The rule's every other layer was tried too, so only a repeat of round 1 is left.
+    rows[0]["plan"] = {**rows[0]["plan"], "layer": None}
+    current["guided"]["rejected"] = rejected_candidates(rows, "guided")
+    second = study_round_plan(config, 2, current)
+    assert second["guided"]["spec"] is None and second["guided"]["plan"]["repeat_of"] == 1
+    for track in ("random", "uniform"):
+        assert second[track]["plan"]["budget"] == first["guided"]["params_added"]
+
+
+def test_the_random_track_draws_again_instead_of_repeating_a_rejected_candidate():
+    config = _config()
+    profile = _profile({"relu2": [0.2, 0.9], "relu3": [0.5]})
+    current = _current(config, profile=profile)
+    planned = study_round_plan(config, 2, current)
+    # Given round 2's very draw was tried in round 1 from the same model and not kept
+    current["random"]["rejected"] = rejected_candidates(
+        [{"index": 1, "track": "random", "spec": planned["random"]["spec"],
+          "plan": planned["random"]["plan"], "kept": False, "sat_out": False}], "random",
+    )  # fmt: skip
+    again = study_round_plan(config, 2, current)["random"]
+    assert again["spec"] is not None and again["spec"] != planned["random"]["spec"]
+    assert again["plan"]["redraws"] >= 1
+    assert abs(again["params_added"] - again["plan"]["budget"]) <= 0.05 * again["plan"]["budget"]

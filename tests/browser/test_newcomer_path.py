@@ -32,6 +32,9 @@ def worker_settings(settings, tmp_path):
 
 def select_passage(page, container: str, passage: str) -> None:
     """Select `passage` inside the container as a mouse drag would (a DOM Range)."""
+    # The page's scripts listen for the selection from DOMContentLoaded on; a heading can be
+    # visible before that on a busy host, and a selection made earlier is never seen.
+    page.wait_for_load_state("domcontentloaded")
     page.evaluate(
         """([selector, passage]) => {
             const root = document.querySelector(selector);

@@ -126,7 +126,8 @@ PROTECTED = [
     ("survey-delete", "survey", [("answer", 1), ("interview", 1)]),
     ("interview-delete", "interview", [("insight highlight", 1)]),
     ("highlight-delete", "highlight", [("insight highlight", 1)]),
-    ("model-delete", "model", [("architecture changes", 3), ("finding", 1)]),
+    # the world's study is an analysis run of the model
+    ("model-delete", "model", [("analysis run", 1), ("architecture changes", 3), ("finding", 1)]),
     ("finding-delete", "finding", [("insight finding", 1)]),
     ("insight-delete", "insight", [("architecture changes", 3)]),
     ("change-delete", "change", [("analysis run", 1), ("outcome", 1)]),

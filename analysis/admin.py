@@ -20,26 +20,34 @@ JOB_FIELDS = [
 ]
 
 
-class AnalysisJobInline(admin.TabularInline):
-    model = AnalysisJob
+class ReadOnlyInline(admin.TabularInline):
+    """Rows written by workers only: shown, never added, edited or deleted here."""
+
     extra = 0
-    fields = JOB_FIELDS
-    readonly_fields = JOB_FIELDS
     can_delete = False
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
 
-def _apply(modeladmin, request, queryset, change, verb: str) -> None:
-    for run in queryset:
+class AnalysisJobInline(ReadOnlyInline):
+    model = AnalysisJob
+    fields = JOB_FIELDS
+    readonly_fields = JOB_FIELDS
+
+
+def _apply(modeladmin, request, queryset, change, verb: str, *, keyword: str = "run") -> None:
+    """Call a service (run_cancel, study_resume, ...) on each selected record and report each
+    result; `keyword` is the record's argument name and its label."""
+    label = keyword.capitalize()
+    for record in queryset:
         try:
-            change(actor=request.user, run=run)
+            change(actor=request.user, **{keyword: record})
         except ValidationError as error:
-            modeladmin.message_user(request, f"Run {run.pk}: {' '.join(error.messages)}",
+            modeladmin.message_user(request, f"{label} {record.pk}: {' '.join(error.messages)}",
                                     level=messages.ERROR)  # fmt: skip
         else:
-            modeladmin.message_user(request, f"Run {run.pk} {verb}.", messages.SUCCESS)
+            modeladmin.message_user(request, f"{label} {record.pk} {verb}.", messages.SUCCESS)
 
 
 @admin.action(description="Cancel the selected runs", permissions=["change"])
@@ -140,36 +148,20 @@ ROUND_FIELDS = [
 ]
 
 
-class StudyRoundInline(admin.TabularInline):
+class StudyRoundInline(ReadOnlyInline):
     model = StudyRound
-    extra = 0
     fields = ROUND_FIELDS
     readonly_fields = ROUND_FIELDS
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-
-def _apply_to_studies(modeladmin, request, queryset, change, verb: str) -> None:
-    for study in queryset:
-        try:
-            change(actor=request.user, study=study)
-        except ValidationError as error:
-            modeladmin.message_user(request, f"Study {study.pk}: {' '.join(error.messages)}",
-                                    level=messages.ERROR)  # fmt: skip
-        else:
-            modeladmin.message_user(request, f"Study {study.pk} {verb}.", messages.SUCCESS)
 
 
 @admin.action(description="Cancel the selected studies", permissions=["change"])
 def cancel_studies(modeladmin, request, queryset) -> None:
-    _apply_to_studies(modeladmin, request, queryset, studies.study_cancel, "cancelled")
+    _apply(modeladmin, request, queryset, studies.study_cancel, "cancelled", keyword="study")
 
 
 @admin.action(description="Resume the selected cancelled or failed studies", permissions=["change"])
 def resume_studies(modeladmin, request, queryset) -> None:
-    _apply_to_studies(modeladmin, request, queryset, studies.study_resume, "resumed")
+    _apply(modeladmin, request, queryset, studies.study_resume, "resumed", keyword="study")
 
 
 @admin.register(Study)

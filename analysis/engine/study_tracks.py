@@ -211,9 +211,22 @@ def uniform_track_change(
         raise ChangeError(
             "the model has no unit-holding layer to widen", {"budget": "nothing to widen"}
         )
-    upper = budget * (1 + tolerance)
+    options = _uniform_options(spec, widths, budget * (1 + tolerance))
+    factor, new_widths = _most_even_within_budget(
+        options, widths, budget, tolerance,
+        what="common widening factor", units="whole units of these layers",
+        field_error="no uniform widening fits this budget",
+    )  # fmt: skip
+    return _uniform_result(spec, widths, factor, new_widths, budget, tolerance)
+
+
+def _most_even_within_budget(options, widths, budget, tolerance, *, what, units, field_error):
+    """The uniform tracks' choice among (factor, new widths, params added) options: within the
+    tolerance, the most even growth, then the nearest the budget (options come smallest factor
+    first, so ties keep the smallest). Out: (factor, new widths). Raises ChangeError (field
+    "budget") naming the nearest sizes when none fits."""
     best, below, above = None, None, None
-    for factor, option, added in _uniform_options(spec, widths, upper):
+    for factor, option, added in options:
         gap = abs(added - budget)
         key = (_growth_spread(widths, option), gap)
         if gap <= tolerance * budget and (best is None or key < best[0]):
@@ -223,11 +236,11 @@ def uniform_track_change(
     if best is None:
         nearest = " and ".join(f"{value:+,}" for value in (below, above) if value is not None)
         raise ChangeError(
-            f"no common widening factor adds {budget:+,} parameters within {tolerance:.0%}: "
-            f"whole units of these layers step past the budget (nearest: {nearest or 'none'})",
-            {"budget": "no uniform widening fits this budget"},
+            f"no {what} adds {budget:+,} parameters within {tolerance:.0%}: "
+            f"{units} step past the budget (nearest: {nearest or 'none'})",
+            {"budget": field_error},
         )
-    return _uniform_result(spec, widths, best[1], best[2], budget, tolerance)
+    return best[1], best[2]
 
 
 def _uniform_result(spec, widths, factor, new_widths, budget, tolerance) -> TrackChange:
@@ -318,23 +331,13 @@ def transformer_uniform_track_change(
     """
     _check_budget(budget, tolerance)
     widths = transformer_unit_layers(spec)
-    upper = budget * (1 + tolerance)
-    best, below, above = None, None, None
-    for factor, option, added in _transformer_uniform_options(spec, widths, upper):
-        gap = abs(added - budget)
-        key = (_growth_spread(widths, option), gap)
-        if gap <= tolerance * budget and (best is None or key < best[0]):
-            best = (key, factor, option)
-        below = max(below or added, added) if added < budget else below
-        above = min(above or added, added) if added > budget else above
-    if best is None:
-        nearest = " and ".join(f"{value:+,}" for value in (below, above) if value is not None)
-        raise ChangeError(
-            f"no common growth factor adds {budget:+,} parameters within {tolerance:.0%}: "
-            f"whole heads and neurons step past the budget (nearest: {nearest or 'none'})",
-            {"budget": "no uniform growth fits this budget"},
-        )
-    return _transformer_uniform_result(spec, widths, best[1], best[2], budget, tolerance)
+    options = _transformer_uniform_options(spec, widths, budget * (1 + tolerance))
+    factor, new_sizes = _most_even_within_budget(
+        options, widths, budget, tolerance,
+        what="common growth factor", units="whole heads and neurons",
+        field_error="no uniform growth fits this budget",
+    )  # fmt: skip
+    return _transformer_uniform_result(spec, widths, factor, new_sizes, budget, tolerance)
 
 
 def _transformer_uniform_result(spec, widths, factor, new_sizes, budget, tolerance):

@@ -7,9 +7,15 @@ Per head, over the probe sequences (means over the queries where a score is defi
   query's token (k - 1 holds the token, k < q, so a previous-token head does not count);
 - attention entropy (nats) of the query's pattern.
 Each batch's patterns [B, H, P, P] are folded into per-head float64 sums inside the hook and
-dropped: no L x L pattern outlives its batch. MLP neurons (`blocks.{i}.mlp.hook_post`) get the
-CNN profile's statistics (activations._StreamingUnitStats), one row per (sequence, position),
-with the current token as the class and the task's per-position attributes.
+dropped: no L x L pattern outlives its batch. The entropy needs no logarithm per pattern entry:
+with log p = s - lse over a query's unmasked keys (s the scores, lse their log-sum-exp), the
+entropy is lse - sum_k p_k s_k, and lse = s_qq - log p_qq from the query's own key, which is
+never masked (rows whose p_qq underflowed get lse from their scores). MLP neurons
+(`blocks.{i}.mlp.hook_post`) get the CNN profile's statistics, one row per (sequence,
+position), with the current token as the class and the task's per-position attributes,
+summed in float32 within a batch (the activations' own precision) and in float64 across
+batches, around a per-neuron shift and around the probe's attribute means so that no sum
+cancels (agreement with float64 sums: tests/analysis/test_engine_transformer_profiles.py).
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ HEAD_SCORES = ("previous_token", "induction", "duplicate_token", "entropy")
 # vocabularies are profiled without token classes.
 MAX_TOKEN_CLASSES = 256
 FINDING_THRESHOLD = 0.5
+# Values per chunk of a batch that the statistics take in turn, so that a chunk's passes
+# find it in the core's cache (256 KiB of float32; this machine's L2 is 512 KiB per core).
+CACHE_CHUNK_VALUES = 65536
 ROLE_NAMES = {
     "previous_token": "a previous-token head",
     "induction": "an induction head",
@@ -153,8 +162,8 @@ class _HeadScoreSums:
 
     The token-matching keys are few, so their attention is gathered at the (b, q, k) indices
     head_score_keys lists rather than multiplied by whole masks; the previous-token score
-    reads the pattern's first subdiagonal. Measured on [64, 4, 40, 40] patterns: ~10x cheaper
-    than three mask products, and the entropy's p * log p ~3x cheaper than xlogy.
+    reads the pattern's first subdiagonal; the entropy takes one product pass over the
+    pattern and its scores (see the module docstring), measured ~3x cheaper than p * log p.
     """
 
     def __init__(self) -> None:
@@ -162,6 +171,8 @@ class _HeadScoreSums:
         self.counts: dict[str, dict[str, torch.Tensor]] = {}
         self.keys: dict[str, tuple[torch.Tensor, ...]] = {}
         self.queries: dict[str, torch.Tensor] = {}
+        self.scores_seen: dict[str, torch.Tensor] = {}
+        self.product: torch.Tensor | None = None  # a reused block for p * s, a chunk's worth
 
     def set_tokens(self, tokens: torch.Tensor) -> None:
         """Find the keys and count the scored queries of the batch about to run."""
@@ -172,6 +183,11 @@ class _HeadScoreSums:
             self.queries[name] = torch.tensor(float(count), dtype=torch.float64)
         self.queries = {name: count.to(tokens.device) for name, count in self.queries.items()}
 
+    def record_scores(self, layer: str, scores: torch.Tensor) -> None:
+        """In: the layer's attention scores [B, H, Pq, Pk] (masked keys -inf), held until
+        the same layer's pattern arrives."""
+        self.scores_seen[layer] = scores
+
     def record(self, layer: str, pattern: torch.Tensor) -> None:
         """In: pattern [B, H, Pq, Pk]. Adds the batch's per-head sums; keeps no pattern."""
         by_key = pattern.permute(0, 2, 3, 1)  # [B, Pq, Pk, H], a view
@@ -179,11 +195,8 @@ class _HeadScoreSums:
             "previous_token": pattern.diagonal(-1, -2, -1).sum(dim=(0, 2)).double(),  # [H]
             **{name: by_key[index].sum(dim=0).double() for name, index in self.keys.items()},
         }
-        # p log p, with 0 log 0 = 0: a zero p times the log of a tiny finite number is 0.
-        # In place on one temporary (bitwise the same as three out-of-place ops).
-        plogp = pattern.clamp_min(torch.finfo(pattern.dtype).tiny)
-        plogp.log_().mul_(pattern)
-        batch_sums["entropy"] = -plogp.sum(dim=(0, 2, 3)).double()  # [H]
+        scores = self.scores_seen.pop(layer.removesuffix("hook_pattern") + "hook_attn_scores")
+        batch_sums["entropy"] = self._entropy_sums(pattern, scores)
         if layer not in self.sums:
             self.sums[layer] = batch_sums
             self.counts[layer] = {name: count.clone() for name, count in self.queries.items()}
@@ -191,6 +204,31 @@ class _HeadScoreSums:
         for name in HEAD_SCORES:
             self.sums[layer][name] += batch_sums[name]
             self.counts[layer][name] += self.queries[name]
+
+    def _entropy_sums(self, pattern: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """Out: float64 [H], each head's attention entropy (nats) summed over the batch's
+        queries.
+
+        In: pattern [B, H, Pq, Pk] = softmax(scores), masked keys -inf. Per query, entropy =
+        lse - sum_k p_k s_k (masked keys: p = 0 and s = -inf, a NaN product that nansum
+        leaves out), with lse = s_qq - log p_qq from the query's own key. Where p_qq is below
+        the smallest normal float its logarithm loses precision; those rows' lse comes from
+        their scores. The products are taken a few sequences at a time into one reused
+        block that stays in the core's cache (measured ~5x cheaper than one pass over the
+        batch)."""
+        chunk = max(1, CACHE_CHUNK_VALUES // pattern[0].numel())
+        if self.product is None or self.product.numel() < chunk * pattern[0].numel():
+            self.product = pattern.new_empty(chunk * pattern[0].numel())
+        dot = torch.cat([
+            torch.mul(p, s, out=self.product[: p.numel()].view(p.shape)).nansum(dim=-1)
+            for p, s in zip(pattern.split(chunk), scores.split(chunk), strict=True)
+        ]).double()  # [B, H, Pq]  # fmt: skip
+        own = pattern.diagonal(0, -2, -1)  # p_qq [B, H, Pq]
+        lse = scores.diagonal(0, -2, -1).double() - own.double().log()
+        lost = own < torch.finfo(own.dtype).tiny
+        if lost.any():
+            lse[lost] = torch.logsumexp(scores[lost].double(), dim=-1)
+        return (lse - dot).sum(dim=(0, 2))
 
     def scores(self) -> dict[str, HeadScores]:
         """Out: {layer: HeadScores} (nan where no query was scored)."""
@@ -208,93 +246,138 @@ class _HeadScoreSums:
 
 class _TokenRowStats(_StreamingUnitStats):
     """The CNN profile's running sums (same keys, same layer_profiles()), fed rows whose class
-    is a token. Measured on 64-sequence batches of 64 positions and two MLPs of 256 neurons,
-    where folding a batch by the CNN path took longer than the forward pass itself: per-token
-    sums come from one index_add instead of a one-hot design matrix [V, R] times the rows (V
-    times the work); the layers are copied straight into one reused float64 block (no cat,
-    no fresh 16 MiB block per batch); counts and maxima are taken on the float32 outputs,
-    where they are exact."""
+    is a token, one MLP at a time from inside its hook (no MLP output outlives its layer).
 
-    def __init__(self, n_classes: int) -> None:
+    Measured on 64-sequence batches of 64 positions and two MLPs of 256 neurons, where
+    folding a batch by the CNN path took longer than the forward pass itself: each batch's
+    sums are taken in float32 on the layer's own output (per-token sums by one index_add
+    instead of a one-hot design matrix [V, R] times the rows; the count of positive outputs
+    by a sign pass, boolean reductions measured ~5x slower) into one reused block, and added
+    to float64 running sums. Sums are taken around a per-neuron shift (the first batch's
+    means), so that sums of squares do not cancel in the variance; the attributes come
+    centred on the probe's means for the same reason. layer_profiles() adds the shift back.
+    """
+
+    def __init__(self, n_classes: int, *, nonnegative: bool) -> None:
         super().__init__()
         self.n_classes = n_classes
-        self.block: torch.Tensor | None = None
+        self.nonnegative = nonnegative  # ReLU outputs: a sign is already 0 or 1
+        self.layers: dict[str, dict[str, torch.Tensor]] = {}  # per layer, as self.sums
+        self.shifts: dict[str, torch.Tensor] = {}  # float32 [M] per layer
+        self.scratch: dict[str, torch.Tensor] = {}  # a reused [R, M] float32 block per layer
+        self.rows_seen: dict[str, int] = {}
 
-    def _rows_block(self, outputs: list[torch.Tensor]) -> torch.Tensor:
-        rows, width = outputs[0].shape[0], sum(output.shape[1] for output in outputs)
-        if self.block is None or self.block.shape[0] < rows:
-            self.block = outputs[0].new_empty(rows, width, dtype=torch.float64)
-        x, offset = self.block[:rows], 0
-        for output in outputs:
-            x[:, offset : offset + output.shape[1]].copy_(output)
-            offset += output.shape[1]
-        return x
+    def _scratch(self, name: str, output: torch.Tensor) -> torch.Tensor:
+        block = self.scratch.get(name)
+        if block is None or block.shape[0] < output.shape[0]:
+            block = self.scratch[name] = torch.empty_like(output)
+        return block[: output.shape[0]]
 
-    def update_rows(
-        self, outputs: list[torch.Tensor], tokens: torch.Tensor | None, attributes: torch.Tensor
+    def update_layer(
+        self, name: str, output: torch.Tensor, tokens: torch.Tensor | None, design: torch.Tensor
     ) -> None:
-        """In: each layer's outputs float32 [R, M_i]; tokens int64 [R] (None: no token
-        classes); attributes float64 [A, R]. Adds the rows to the sums."""
-        x = self._rows_block(outputs)  # [R, U] float64
-        ones = attributes.new_ones(1, x.shape[0])
-        totals = torch.cat([ones, attributes]) @ x  # [1 + A, U]: the sum and attribute sums
-        rows = [totals[:1]]
-        if tokens is not None:
-            rows.append(x.new_zeros(self.n_classes, x.shape[1]).index_add_(0, tokens, x))
-        rows.append(totals[1:])
-        batch = {
-            "linear": torch.cat(rows),  # [1 + K + A, U], as the design-matrix product's
-            "squares": (x * x).sum(dim=0),
-            "inactive": torch.cat(
-                [(output <= 0).sum(dim=0, dtype=torch.int32) for output in outputs]
-            ).long(),
+        """In: the layer's outputs float32 [R, M]; tokens int64 [R] (None: no token classes);
+        design float32 [1 + A, R]: ones, then the attributes centred. Adds the rows, a chunk
+        of rows at a time (each chunk's passes then find it in the core's cache)."""
+        rows, width = output.shape
+        sums = self.layers.get(name)
+        if sums is None:
+            self.shifts[name] = output.mean(dim=0)
+            sums = self.layers[name] = {
+                "design": output.new_zeros(design.shape[0], width, dtype=torch.float64),
+                "tokens": output.new_zeros(self.n_classes, width, dtype=torch.float64),
+                "squares": output.new_zeros(width, dtype=torch.float64),
+                "positive": output.new_zeros(width, dtype=torch.float64),
+                "maximum": output.new_full((width,), float("-inf"), dtype=torch.float64),
+            }
+        shift = self.shifts[name]
+        chunk = max(1, CACHE_CHUNK_VALUES // width)
+        block = self._scratch(name, output[:chunk])
+        by_token = output.new_zeros(self.n_classes, width) if tokens is not None else None
+        maximum = output.new_full((width,), float("-inf"))
+        for start in range(0, rows, chunk):
+            part = output[start : start + chunk]
+            done = block[: part.shape[0]]
+            # float32 counts are exact up to 2 ** 24
+            signs = torch.sign(part, out=done)
+            sums["positive"] += (signs if self.nonnegative else signs.clamp_(min=0)).sum(dim=0)
+            torch.sub(part, shift, out=done)
+            sums["design"] += design[:, start : start + chunk] @ done  # sum, attribute products
+            if by_token is not None:
+                by_token.index_add_(0, tokens[start : start + chunk], done)
+            sums["squares"] += done.square_().sum(dim=0)
+            torch.maximum(maximum, part.amax(dim=0), out=maximum)
+        if by_token is not None:
+            sums["tokens"] += by_token
+        torch.maximum(sums["maximum"], maximum, out=sums["maximum"])
+        self.rows_seen[name] = self.rows_seen.get(name, 0) + rows
+
+    def layer_profiles(self, widths, class_counts, attribute_sums):
+        """As _StreamingUnitStats.layer_profiles (attribute_sums: of the centred attributes),
+        with the shift added back to the means and to the means of the classes present."""
+        names = list(widths)
+        self.count = self.rows_seen[names[0]]
+        layers = [self.layers[name] for name in names]
+        columns = {key: torch.cat([sums[key] for sums in layers], dim=-1) for key in layers[0]}
+        self.sums = {
+            # [1 + K + A, U], as the CNN path's design-matrix product
+            "linear": torch.cat([columns["design"][:1], columns["tokens"], columns["design"][1:]]),
+            "squares": columns["squares"],
+            "inactive": self.count - columns["positive"],
+            "maximum": columns["maximum"],
         }
-        maximum = torch.cat([output.amax(dim=0) for output in outputs]).double()
-        if not self.sums:
-            self.sums = {**batch, "maximum": maximum}
-        else:
-            for key, value in batch.items():
-                self.sums[key] += value
-            torch.maximum(self.sums["maximum"], maximum, out=self.sums["maximum"])
-        self.count += x.shape[0]
+        profiles = super().layer_profiles(widths, class_counts, attribute_sums)
+        present = np.asarray(class_counts) > 0
+        for name in names:
+            shift = self.shifts[name].double().cpu().numpy()
+            profile = profiles[name]
+            profile.mean = profile.mean + shift
+            profile.class_means = profile.class_means + np.where(
+                present[:, None], shift[None, :], 0.0
+            )
+        return profiles
 
 
 class _NeuronRows:
-    """One batch's MLP outputs, each [B * P, M], gathered by the hooks and folded into the
-    CNN profile's streaming statistics after the forward pass."""
+    """Each MLP's output [B, P, M] as a batch's rows [B * P, M], one per (sequence,
+    position): its token as the class and the task's attributes, centred on the probe's
+    means, as the CNN profile's attributes; folded into the statistics by the MLP's hook."""
 
-    def __init__(self, names: list[str], n_classes: int, attribute_names: list[str]) -> None:
-        self.names, self.n_classes, self.attribute_names = names, n_classes, attribute_names
-        self.latest: dict[str, torch.Tensor] = {}
+    def __init__(
+        self, n_classes: int, attribute_means: dict[str, float], *, nonnegative: bool
+    ) -> None:
+        self.n_classes, self.attribute_means = n_classes, attribute_means
         self.widths: dict[str, int] = {}
-        self.stats = _TokenRowStats(n_classes)
+        self.stats = _TokenRowStats(n_classes, nonnegative=nonnegative)
+        self.tokens: torch.Tensor | None = None
+        self.design: torch.Tensor | None = None
+        # sums and sums of squares of the centred attributes as folded (float64)
+        self.attribute_sums = {name: [0.0, 0.0] for name in attribute_means}
+
+    def set_batch(self, batch: SequenceBatch, device: torch.device) -> None:
+        """The tokens and the design (ones, centred attributes) of the batch about to run."""
+        rows = batch.tokens.numel()
+        self.tokens = batch.tokens.reshape(-1).to(device) if self.n_classes else None
+        self.design = torch.ones(1 + len(self.attribute_means), rows, device=device)
+        for row, (name, mean) in enumerate(self.attribute_means.items(), start=1):
+            self.design[row] = batch.attributes[name].reshape(-1).double() - mean
+            folded = self.design[row].double()
+            self.attribute_sums[name][0] += float(folded.sum())
+            self.attribute_sums[name][1] += float(folded.square().sum())
 
     def record(self, name: str, output: torch.Tensor) -> None:
-        self.latest[name] = output.reshape(-1, output.shape[-1])  # [B * P, M]
         self.widths[name] = output.shape[-1]
-
-    def fold(self, batch: SequenceBatch) -> None:
-        """Add the batch's rows: one per (sequence, position), its token as the class and
-        the task's attributes [A, B * P] as the CNN profile's attributes."""
-        outputs = [self.latest[name] for name in self.names]
-        device, rows = outputs[0].device, outputs[0].shape[0]
-        tokens = batch.tokens.reshape(-1).to(device) if self.n_classes else None
-        attributes = torch.zeros(len(self.attribute_names), rows, dtype=torch.float64,
-                                 device=device)  # fmt: skip
-        for row, name in enumerate(self.attribute_names):
-            attributes[row] = batch.attributes[name].reshape(-1)
-        self.stats.update_rows(outputs, tokens, attributes)
-        self.latest = {}
+        rows = output.reshape(-1, output.shape[-1])  # [B * P, M]
+        self.stats.update_layer(name, rows, self.tokens, self.design)
 
 
-def _class_counts_and_attribute_sums(probe: SequenceBatch, n_classes: int):
+def _class_counts(probe: SequenceBatch, n_classes: int) -> np.ndarray:
     tokens = probe.tokens.reshape(-1)
-    counts = torch.bincount(tokens, minlength=n_classes)[:n_classes].numpy().astype(np.int64)
-    sums = {}
-    for name, value in probe.attributes.items():
-        flat = value.reshape(-1).double()
-        sums[name] = (float(flat.sum()), float(flat.square().sum()))
-    return counts, sums
+    return torch.bincount(tokens, minlength=n_classes)[:n_classes].numpy().astype(np.int64)
+
+
+def _attribute_means(probe: SequenceBatch) -> dict[str, float]:
+    return {name: float(value.double().mean()) for name, value in probe.attributes.items()}
 
 
 def _mlp_layers(model: Transformer) -> list[str]:
@@ -312,37 +395,47 @@ def profile_transformer(
     """
     if len(probe) == 0:
         raise ValueError("cannot profile an empty probe set")
-    patterns = [f"blocks.{index}.attn.hook_pattern" for index in range(len(model.blocks))]
+    attention = [
+        f"blocks.{index}.attn.{hook}"
+        for index in range(len(model.blocks))
+        for hook in ("hook_attn_scores", "hook_pattern")
+    ]
     mlps = _mlp_layers(model)
     n_classes = model.config.d_vocab if model.config.d_vocab <= MAX_TOKEN_CLASSES else 0
     heads = _HeadScoreSums()
-    neurons = _NeuronRows(mlps, n_classes, list(probe.attributes))
+    neurons = _NeuronRows(
+        n_classes, _attribute_means(probe), nonnegative=model.config.act_fn == "relu"
+    )
     device = next(model.parameters()).device
 
     def record(name: str, output: torch.Tensor) -> None:
-        if name.endswith(".hook_pattern"):
+        if name.endswith(".hook_attn_scores"):
+            heads.record_scores(name, output)
+        elif name.endswith(".hook_pattern"):
             heads.record(name, output)
         else:
             neurons.record(name.removesuffix(".hook_post"), output)
 
-    hooked = patterns + [f"{name}.hook_post" for name in mlps]
+    hooked = attention + [f"{name}.hook_post" for name in mlps]
     with eval_mode(model), torch.inference_mode(), recording_hooks(model, hooked, record):
         for start in range(0, len(probe), batch_size):
             batch = probe.slice(start, start + batch_size)
             tokens = batch.tokens.to(device)
             heads.set_tokens(tokens)
-            model(tokens)
             if mlps:
-                neurons.fold(batch)
+                neurons.set_batch(batch, device)
+            model(tokens)
     return TransformerProfile(
         heads.scores(), _neuron_profile(neurons, probe, n_classes), len(probe)
     )
 
 
 def _neuron_profile(neurons: _NeuronRows, probe: SequenceBatch, n_classes: int):
-    if not neurons.names:
+    if not neurons.widths:
         return None
-    counts, attribute_sums = _class_counts_and_attribute_sums(probe, n_classes)
-    layers = neurons.stats.layer_profiles(neurons.widths, counts, attribute_sums)
+    attribute_sums = {name: tuple(sums) for name, sums in neurons.attribute_sums.items()}
+    layers = neurons.stats.layer_profiles(
+        neurons.widths, _class_counts(probe, n_classes), attribute_sums
+    )
     class_names = [f"token {token}" for token in range(n_classes)]
     return ActivationProfile(layers, class_names, list(probe.attributes), neurons.stats.count)

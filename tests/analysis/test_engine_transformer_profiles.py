@@ -27,9 +27,9 @@ from tests.analysis.transformer_helpers import (
 )
 
 
-def _tiny_model_and_probe(n=23):
+def _tiny_model_and_probe(n=23, act_fn="relu"):
     set_seed(5)
-    model = build_transformer(TINY_TRANSFORMER)
+    model = build_transformer({**TINY_TRANSFORMER, "act_fn": act_fn})
     # a small vocabulary so duplicates and induction targets occur often
     probe = InductionTask(d_vocab=6, length=12, segment=3).sample(
         n, torch.Generator().manual_seed(2)
@@ -81,28 +81,73 @@ def test_head_score_keys_are_the_masks_true_entries_and_their_query_counts():
         assert queries[name].item() == mask.any(dim=-1).sum().item()
 
 
-def test_streamed_neuron_statistics_equal_full_tensor_statistics():
-    model, probe = _tiny_model_and_probe()
+@pytest.mark.parametrize("act_fn", ["relu", "gelu"])  # GELU outputs are also negative
+def test_streamed_neuron_statistics_equal_full_tensor_statistics(act_fn):
+    """Sums are float32 within a batch (the activations' precision) and float64 across
+    batches, around a per-neuron shift: they agree with float64 statistics of the whole
+    tensor to 1e-6 relative, also for a neuron whose mean dwarfs its spread (where sums of
+    squares without the shift would cancel)."""
+    model, probe = _tiny_model_and_probe(act_fn=act_fn)
+    with torch.no_grad():
+        model.blocks[1].mlp.b_in[0] += 50.0  # neuron 0: always on, mean ~50, small spread
     profile = profile_transformer(model, probe, batch_size=4)
     post = _captured(model, ["blocks.1.mlp.hook_post"], probe.tokens)["blocks.1.mlp.hook_post"]
     rows = post[0].reshape(-1, 24).double().numpy()  # [N * P, M]
     layer = profile.neurons.layers["blocks.1.mlp"]
     assert layer.n == 23 * 12 and list(profile.neurons.layers) == ["blocks.1.mlp"]
-    np.testing.assert_allclose(layer.mean, rows.mean(axis=0), atol=1e-9)
-    np.testing.assert_allclose(layer.variance, rows.var(axis=0), atol=1e-9)
+    assert rows[:, 0].mean() > 40 and rows[:, 0].var() < 1.0
+    np.testing.assert_allclose(layer.mean, rows.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(layer.variance, rows.var(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(layer.maximum, rows.max(axis=0), rtol=0)
     np.testing.assert_allclose(layer.fraction_inactive, (rows <= 0).mean(axis=0))
+    assert ((rows < 0).any()) == (act_fn == "gelu")
+    # a class mean is its neuron's shift plus the class's mean offset from it: exact to
+    # 1e-6 of the neuron's typical size (its mean absolute activation), not of the class mean
+    scale = np.abs(rows).mean(axis=0)
     tokens = probe.tokens.reshape(-1).numpy()
-    np.testing.assert_allclose(layer.class_means[3], rows[tokens == 3].mean(axis=0), atol=1e-9)
+    for token in range(6):
+        expected = rows[tokens == token].mean(axis=0)
+        assert np.all(np.abs(layer.class_means[token] - expected) <= 1e-6 * scale)
     assert profile.neurons.class_names[3] == "token 3"
-    position = probe.attributes["position"].reshape(-1).numpy()
-    for unit in range(24):
-        if rows[:, unit].std() > 0:
-            expected = np.corrcoef(rows[:, unit], position)[0, 1]
-            assert layer.correlations["position"][unit] == pytest.approx(expected, abs=1e-9)
+    for attribute in ("position", "earlier_offset"):
+        values = probe.attributes[attribute].reshape(-1).double().numpy()
+        for unit in range(24):
+            if rows[:, unit].std() > 0 and values.std() > 0:
+                expected = np.corrcoef(rows[:, unit], values)[0, 1]
+                found = layer.correlations[attribute][unit]
+                assert found == pytest.approx(expected, abs=1e-6)
     stored = profile.to_dict()
     assert stored["neurons"]["layers"]["blocks.1.mlp"]["n"] == 23 * 12
     # a stored profile reads back as it was written
     assert TransformerProfile.from_dict(stored).to_dict() == stored
+
+
+def test_a_token_absent_from_the_probe_has_no_class_mean_beyond_zero():
+    model, probe = _tiny_model_and_probe()
+    profile = profile_transformer(model, probe, batch_size=4)
+    layer = profile.neurons.layers["blocks.1.mlp"]
+    absent = [token for token in range(model.config.d_vocab) if layer.class_counts[token] == 0]
+    assert absent, "the tiny probe draws from 6 of the vocabulary's tokens"
+    assert not layer.class_means[absent].any()
+
+
+def test_head_entropy_of_rows_whose_own_attention_underflows():
+    """The entropy's log-sum-exp comes from the query's own key; where that attention is
+    below the smallest normal float the rows' scores give it instead."""
+    model = planted_induction_model()
+    with torch.no_grad():
+        model.blocks[0].attn.W_Q.mul_(20.0)  # scores far apart: the own key's p underflows
+    probe = InductionTask(d_vocab=PLANTED_VOCAB, length=PLANTED_CTX, segment=5).sample(
+        6, torch.Generator().manual_seed(3)
+    )
+    profile = profile_transformer(model, probe, batch_size=4)
+    names = [f"blocks.{block}.attn.hook_pattern" for block in (0, 1)]
+    patterns = _captured(model, names, probe.tokens)
+    assert any((pattern.diagonal(0, -2, -1) < 1e-38).any() for pattern in patterns[names[0]])
+    for block in (0, 1):
+        expected = full_pattern_scores(patterns[names[block]], probe.tokens)["entropy"]
+        found = profile.heads[f"blocks.{block}.attn"].entropy
+        np.testing.assert_allclose(found, expected, rtol=0, atol=1e-5)
 
 
 def test_planted_previous_token_and_induction_heads_are_found():

@@ -80,8 +80,12 @@ def ablate_transformer_units(
 ) -> Iterator[Transformer]:
     """Within the block, replace heads ([B, P, H, E] at hook_z) or neurons ([B, P, M] at
     hook_post) of `block`: mode "zero" sets them to 0, mode "mean" to `means` (from
-    mean_unit_outputs). The output is replaced out of place (the hook point returns its
-    input, which other computations may still hold); the hook is removed on exit."""
+    mean_unit_outputs). The units are overwritten in place, as TransformerLens's ablation
+    hooks do: hook_z's input is the fresh product of the pattern and the values, and
+    hook_post's the fresh activation, read by nothing but the next product and by hooks
+    registered on the same point (which see what is overwritten only if they run after
+    this one). In place measured cheaper than a replaced copy of the whole output (no
+    fresh block each batch). The hook is removed on exit."""
     if mode not in ("zero", "mean"):
         raise ValueError(f"mode must be 'zero' or 'mean', got {mode!r}")
     if mode == "mean" and means is None:
@@ -94,13 +98,11 @@ def ablate_transformer_units(
 
     positions = torch.tensor(index, dtype=torch.long)
 
-    def replace(_name: str, output: torch.Tensor) -> torch.Tensor:
+    def replace(_name: str, output: torch.Tensor) -> None:
         if mode == "zero":
-            # One out-of-place fill: measured ~20% cheaper than clone() then index assignment.
-            return output.index_fill(2, positions.to(output.device), 0)
-        replaced = output.clone()
-        replaced[:, :, index] = means[index].to(output.device, output.dtype)
-        return replaced
+            output.index_fill_(2, positions.to(output.device), 0)
+        else:
+            output[:, :, index] = means[index].to(output.device, output.dtype)
 
     with recording_hooks(model, [name], replace):
         yield model

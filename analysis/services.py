@@ -11,7 +11,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import InterfaceError, OperationalError, transaction
-from django.db.models import Avg, F, Q, QuerySet
+from django.db.models import Avg, F, Max, Q, QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerOperationalError
 
@@ -638,12 +638,14 @@ def _run_send(*, run_id: int, skip_locked: bool) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Swept:
-    """What one sweep sent: runs the broker never took, jobs given back to the queue, and
-    studies whose undecided round had no job left to bring its decision."""
+    """What one sweep sent: runs the broker never took, jobs given back to the queue, studies
+    whose undecided round had no job left to bring its decision, and runs whose jobs were
+    all done but that nobody finished (`unfinished`)."""
 
     runs: int = 0
     jobs: int = 0
     studies: int = 0
+    unfinished: int = 0
 
 
 def runs_sweep() -> Swept:
@@ -676,7 +678,49 @@ def runs_sweep() -> Swept:
     )
     from analysis.studies import studies_nudge_stalled
 
-    return Swept(runs=runs, jobs=_jobs_send_again(expired), studies=studies_nudge_stalled())
+    return Swept(
+        runs=runs,
+        jobs=_jobs_send_again(expired),
+        studies=studies_nudge_stalled(),
+        unfinished=runs_nudge_unfinished(),
+    )
+
+
+def runs_nudge_unfinished() -> int:
+    """Send again one done job of each live run (studies: studies_nudge_stalled) whose jobs
+    are all done, the last more than a lease ago, and that was not sent within a lease: the
+    worker that finished its last job died before finishing the run (aggregate, figures,
+    write-back). The worker that receives the job finds it done and finishes the run. Called
+    by every worker's sweeper; a run is nudged again only after another lease. Returns how
+    many were nudged; raises BrokerUnavailable when the broker is down."""
+    stale = timezone.now() - _lease()
+    unfinished = (
+        AnalysisRun.objects.filter(status__in=LIVE_STATUSES, dispatched_at__lt=stale)
+        .exclude(kind=AnalysisRun.Kind.STUDY)
+        .exclude(jobs__status__in=[AnalysisJob.Status.PENDING, AnalysisJob.Status.RUNNING,
+                                   AnalysisJob.Status.FAILED])
+        .annotate(last_finished=Max("jobs__finished_at"))
+        .filter(last_finished__lt=stale)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )  # fmt: skip
+    nudged = 0
+    for run_id in unfinished[:SWEEP_BATCH]:
+        with transaction.atomic():
+            run = (
+                AnalysisRun.objects.select_for_update(skip_locked=True)
+                .filter(pk=run_id, status__in=LIVE_STATUSES, dispatched_at__lt=stale)
+                .first()
+            )
+            if run is None:
+                continue  # another sweep holds it, or it finished meanwhile
+            key = run.jobs.order_by("-finished_at", "-pk").values_list("key", flat=True).first()
+            jobs_send([(run_id, key)])
+            AnalysisRun.objects.filter(pk=run_id).update(dispatched_at=timezone.now())
+        logger.info("run %s: every job done but the run unfinished; sent job %s again",
+                    run_id, key)  # fmt: skip
+        nudged += 1
+    return nudged
 
 
 def jobs_release_worker(*, worker: str) -> int:

@@ -135,3 +135,41 @@ def test_a_broker_restarted_empty_gets_the_live_runs_again_once(
             assert queued.llen(settings.ANALYSIS_QUEUE) == 9
     finally:
         broker.stop()
+
+
+@pytest.mark.usefixtures("media")
+def test_a_run_whose_worker_died_before_finishing_it_is_finished_after_a_nudge(
+    queue, researcher_user
+):
+    """Every job done, the run still running: the worker that completed the last job died
+    before aggregating. Once a lease has passed the sweep sends one done job again, once
+    per lease; the worker that receives it finds the job done and finishes the run."""
+    from analysis.execution import JOB_RUNNERS, execute_job
+    from analysis.models import AnalysisRun
+    from tests.analysis.jobs import QUICK as SMALL
+    from tests.factories import BuiltinModelFactory
+
+    run = services.profile_request(
+        actor=researcher_user, subject_model=BuiltinModelFactory(),
+        config={**SMALL, "concept": "curvature"}, dispatch=False,
+    )  # fmt: skip
+    job = services.job_claim(run_id=run.pk, key="main", worker="w1@host")
+    services.job_complete(job=job, result=JOB_RUNNERS[run.kind](job))  # ... and the worker dies
+    assert services.runs_sweep() == services.Swept()  # the last job finished just now
+    past = timezone.now() - datetime.timedelta(seconds=settings.ANALYSIS_JOB_LEASE_SECONDS + 5)
+    AnalysisRun.objects.filter(pk=run.pk).update(dispatched_at=past)
+    assert services.runs_sweep() == services.Swept()  # ... more than a lease ago, not yet
+    run.jobs.update(finished_at=past)
+    assert services.runs_sweep() == services.Swept(unfinished=1)
+    assert services.runs_sweep() == services.Swept()  # nudged again only after a lease
+    assert queue() == 1
+    out = io.StringIO()
+    AnalysisRun.objects.filter(pk=run.pk).update(dispatched_at=past)
+    call_command("sweep_runs", stdout=out)
+    assert "1 run(s) whose jobs were done but that were never finished" in out.getvalue()
+
+    assert execute_job(run_id=run.pk, key="main", worker="w2@host") == "finished"
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.result["localisation"]
+    AnalysisRun.objects.filter(pk=run.pk).update(dispatched_at=past)
+    assert services.runs_sweep() == services.Swept()  # finished: nothing to nudge

@@ -9,6 +9,7 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from analysis import services as analysis_services
+from kb import selectors
 from kb.forms import STALE_FORM
 from kb.models import (
     Answer,
@@ -607,6 +608,13 @@ class EventAdmin(admin.ModelAdmin):
     search_fields = ["target_label"]
     date_hierarchy = "created_at"
     list_select_related = ["actor", "target_type"]
+
+    def get_queryset(self, request):
+        # The site's one rule for reading the log: staff see events only about kinds of
+        # record their own permissions let them view.
+        return selectors.event_list_visible(
+            user=request.user, queryset=super().get_queryset(request)
+        )
 
     def has_add_permission(self, request) -> bool:
         return False

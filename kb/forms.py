@@ -29,6 +29,7 @@ from kb.models import (
     Survey,
     Theme,
 )
+from kb.models.people import CONSENT_FIELDS
 from kb.models.surveys import LIKERT_MAX, LIKERT_MIN
 from kb.services.invitations import DEFAULT_VALID_DAYS, MAX_VALID_DAYS
 from kb.services.records import RecordChanged
@@ -181,22 +182,17 @@ class ResearcherForm(ServiceModelForm):
         ]  # fmt: skip
         widgets = {"consent_date": forms.DateInput(attrs={"type": "date"})}
 
-    CONSENT_FIELDS = ("consent_given", "consent_date", "consent_scope")
-
     def clean(self) -> dict:
         """The model's consent rule, checked here as well, so that its error shows beside the
-        consent fields together with any other field's error (the service, which checks it
-        again, runs only once every field is valid)."""
+        consent field to fix together with any other field's error (the service, which checks
+        it again, runs only once every field is valid)."""
         data = super().clean()
-        if any(name in self.errors for name in self.CONSENT_FIELDS):
+        if any(name in self.errors for name in CONSENT_FIELDS):
             return data
-        probe = Researcher(**{name: data.get(name) for name in self.CONSENT_FIELDS})
-        others = {f.name for f in Researcher._meta.fields} - set(self.CONSENT_FIELDS)
         try:
-            probe.validate_constraints(exclude=others)
+            Researcher(**{name: data.get(name) for name in CONSENT_FIELDS}).consent_validate()
         except ValidationError as error:
-            missing_date = data.get("consent_given") and not data.get("consent_date")
-            self.add_error("consent_date" if missing_date else "consent_scope", error.messages)
+            self.add_error(None, error)
         return data
 
 
@@ -604,8 +600,33 @@ class OptionalJSONField(forms.JSONField):
         return "" if value is None else super().prepare_value(value)
 
 
+def _operations_by_parameter_field() -> dict[str, list[str]]:
+    """Each parameter field -> the operations that use it, e.g. "units" -> widen_layer and
+    widen_mlp."""
+    operations: dict[str, list[str]] = {}
+    for table in (CHANGE_PARAMETER_FIELDS, CHANGE_OPTIONAL_PARAMETER_FIELDS):
+        for operation, fields in table.items():
+            for field in fields.values():
+                operations.setdefault(field, []).append(operation)
+    return operations
+
+
+OPERATIONS_BY_PARAMETER_FIELD = _operations_by_parameter_field()
+# The fields that name a CNN layer: offered the chosen model's layers, from
+# selectors.subject_model_layer_names.
+LAYER_NAME_FIELDS = ("layer", "after")
+
+
+def layer_list_id(model_pk) -> str:
+    """The id of the <datalist> holding a model's layer names on the change form."""
+    return f"layers-of-model-{model_pk}"
+
+
 class ChangeForm(VersionedModelForm):
-    """An architecture change; the operation's parameters come from typed fields."""
+    """An architecture change; the operation's parameters come from typed fields. Each
+    parameter field says which operations use it (data-operations), so the page's script
+    shows only the chosen operation's; only those are read and checked. `layer_names`
+    ({model id: layer names}) are offered in the layer fields for the chosen model."""
 
     layer = forms.CharField(required=False, help_text="Widen or remove: the layer's name.")
     units = forms.IntegerField(required=False, min_value=1, help_text="Widen: units to add.")
@@ -648,7 +669,13 @@ class ChangeForm(VersionedModelForm):
         ]  # fmt: skip
         widgets = {"rationale": MARKDOWN_WIDGET}
 
-    def __init__(self, *args, **kwargs):
+    # The operation's parameters right after the operation, where the script reveals them.
+    field_order = [
+        "insight", "target_model", "operation", *OPERATIONS_BY_PARAMETER_FIELD,
+        "expected_metric", "expected_direction", "minimum_effect", "rationale",
+    ]  # fmt: skip
+
+    def __init__(self, *args, layer_names: dict[int, list[str]] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         parameters = self.instance.parameters if self.instance.pk else {}
         operation = self.instance.operation
@@ -656,10 +683,29 @@ class ChangeForm(VersionedModelForm):
             if source in parameters:
                 value = parameters[source]
                 self.initial[field] = json.dumps(value) if field == "hp_value" else value
+        for field, operations in OPERATIONS_BY_PARAMETER_FIELD.items():
+            self.fields[field].widget.attrs["data-operations"] = " ".join(operations)
+        self.layer_names = layer_names or {}
+        self._offer_layers()
+
+    def _offer_layers(self) -> None:
+        """Point the layer fields at the chosen model's list of layers (the script moves
+        them along when another model is chosen)."""
+        chosen = str(self["target_model"].value() or "")
+        for name in LAYER_NAME_FIELDS:
+            attrs = self.fields[name].widget.attrs
+            attrs.update({"data-layer-list": "true", "autocomplete": "off"})
+            if chosen.isdigit() and int(chosen) in self.layer_names:
+                attrs["list"] = layer_list_id(chosen)
+
+    def layer_lists(self) -> list[tuple[str, list[str]]]:
+        """(datalist id, layer names) for every model with known layers."""
+        return [(layer_list_id(pk), names) for pk, names in self.layer_names.items()]
 
     def clean(self) -> dict:
         data = super().clean()
         operation = data.get("operation")
+        self._drop_unused_parameter_errors(operation)
         fields = CHANGE_PARAMETER_FIELDS.get(operation, {})
         parameters = {}
         for source, field in fields.items():
@@ -675,6 +721,16 @@ class ChangeForm(VersionedModelForm):
                 parameters[source] = data[field]
         data["parameters"] = parameters
         return data
+
+    def _drop_unused_parameter_errors(self, operation: str | None) -> None:
+        # A field the chosen operation does not use is neither read nor shown, so what it
+        # holds (left over from another operation) cannot stop the save.
+        if operation not in CHANGE_PARAMETER_FIELDS:
+            return  # no operation (its own error says so): every field still counts
+        used = _parameter_fields(operation).values()
+        for field in OPERATIONS_BY_PARAMETER_FIELD:
+            if field not in used:
+                self._errors.pop(field, None)
 
     def record_fields(self) -> dict:
         names = [*self.Meta.fields, "parameters"]

@@ -14,6 +14,8 @@ from django.core.files.storage import default_storage
 from django.db import models, router
 from django.db.models import Count, Exists, Prefetch, Q, QuerySet
 
+from analysis.engine.model_specs import spec_family
+from analysis.engine.specs import SpecError, validate_spec
 from analysis.models import AnalysisRun, Study
 from kb import agreement, statistics
 from kb.models import (
@@ -54,11 +56,13 @@ def dashboard_counts(*, user) -> dict[str, int]:
     return counts
 
 
-def event_list_visible(*, user) -> QuerySet[Event]:
-    """Events about kinds of record the user may view; a viewer never sees events about
-    researchers, interviews, answers or highlights, even with their redacted labels. The
-    dashboard and the API's event list both read the log through this one rule."""
-    events = Event.objects.filter(_highlight_events_visibility(user))
+def event_list_visible(*, user, queryset: QuerySet[Event] | None = None) -> QuerySet[Event]:
+    """Events (of `queryset`, by default all) about kinds of record the user may view; a
+    viewer never sees events about researchers, interviews, answers or highlights, even with
+    their redacted labels. The dashboard, the API's event list and the admin's read the log
+    through this one rule."""
+    events = queryset if queryset is not None else Event.objects.all()
+    events = events.filter(_highlight_events_visibility(user))
     if user.is_superuser:
         return events
     visible = [
@@ -253,6 +257,21 @@ def subject_model_get(pk: int) -> SubjectModel:
     return SubjectModel.objects.prefetch_related(
         "findings", Prefetch("runs", queryset=AnalysisRun.objects.order_by("-created_at"))
     ).get(pk=pk)
+
+
+def subject_model_layer_names() -> dict[int, list[str]]:
+    """Each CNN model's layer names in order, as a change's layer fields name them (and as
+    the change's error lists them); models whose spec is a transformer's, missing or invalid
+    have none."""
+    names = {}
+    for pk, spec in SubjectModel.objects.order_by("pk").values_list("pk", "architecture_spec"):
+        if not spec or spec_family(spec) != "cnn":
+            continue
+        try:
+            names[pk] = [layer.name for layer in validate_spec(spec)]
+        except SpecError:
+            continue
+    return names
 
 
 def finding_list() -> QuerySet[Finding]:

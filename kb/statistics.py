@@ -4,12 +4,14 @@ Proportions come with Wilson score intervals (95%), which stay inside [0, 1] and
 with the small counts interview studies have.
 """
 
+import math
 from collections import defaultdict
 
 from django.core.exceptions import ValidationError
 
 from analysis.engine.specs import DEFAULT_HYPERPARAMETERS
 from analysis.engine.stats import (
+    METRIC_RANGES,
     explain_verdict,
     interval_range_note,
     power_warnings,
@@ -247,11 +249,27 @@ def _seed_list(seeds) -> list[int]:
     return list(seeds or [])
 
 
+def bounded_metric_note(metric: str) -> str | None:
+    """What to keep in mind reading t-intervals of a metric that lies between two bounds
+    (test_accuracy: [0, 1]): a t-interval does not know the bounds and can reach past them.
+    None for metrics unbounded on a side (losses) or unknown. The stored intervals stay as
+    computed; pages say this beside them."""
+    low, high = METRIC_RANGES.get(metric, (None, None))
+    if low is None or math.isinf(low) or math.isinf(high):
+        return None
+    return (
+        f"95% t-intervals; {metric} is bounded in [{low:g}, {high:g}] (a difference of two "
+        f"values in [{low - high:g}, {high - low:g}]), and a t-interval can reach past "
+        "those bounds"
+    )
+
+
 def outcome_summary(outcome: Outcome) -> dict:
     """Everything the pages say beside an outcome's numbers. Out: {"verdict" (computed),
     "reason", "verdict_differs" (the stored verdict is not the computed one: entered by hand
     before verdicts were computed), "warnings" (power, for manual outcomes; a measured
     outcome's are in its notes), "range_notes" (intervals past the metric's range),
+    "interval_note" (bounded_metric_note),
     "settings" (run_settings, or None for a manual outcome)}."""
     computed, reason = outcome_verdict_reason(outcome)
     manual = outcome.source == Outcome.Source.MANUAL
@@ -268,6 +286,7 @@ def outcome_summary(outcome: Outcome) -> dict:
         "verdict_differs": computed != outcome.verdict,
         "warnings": outcome_power_warnings(outcome) if manual else [],
         "range_notes": [f"{label}: {note}" for label, note in notes if note],
+        "interval_note": bounded_metric_note(outcome.metric),
         "settings": None if manual or outcome.analysis_run is None
         else run_settings(
             outcome.analysis_run.config,

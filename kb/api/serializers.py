@@ -1,6 +1,9 @@
 """Representations (read: what `RowBuilder` fills; the schema) and inputs (write: validated
 here for types and ids, then handed to a service, which validates the rules)."""
 
+from collections.abc import Mapping
+
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from rest_framework import serializers
 from rest_framework.fields import empty
@@ -27,6 +30,8 @@ from kb.models import (
     SurveyInvitation,
     Theme,
 )
+from kb.models.people import CONSENT_FIELDS
+from kb.models.subjects import CONFIDENCE_IS_PROBABILITY
 from kb.services.interviews import QUESTION_MOVES
 from kb.services.invitations import DEFAULT_VALID_DAYS, MAX_VALID_DAYS
 
@@ -71,6 +76,35 @@ class ResearcherSerializer(KbModelSerializer):
             "anonymised_at", "created_at", "updated_at",
         ]  # fmt: skip
         read_only_fields = ["anonymised_at"]
+
+    def to_internal_value(self, data):
+        """Field errors and the consent rule's error together, each under its field, as the
+        page's form shows them (the service checks the rule again on what it saves)."""
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as error:
+            if isinstance(error.detail, dict):
+                consent = self._consent_errors(data)
+                raise serializers.ValidationError({**consent, **error.detail}) from None
+            raise
+
+    def _consent_errors(self, data) -> dict[str, list[str]]:
+        """The consent rule on the given consent fields (the record's own where a PATCH leaves
+        them out); none when a consent field has an error of its own."""
+        if not isinstance(data, Mapping):
+            return {}
+        values = {name: getattr(self.instance, name) for name in CONSENT_FIELDS if self.instance}
+        for name in CONSENT_FIELDS:
+            if name in data:
+                try:
+                    values[name] = self.fields[name].run_validation(data[name])
+                except serializers.ValidationError:
+                    return {}
+        try:
+            Researcher(**values).consent_validate()
+        except DjangoValidationError as error:
+            return error.message_dict
+        return {}
 
 
 class QuestionInputSerializer(KbSerializer):
@@ -402,7 +436,15 @@ class FindingSerializer(KbModelSerializer):
             "layer_name", "unit_indices", "concept", "evidence_runs", "status", "confidence",
             "created_at", "updated_at", "version",
         ]  # fmt: skip
-        extra_kwargs = {"confidence": {"min_value": 0.0, "max_value": 1.0}}
+        # The bounds come from the model's validators; their message with them.
+        extra_kwargs = {
+            "confidence": {
+                "error_messages": {
+                    "min_value": CONFIDENCE_IS_PROBABILITY,
+                    "max_value": CONFIDENCE_IS_PROBABILITY,
+                }
+            }
+        }
 
 
 class FindingUpdateSerializer(KbModelSerializer):

@@ -1,9 +1,13 @@
 """Interviewees. Names, affiliations and contact details here are personal data."""
 
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 from simple_history.models import HistoricalRecords
+
+CONSENT_RULE = "Consent needs a date and a scope; without consent the scope must be none."
+CONSENT_FIELDS = ("consent_given", "consent_date", "consent_scope")
 
 
 class Researcher(models.Model):
@@ -59,9 +63,7 @@ class Researcher(models.Model):
                 name="researcher_consent_has_date_and_scope",
                 condition=Q(consent_given=False, consent_scope="none")
                 | (Q(consent_given=True, consent_date__isnull=False) & ~Q(consent_scope="none")),
-                violation_error_message=(
-                    "Consent needs a date and a scope; without consent the scope must be none."
-                ),
+                violation_error_message=CONSENT_RULE,
             ),
         ]
 
@@ -70,3 +72,30 @@ class Researcher(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("researcher-detail", args=[self.pk])
+
+    def validate_constraints(self, exclude=None) -> None:
+        """The table's checks, with the consent rule's error keyed by the field to fix, so
+        that pages, the admin and the API show it beside that field."""
+        try:
+            super().validate_constraints(exclude=exclude)
+        except ValidationError as error:
+            raise ValidationError(self._consent_error_on_its_field(error.error_dict)) from None
+
+    def consent_validate(self) -> None:
+        """The consent rule alone, whatever the other fields hold: forms and the API check it
+        together with every other field, so all their errors show at once. Raises
+        ValidationError keyed by the consent field to fix."""
+        others = {field.name for field in self._meta.fields} - set(CONSENT_FIELDS)
+        self.validate_constraints(exclude=others)
+
+    def _consent_error_on_its_field(self, errors: dict) -> dict:
+        # Consent given without a date: the date is missing; otherwise the scope is wrong.
+        general = errors.pop(NON_FIELD_ERRORS, [])
+        consent = [error for error in general if error.message == CONSENT_RULE]
+        if others := [error for error in general if error.message != CONSENT_RULE]:
+            errors[NON_FIELD_ERRORS] = others
+        if consent:
+            missing_date = self.consent_given and self.consent_date is None
+            field = "consent_date" if missing_date else "consent_scope"
+            errors.setdefault(field, []).extend(consent)
+        return errors

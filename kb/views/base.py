@@ -164,6 +164,29 @@ def run_form_page(request, form, *, start: Callable, aliases: dict, page: dict, 
     )
 
 
+CONFIRMED = "confirmed"  # the field a confirmed POST carries (site.js adds it on "OK")
+
+
+def confirmation_page(
+    request, *, question: str, button: str, cancel: str, keep: tuple[str, ...] = ()
+):
+    """The confirmation of an action that undoes work, or None once it is confirmed. The
+    action's button posts straight away; the page's script asks the browser's question first
+    and, on yes, sends the POST confirmed. Without scripts, the unconfirmed POST gets this
+    page (nothing written), whose button posts it again confirmed, with the posted fields
+    named in `keep`."""
+    if request.POST.get(CONFIRMED) == "yes":
+        return None
+    context = {
+        "question": question,
+        "button": button,
+        "cancel_url": cancel,
+        "kept": [(name, request.POST[name]) for name in keep if name in request.POST],
+        "confirmed_field": CONFIRMED,
+    }
+    return render(request, "kb/confirm_action.html", context)
+
+
 def delete_page(
     request,
     instance,

@@ -12,6 +12,7 @@ from kb.filters import ChangeFilter, InsightFilter, list_filter
 from kb.models import Outcome, Stance
 from kb.services import changes, insights
 from kb.views.base import (
+    confirmation_page,
     delete_page,
     get_or_404,
     paginate,
@@ -101,28 +102,51 @@ def insight_delete(request, pk: int):
     )
 
 
-def _unlink(request, link, removed: str):
-    """Remove an evidence link; back to the insight's page, or to its edit page when the
-    button was pressed there."""
+def _unlink(request, link, *, question: str, removed: str):
+    """Remove an evidence link once confirmed; back to the insight's page, or to its edit
+    page when the button was pressed there."""
+    back = (
+        reverse("insight-update", args=[link.insight_id])
+        if request.POST.get("back") == "edit"
+        else link.insight.get_absolute_url()
+    )
+    asked = confirmation_page(
+        request, question=question, button="Remove", cancel=back, keep=("back",)
+    )
+    if asked:
+        return asked
     insights.insight_unlink_evidence(actor=request.user, link=link)
     messages.success(request, removed)
-    if request.POST.get("back") == "edit":
-        return redirect("insight-update", link.insight_id)
-    return redirect(link.insight)
+    return redirect(back)
 
 
 @require_POST
 @require_perm("kb.change_insight")
 def insight_unlink_finding(request, pk: int, link_pk: int):
     link = get_or_404(selectors.insight_finding_link_get, link_pk, insight_id=pk)
-    return _unlink(request, link, f"Removed “{link.finding.title}” from the evidence.")
+    return _unlink(
+        request,
+        link,
+        question=f"Remove the finding {link.finding.title} from this insight's evidence? "
+        "The finding itself stays.",
+        removed=f"Removed “{link.finding.title}” from the evidence.",
+    )
 
 
 @require_POST
 @require_perm("kb.change_insight")
 def insight_unlink_quote(request, pk: int, link_pk: int):
     link = get_or_404(selectors.insight_quote_link_get, link_pk, insight_id=pk)
-    return _unlink(request, link, "Removed the quote from the evidence; the highlight stays.")
+    return _unlink(
+        request,
+        link,
+        question="Remove this quote from the insight's evidence? The highlight itself stays.",
+        removed="Removed the quote from the evidence; the highlight stays.",
+    )
+
+
+# The generic form with the layer names its layer fields offer.
+CHANGE_FORM_TEMPLATE = "kb/change_form.html"
 
 
 @require_perm("kb.view_architecturechange")
@@ -142,14 +166,20 @@ def change_detail(request, pk: int):
 @require_perm("kb.add_architecturechange")
 def change_create(request):
     initial = {"insight": request.GET.get("insight"), "target_model": request.GET.get("model")}
-    form = forms.ChangeForm(posted(request), initial=initial)
+    form = forms.ChangeForm(
+        posted(request), initial=initial, layer_names=selectors.subject_model_layer_names()
+    )
     return save_form_page(
         request,
         form,
         write=lambda: changes.change_create(actor=request.user, **form.record_fields()),
         aliases=form.error_aliases() if form.is_bound and form.is_valid() else None,
         success="Change proposed. Start its experiment when ready.",
-        page={"title": "Propose an architecture change", "cancel": reverse("change-list")},
+        page={
+            "title": "Propose an architecture change",
+            "cancel": reverse("change-list"),
+            "template": CHANGE_FORM_TEMPLATE,
+        },
     )
 
 
@@ -159,7 +189,9 @@ def change_update(request, pk: int):
     if refusal := changes.change_edit_refusal(change):
         messages.error(request, refusal)
         return redirect(change)
-    form = forms.ChangeForm(posted(request), instance=change)
+    form = forms.ChangeForm(
+        posted(request), instance=change, layer_names=selectors.subject_model_layer_names()
+    )
     return save_form_page(
         request,
         form,
@@ -171,7 +203,11 @@ def change_update(request, pk: int):
         ),
         aliases=form.error_aliases() if form.is_bound and form.is_valid() else None,
         success="Change saved.",
-        page={"title": f"Edit {change}", "cancel": change.get_absolute_url()},
+        page={
+            "title": f"Edit {change}",
+            "cancel": change.get_absolute_url(),
+            "template": CHANGE_FORM_TEMPLATE,
+        },
     )
 
 

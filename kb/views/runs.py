@@ -13,7 +13,7 @@ from analysis.models import AnalysisRun
 from kb import selectors, statistics
 from kb.filters import RunFilter, list_filter
 from kb.forms import CONTROL_POLICY_LABELS
-from kb.views.base import get_or_404, paginate, require_perm
+from kb.views.base import confirmation_page, get_or_404, paginate, require_perm
 
 
 @require_perm("analysis.view_analysisrun")
@@ -30,9 +30,13 @@ COMPARISON_ROWS = [
 ARM_ORDER = ("baseline", "variant", "control")
 
 
+def _aggregate(run) -> dict:
+    return (run.result or {}).get("aggregate") or {}
+
+
 def _arm_rows(run) -> list[tuple[str, dict]]:
     """The result's arms in the experiment's order, whatever order the stored JSON keeps."""
-    arms = ((run.result or {}).get("aggregate") or {}).get("arms") or {}
+    arms = _aggregate(run).get("arms") or {}
     rank = {arm: index for index, arm in enumerate(ARM_ORDER)}
     return sorted(arms.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0]))
 
@@ -40,7 +44,7 @@ def _arm_rows(run) -> list[tuple[str, dict]]:
 def _range_notes(run, arm_rows) -> list[str]:
     """A sentence for each interval that reaches values the metric cannot take (a t-interval
     of an accuracy can pass 1); the stored numbers stay as computed."""
-    aggregate = (run.result or {}).get("aggregate") or {}
+    aggregate = _aggregate(run)
     metric = aggregate.get("metric") or ""
     intervals = [(f"{arm} mean", stats, False) for arm, stats in arm_rows] + [
         (f"difference against the {label.lower()}", aggregate.get(key) or {}, True)
@@ -95,6 +99,7 @@ def _run_context(run) -> dict:
         "comparison_rows": COMPARISON_ROWS,
         "arm_rows": arm_rows,
         "range_notes": _range_notes(run, arm_rows),
+        "interval_note": statistics.bounded_metric_note(_aggregate(run).get("metric") or ""),
         "control_policy": _control_policy(run),
         "sequence_task": _sequence_task(run),
     }
@@ -113,8 +118,7 @@ def run_live(request, pk: int):
     return render(request, "kb/_run_live.html", _run_context(run))
 
 
-def _run_action(request, pk: int, action, done: str):
-    run = get_or_404(selectors.run_get, pk)
+def _run_action(request, run, action, done: str):
     try:
         action(actor=request.user, run=run)
     except ValidationError as error:
@@ -127,10 +131,18 @@ def _run_action(request, pk: int, action, done: str):
 @require_POST
 @require_perm("analysis.change_analysisrun")
 def run_cancel(request, pk: int):
-    return _run_action(request, pk, analysis_services.run_cancel, "Run cancelled.")
+    run = get_or_404(selectors.run_get, pk)
+    asked = confirmation_page(
+        request,
+        question=f"Cancel run {run.pk}? Its unfinished jobs stop; you can retry it later.",
+        button="Cancel the run",
+        cancel=run.get_absolute_url(),
+    )
+    return asked or _run_action(request, run, analysis_services.run_cancel, "Run cancelled.")
 
 
 @require_POST
 @require_perm("analysis.change_analysisrun")
 def run_retry(request, pk: int):
-    return _run_action(request, pk, analysis_services.run_retry, "Run queued again.")
+    run = get_or_404(selectors.run_get, pk)
+    return _run_action(request, run, analysis_services.run_retry, "Run queued again.")

@@ -266,6 +266,53 @@ def test_an_insight_update_that_both_supports_and_contradicts_is_refused(client,
     assert_refused(response, {"findings"})
 
 
+CONSENT_RULE = "Consent needs a date and a scope; without consent the scope must be none."
+
+
+@pytest.mark.parametrize(
+    ("consent", "field"),
+    [
+        ({"consent_given": True, "consent_scope": "quotes"}, "consent_date"),
+        ({"consent_given": True, "consent_date": "2026-01-05", "consent_scope": "none"},
+         "consent_scope"),
+        ({"consent_scope": "quotes"}, "consent_scope"),
+    ],
+)  # fmt: skip
+def test_a_consent_error_comes_with_the_email_error_each_under_its_field(client, consent, field):
+    body = {"pseudonym": "P", "role": "ml_engineer", "seniority": "senior",
+            "contact_email": "not an address", **consent}  # fmt: skip
+    with nothing_written():
+        response = client.post("/api/researchers/", body, format="json")
+    assert response.status_code == 400
+    assert response.json() == {
+        "contact_email": ["Enter a valid email address."],
+        field: [CONSENT_RULE],
+    }
+
+
+def test_a_consent_patch_is_refused_under_the_field_to_fix(client, kb):
+    researcher = kb["researcher"]  # without consent
+    with nothing_written():
+        response = client.patch(
+            f"/api/researchers/{researcher.pk}/",
+            {"consent_given": True, "consent_scope": "quotes"},
+            format="json",
+        )
+    assert response.status_code == 400
+    assert response.json() == {"consent_date": [CONSENT_RULE]}
+    researcher.refresh_from_db()
+    assert (researcher.consent_given, researcher.consent_scope) == (False, "none")
+
+
+def test_a_confidence_above_one_reads_as_on_the_page(client, kb):
+    body = {"subject_model": kb["model"].pk, "title": "T", "layer_name": "conv2",
+            "confidence": 1.7}  # fmt: skip
+    with nothing_written():
+        response = client.post("/api/findings/", body, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"confidence": ["Confidence must lie between 0 and 1."]}
+
+
 def test_deleting_a_question_closes_the_gap_behind_it(api, kb, researcher_user):
     later = question_create(
         actor=researcher_user, survey=kb["survey"], position=2, text="Later?", kind="free_text"

@@ -1,6 +1,8 @@
 """Create and edit forms: values converted to the types services expect, errors shown next to
 their fields, and nothing saved on error."""
 
+import re
+
 import pytest
 from django.urls import reverse
 from django.utils import timezone
@@ -17,6 +19,7 @@ from kb.models import (
     Interview,
     Researcher,
 )
+from tests.analysis.transformer_helpers import TINY_TRANSFORMER
 from tests.factories import (
     BuiltinModelFactory,
     ChangeFactory,
@@ -25,6 +28,7 @@ from tests.factories import (
     InterviewFactory,
     QuestionFactory,
     ResearcherFactory,
+    SubjectModelFactory,
     SurveyFactory,
     ThemeFactory,
 )
@@ -221,6 +225,66 @@ def test_change_form_errors_sit_next_to_the_parameter_fields(client_r):
     ]
 
 
+SHAPES_LAYERS = [
+    "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten", "fc1", "relu3", "fc_out",
+]  # fmt: skip
+
+
+def test_change_form_marks_each_parameter_field_with_the_operations_that_use_it(client_r):
+    form = client_r.get(reverse("change-create")).context["form"]
+    marks = {name: form.fields[name].widget.attrs.get("data-operations") for name in form.fields}
+    assert marks == {
+        "insight": None, "target_model": None, "operation": None,
+        "layer": "widen_layer remove_layer", "units": "widen_layer widen_mlp",
+        "after": "insert_layer", "new_layer": "insert_layer",
+        "hp_name": "set_hyperparameter", "hp_value": "set_hyperparameter",
+        "description": "manual", "after_block": "insert_block", "n_heads": "insert_block",
+        "block": "remove_block add_heads widen_mlp", "heads": "add_heads", "d_mlp": "insert_block",
+        "expected_metric": None, "expected_direction": None, "minimum_effect": None,
+        "rationale": None,
+    }  # fmt: skip
+    # The parameters follow the operation, where the page's script reveals the chosen ones.
+    assert list(form.fields)[2:5] == ["operation", "layer", "units"]
+
+
+def test_change_form_offers_the_chosen_models_layers(client_r):
+    model = BuiltinModelFactory()
+    # Their changes name blocks, or no layer at all: nothing to offer
+    others = [BuiltinModelFactory(architecture_spec=TINY_TRANSFORMER), SubjectModelFactory()]
+    html = client_r.get(reverse("change-create"), {"model": model.pk}).content.decode()
+    options = "".join(f'<option value="{name}"></option>' for name in SHAPES_LAYERS)
+    assert f'<datalist id="layers-of-model-{model.pk}">{options}</datalist>' in html
+    assert html.count("<datalist") == 1
+    for other in others:
+        assert f"layers-of-model-{other.pk}" not in html
+    for name in ("layer", "after"):
+        assert re.search(rf'<input[^>]*name="{name}"[^>]*list="layers-of-model-{model.pk}"', html)
+    # No model chosen yet: the lists are on the page, the fields point at none
+    fresh = client_r.get(reverse("change-create")).content.decode()
+    assert f'<datalist id="layers-of-model-{model.pk}">' in fresh
+    assert ' list="layers-of-model-' not in fresh
+
+
+def test_a_field_the_chosen_operation_does_not_use_cannot_stop_the_save(client_r):
+    insight, model = InsightFactory(), BuiltinModelFactory()
+    data = _change_data(insight, model, layer="fc1", units="-3", new_layer="{not json")
+    response = client_r.post(reverse("change-create"), {**data, "operation": "remove_layer"})
+    change = ArchitectureChange.objects.get()
+    assert response.url == change.get_absolute_url()
+    assert change.parameters == {"layer": "fc1"}
+
+
+def test_without_an_operation_every_parameter_field_is_still_checked(client_r):
+    insight, model = InsightFactory(), BuiltinModelFactory()
+    data = {**_change_data(insight, model, units="-3"), "operation": ""}
+    with nothing_written():
+        response = client_r.post(reverse("change-create"), data)
+    assert response.context["form"].errors == {
+        "operation": ["This field is required."],
+        "units": ["Ensure this value is greater than or equal to 1."],
+    }
+
+
 def test_experiment_form_accepts_a_small_configuration(client_r):
     change = ChangeFactory()
     response = client_r.post(
@@ -413,7 +477,7 @@ def test_run_can_be_cancelled_then_retried_from_its_page(client_r, researcher_us
     from analysis.services import experiment_request
 
     run = experiment_request(actor=researcher_user, change=ChangeFactory(), dispatch=False)
-    client_r.post(reverse("run-cancel", args=[run.pk]))
+    client_r.post(reverse("run-cancel", args=[run.pk]), {"confirmed": "yes"})
     run.refresh_from_db()
     assert run.status == "cancelled"
     client_r.post(reverse("run-retry", args=[run.pk]))

@@ -39,7 +39,7 @@ def test_the_edit_page_lists_linked_evidence_with_its_stance_and_how_to_remove_i
 def test_removing_evidence_from_the_edit_page_returns_to_it(client_r, world):
     url = reverse("insight-unlink-quote", args=[world.insight.pk, world.quote_link.pk])
 
-    response = client_r.post(url, {"back": "edit"})
+    response = client_r.post(url, {"back": "edit", "confirmed": "yes"})
 
     assert response.url == reverse("insight-update", args=[world.insight.pk])
     assert not InsightHighlight.objects.filter(pk=world.quote_link.pk).exists()
@@ -49,7 +49,7 @@ def test_removing_evidence_from_the_edit_page_returns_to_it(client_r, world):
 def test_removing_evidence_elsewhere_returns_to_the_insight(client_r, world):
     url = reverse("insight-unlink-finding", args=[world.insight.pk, world.finding_link.pk])
 
-    response = client_r.post(url, {"back": "https://elsewhere.example/"})
+    response = client_r.post(url, {"back": "https://elsewhere.example/", "confirmed": "yes"})
 
     assert response.url == world.insight.get_absolute_url()
 

@@ -3,6 +3,7 @@ says what a second run of an evaluated change does."""
 
 import pytest
 from django.urls import reverse
+from django.utils.html import escape
 
 from kb.models import Event, Finding, Highlight, Insight, InsightFinding, InsightHighlight
 from kb.services.insights import insight_create
@@ -15,9 +16,12 @@ pytestmark = pytest.mark.django_db
 # --- removing evidence ------------------------------------------------------------------------
 
 
+CONFIRMED = {"confirmed": "yes"}
+
+
 def test_removing_a_finding_keeps_the_finding_and_logs_it(client_r, world):
     url = reverse("insight-unlink-finding", args=[world.insight.pk, world.finding_link.pk])
-    response = client_r.post(url)
+    response = client_r.post(url, CONFIRMED)
     assert response.status_code == 302
     assert response.url == world.insight.get_absolute_url()
     assert not InsightFinding.objects.exists()
@@ -31,7 +35,7 @@ def test_removing_a_finding_keeps_the_finding_and_logs_it(client_r, world):
 
 def test_removing_a_quote_keeps_the_highlight(client_r, world):
     url = reverse("insight-unlink-quote", args=[world.insight.pk, world.quote_link.pk])
-    assert client_r.post(url).status_code == 302
+    assert client_r.post(url, CONFIRMED).status_code == 302
     assert not InsightHighlight.objects.exists()
     assert Highlight.objects.filter(pk=world.highlight.pk).exists()
     event = Event.objects.get(action="deleted")
@@ -42,10 +46,36 @@ def test_a_link_of_another_insight_is_404_and_kept(client_r, world):
     other = InsightFactory()
     with nothing_written():
         finding = client_r.post(
-            reverse("insight-unlink-finding", args=[other.pk, world.finding_link.pk])
+            reverse("insight-unlink-finding", args=[other.pk, world.finding_link.pk]), CONFIRMED
         )
-        quote = client_r.post(reverse("insight-unlink-quote", args=[other.pk, world.quote_link.pk]))
+        quote = client_r.post(
+            reverse("insight-unlink-quote", args=[other.pk, world.quote_link.pk]), CONFIRMED
+        )
     assert (finding.status_code, quote.status_code) == (404, 404)
+
+
+def test_removing_evidence_without_a_confirmation_asks_on_a_page_and_writes_nothing(
+    client_r, world
+):
+    # Given a browser without scripts, which posts the Remove button unconfirmed
+    url = reverse("insight-unlink-finding", args=[world.insight.pk, world.finding_link.pk])
+    with nothing_written():
+        response = client_r.post(url, {"back": "edit"})
+    # Then the page asks, and its button posts the removal again, confirmed, keeping "back"
+    html = response.content.decode()
+    assert response.status_code == 200
+    question = (
+        f"Remove the finding {world.finding.title} from this insight's evidence? The finding "
+        "itself stays."
+    )
+    assert f"<p>{escape(question)}</p>" in html
+    assert '<input type="hidden" name="confirmed" value="yes">' in html
+    assert '<input type="hidden" name="back" value="edit">' in html
+    edit_url = reverse("insight-update", args=[world.insight.pk])
+    assert f'<a href="{edit_url}">Cancel</a>' in html
+    # When confirmed, the link goes
+    assert client_r.post(url, {"back": "edit", **CONFIRMED}).url == edit_url
+    assert not InsightFinding.objects.filter(pk=world.finding_link.pk).exists()
 
 
 def test_viewer_dashboard_never_shows_a_linked_quote(client, viewer_user, researcher_user, world):
@@ -102,7 +132,7 @@ def test_finding_removed_from_the_evidence_can_be_linked_again(client_r):
     insight = InsightFactory()
     finding = FindingFactory()
     link = InsightFinding.objects.create(insight=insight, finding=finding)
-    client_r.post(reverse("insight-unlink-finding", args=[insight.pk, link.pk]))
+    client_r.post(reverse("insight-unlink-finding", args=[insight.pk, link.pk]), CONFIRMED)
     data = {
         "title": insight.title, "statement": "S", "understanding_level": 1,
         "relevance": "both", "status": "open", "contradicting_findings": [finding.pk],

@@ -95,6 +95,28 @@ def test_an_interval_past_the_metrics_range_is_said_on_the_page(client_r):
     )
 
 
+ACCURACY_NOTE = (
+    "95% t-intervals; test_accuracy is bounded in [0, 1] (a difference of two values in "
+    "[-1, 1]), and a t-interval can reach past those bounds."
+)
+
+
+def test_an_accuracy_outcome_says_its_intervals_are_t_intervals_of_a_bounded_metric(client_r):
+    change = ChangeFactory()
+    outcome = _measured(change, ci_low=-0.02, ci_high=0.05)
+    body = _page(client_r, change)
+    assert f'<p class="muted interval-note">{ACCURACY_NOTE}</p>' in body
+    assert "test_accuracy +0.03254 (95% CI -0.02 to +0.05" in body  # the stored interval
+    outcome.refresh_from_db()
+    assert (outcome.ci_low, outcome.ci_high) == (-0.02, 0.05)
+
+
+def test_a_loss_outcome_has_no_bounded_metric_note(client_r):
+    change = ChangeFactory()
+    _measured(change, metric="test_loss")
+    assert "interval-note" not in _page(client_r, change)
+
+
 # --- recording an outcome by hand -----------------------------------------------------------
 
 

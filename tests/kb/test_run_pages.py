@@ -6,6 +6,7 @@ import pytest
 from django.urls import reverse
 
 from analysis.models import AnalysisRun
+from tests.helpers import nothing_written
 
 pytestmark = pytest.mark.django_db
 
@@ -44,6 +45,20 @@ def test_an_interval_past_the_metrics_range_is_said_so(world, client_r):
     assert client_r.get(reverse("run-live", args=[world.run.pk])).context["range_notes"] == notes
 
 
+def test_an_accuracy_experiment_says_its_intervals_are_t_intervals_of_a_bounded_metric(
+    world, client_r
+):
+    _result(world.run)
+    response = client_r.get(world.run.get_absolute_url())
+    assert response.context["interval_note"] == (
+        "95% t-intervals; test_accuracy is bounded in [0, 1] (a difference of two values in "
+        "[-1, 1]), and a t-interval can reach past those bounds"
+    )
+    assert f'<p class="muted interval-note">{response.context["interval_note"]}.</p>' in (
+        response.content.decode()
+    )
+
+
 def test_figures_are_described_in_words(world, client_r):
     _result(world.run)
     body = client_r.get(world.run.get_absolute_url()).content.decode()
@@ -74,3 +89,22 @@ def test_run_again_starts_from_the_earlier_runs_settings(world, client_r):
 def test_run_again_after_a_manual_outcome_starts_from_the_defaults(world, client_r):
     response = client_r.get(reverse("change-experiment", args=[world.manual_outcome.change.pk]))
     assert set(response.context["form"].initial) == {"seeds"}
+
+
+def test_cancelling_a_run_without_a_confirmation_asks_on_a_page_first(world, client_r):
+    # Given a queued run, and a browser without scripts posting "Cancel the run" unconfirmed
+    run = AnalysisRun.objects.create(kind="profile", subject_model=world.model)
+    url = reverse("run-cancel", args=[run.pk])
+    with nothing_written():
+        asked = client_r.post(url)
+    run.refresh_from_db()
+    assert run.status == "queued"
+    html = asked.content.decode()
+    assert asked.status_code == 200
+    assert f"<p>Cancel run {run.pk}? Its unfinished jobs stop; you can retry it later.</p>" in html
+    assert '<input type="hidden" name="confirmed" value="yes">' in html
+    assert f'<a href="{run.get_absolute_url()}">Cancel</a>' in html
+    # When its button posts the cancellation confirmed, the run is cancelled
+    assert client_r.post(url, {"confirmed": "yes"}).url == run.get_absolute_url()
+    run.refresh_from_db()
+    assert run.status == "cancelled"

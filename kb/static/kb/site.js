@@ -102,11 +102,52 @@ function applyColours(root) {
   });
 }
 
+// --- Change form: only the chosen operation's parameter fields show -------------------------
+// Each parameter input names the operations that use it (data-operations); the others are
+// hidden, and the server ignores them. While no operation is chosen, only fields with an error
+// show. The layer fields suggest the chosen model's layers (a <datalist> per model).
+function setUpChangeForm(form) {
+  const operation = form.querySelector("select[name=operation]");
+  const model = form.querySelector("select[name=target_model]");
+  const parameters = form.querySelectorAll("[data-operations]");
+  const showParameters = () => {
+    parameters.forEach((input) => {
+      const wrapper = input.closest(".field");
+      const used = input.dataset.operations.split(" ").includes(operation.value);
+      const erred = operation.value === "" && wrapper.classList.contains("has-errors");
+      wrapper.hidden = !(used || erred);
+    });
+  };
+  const offerLayers = () => {
+    const list = document.getElementById(`layers-of-model-${model.value}`);
+    form.querySelectorAll("[data-layer-list]").forEach((input) => {
+      if (list) input.setAttribute("list", list.id);
+      else input.removeAttribute("list");
+    });
+  };
+  operation.addEventListener("change", showParameters);
+  if (model) model.addEventListener("change", offerLayers);
+  showParameters();
+}
+
 // Forms that undo work (cancel a run, remove evidence) ask first. Delegated from the document,
-// because the run page replaces its live fragment, buttons included, every second.
+// because the run page replaces its live fragment, buttons included, every second. A yes is
+// sent along (confirmed=yes); without scripts the server asks on a page of its own instead.
 document.addEventListener("submit", (event) => {
-  const question = event.target.dataset.confirm;
-  if (question && !window.confirm(question)) event.preventDefault();
+  const form = event.target;
+  const question = form.dataset.confirm;
+  if (!question) return;
+  if (!window.confirm(question)) {
+    event.preventDefault();
+    return;
+  }
+  if (!form.querySelector("input[name=confirmed]")) {
+    const confirmed = document.createElement("input");
+    confirmed.type = "hidden";
+    confirmed.name = "confirmed";
+    confirmed.value = "yes";
+    form.append(confirmed);
+  }
 });
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -114,4 +155,7 @@ document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("form[data-preview-url]").forEach(setUpMarkdownPreview);
   document.querySelectorAll("form[data-highlight-form]").forEach(setUpHighlighting);
   document.querySelectorAll("[data-live-url]").forEach(setUpLiveRun);
+  document.querySelectorAll("select[name=operation]").forEach((select) => {
+    if (select.form.querySelector("[data-operations]")) setUpChangeForm(select.form);
+  });
 });

@@ -493,10 +493,11 @@ def job_fail(*, job: AnalysisJob, error: str, failure: str) -> None:
 
 
 def run_ready_to_finish(*, run_id: int) -> bool:
-    """True while the run is running and every one of its jobs is done. Several workers may
-    see True at once; `run_finish`'s conditional UPDATE lets only one of them write."""
+    """True while the run is live and every one of its jobs is done (a retried run whose jobs
+    were all done is still queued: nothing was left to claim). Several workers may see True
+    at once; `run_finish`'s conditional UPDATE lets only one of them write."""
     return (
-        AnalysisRun.objects.filter(pk=run_id, status=AnalysisRun.Status.RUNNING).exists()
+        AnalysisRun.objects.filter(pk=run_id, status__in=LIVE_STATUSES).exists()
         and not AnalysisJob.objects.filter(run_id=run_id)
         .exclude(status=AnalysisJob.Status.DONE)
         .exists()
@@ -590,6 +591,10 @@ def run_retry(*, actor, run: AnalysisRun) -> AnalysisRun:
         _dispatch_on_commit(run)
         if run.kind == AnalysisRun.Kind.STUDY:
             _study_nudge_on_commit(run)
+        elif not run.jobs.exclude(status=AnalysisJob.Status.DONE).exists():
+            # every job was done (it failed or was cancelled while finishing): nothing to
+            # send, so one done job goes again, whose worker finishes the run
+            transaction.on_commit(lambda: _run_nudge(run.pk))
     run.refresh_from_db()
     return run
 
@@ -714,13 +719,32 @@ def runs_nudge_unfinished() -> int:
             )
             if run is None:
                 continue  # another sweep holds it, or it finished meanwhile
-            key = run.jobs.order_by("-finished_at", "-pk").values_list("key", flat=True).first()
-            jobs_send([(run_id, key)])
+            _run_nudge(run_id, raise_when_down=True)
             AnalysisRun.objects.filter(pk=run_id).update(dispatched_at=timezone.now())
-        logger.info("run %s: every job done but the run unfinished; sent job %s again",
-                    run_id, key)  # fmt: skip
         nudged += 1
     return nudged
+
+
+def _run_nudge(run_id: int, *, raise_when_down: bool = False) -> None:
+    """Send the run's latest done job again: the worker that receives it finds the job done
+    and finishes the run. With the broker down this logs (the sweeper tries again after a
+    lease), or raises BrokerUnavailable when asked to."""
+    key = (
+        AnalysisJob.objects.filter(run_id=run_id, status=AnalysisJob.Status.DONE)
+        .order_by("-finished_at", "-pk")
+        .values_list("key", flat=True)
+        .first()
+    )
+    if key is None:
+        return
+    try:
+        jobs_send([(run_id, key)])
+    except BrokerUnavailable:
+        if raise_when_down:
+            raise
+        logger.warning("run %s: could not send job %s again; the sweeper will", run_id, key)
+        return
+    logger.info("run %s: every job done but the run unfinished; sent job %s again", run_id, key)
 
 
 def jobs_release_worker(*, worker: str) -> int:

@@ -695,7 +695,7 @@ class ChangeForm(VersionedModelForm):
         for name in LAYER_NAME_FIELDS:
             attrs = self.fields[name].widget.attrs
             attrs.update({"data-layer-list": "true", "autocomplete": "off"})
-            if chosen.isdigit() and int(chosen) in self.layer_names:
+            if chosen in {str(pk) for pk in self.layer_names}:
                 attrs["list"] = layer_list_id(chosen)
 
     def layer_lists(self) -> list[tuple[str, list[str]]]:

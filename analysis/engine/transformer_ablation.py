@@ -85,7 +85,8 @@ def ablate_transformer_units(
     hook_post's the fresh activation, read by nothing but the next product and by hooks
     registered on the same point (which see what is overwritten only if they run after
     this one). In place measured cheaper than a replaced copy of the whole output (no
-    fresh block each batch). The hook is removed on exit."""
+    fresh block each batch); with gradients on, the copy is replaced instead, as autograd
+    may hold the output. The hook is removed on exit."""
     if mode not in ("zero", "mean"):
         raise ValueError(f"mode must be 'zero' or 'mean', got {mode!r}")
     if mode == "mean" and means is None:
@@ -98,11 +99,15 @@ def ablate_transformer_units(
 
     positions = torch.tensor(index, dtype=torch.long)
 
-    def replace(_name: str, output: torch.Tensor) -> None:
+    def replace(_name: str, output: torch.Tensor) -> torch.Tensor | None:
+        if torch.is_grad_enabled() and output.requires_grad:
+            # autograd may keep the output (ReLU does, for its backward): never overwrite it
+            output = output.clone()
         if mode == "zero":
             output.index_fill_(2, positions.to(output.device), 0)
         else:
             output[:, :, index] = means[index].to(output.device, output.dtype)
+        return output
 
     with recording_hooks(model, [name], replace):
         yield model

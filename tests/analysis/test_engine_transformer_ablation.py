@@ -67,6 +67,17 @@ def test_zeroing_a_head_changes_logits_inside_the_block_and_restores_bitwise():
     assert torch.allclose(seen[0], expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["heads", "neurons"])
+def test_ablation_with_gradients_on_leaves_what_autograd_keeps_alone(kind):
+    """In place under inference; with gradients on, a ReLU's output is kept for its
+    backward, so the ablation replaces a copy and backward still runs."""
+    model, probe = _tiny()
+    with ablate_transformer_units(model, block=1, kind=kind, units=[0]):
+        model(probe.tokens).sum().backward()
+    assert model.blocks[1].mlp.W_in.grad is not None
+    assert _no_hooks(model)
+
+
 def test_mean_ablation_of_neurons_sets_them_to_their_probe_means():
     model, probe = _tiny()
     means = mean_unit_outputs(model, probe, block=1, kind="neurons")

@@ -173,3 +173,27 @@ def test_a_run_whose_worker_died_before_finishing_it_is_finished_after_a_nudge(
     assert run.status == "succeeded" and run.result["localisation"]
     AnalysisRun.objects.filter(pk=run.pk).update(dispatched_at=past)
     assert services.runs_sweep() == services.Swept()  # finished: nothing to nudge
+
+
+@pytest.mark.usefixtures("media")
+@pytest.mark.django_db(transaction=True)
+def test_retrying_a_run_whose_jobs_were_all_done_sends_one_to_finish_it(queue, researcher_user):
+    """Cancelled while stuck between its last job and its finish, then retried: no job is
+    left to send, so one done job goes again at once, and its worker finishes the run."""
+    from analysis.execution import JOB_RUNNERS, execute_job
+    from tests.analysis.jobs import QUICK as SMALL
+    from tests.factories import BuiltinModelFactory
+
+    run = services.profile_request(
+        actor=researcher_user, subject_model=BuiltinModelFactory(),
+        config={**SMALL, "concept": "curvature"}, dispatch=False,
+    )  # fmt: skip
+    job = services.job_claim(run_id=run.pk, key="main", worker="w1@host")
+    services.job_complete(job=job, result=JOB_RUNNERS[run.kind](job))  # ... the worker dies
+    services.run_cancel(actor=researcher_user, run=run)
+    run = services.run_retry(actor=researcher_user, run=run)
+    assert run.status == "queued"
+    assert queue() == 1  # the done job, sent again on commit
+    assert execute_job(run_id=run.pk, key="main", worker="w2@host") == "finished"
+    run.refresh_from_db()
+    assert run.status == "succeeded"

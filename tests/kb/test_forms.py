@@ -265,6 +265,14 @@ def test_change_form_offers_the_chosen_models_layers(client_r):
     assert ' list="layers-of-model-' not in fresh
 
 
+@pytest.mark.parametrize("chosen", ["\u00b2", "-1", "1e3", "x"])
+def test_change_form_with_a_model_choice_that_is_no_id_offers_no_list(client_r, chosen):
+    BuiltinModelFactory()
+    response = client_r.get(reverse("change-create"), {"model": chosen})
+    assert response.status_code == 200
+    assert ' list="layers-of-model-' not in response.content.decode()
+
+
 def test_a_field_the_chosen_operation_does_not_use_cannot_stop_the_save(client_r):
     insight, model = InsightFactory(), BuiltinModelFactory()
     data = _change_data(insight, model, layer="fc1", units="-3", new_layer="{not json")

@@ -304,18 +304,27 @@ def bench_profile_peak_memory(quick: bool = True) -> dict[str, Any]:
     attributes values per example (56 bytes for shapes, vs 3136 bytes of image).
     """
     sizes = [1024, 4096] if quick else [2048, 16384]
-    growth = _measure_profile_memory(sizes)
     per_example = 4 * (16 * 28 * 28 + 32 * 14 * 14 + 64)  # float32 relu1 + relu2 + relu3 maps
+    return _peak_memory_result(
+        "profile_peak_memory", sizes, _measure_profile_memory(sizes), "probes",
+        {"full_activations_bytes": [size * per_example for size in sizes]},
+    )  # fmt: skip
+
+
+def _peak_memory_result(name: str, sizes, growth, unit: str, full: dict) -> dict[str, Any]:
+    """Out: a memory benchmark's result: ok when the larger probe set's peak RSS grew by at
+    most 8 MiB more than the smaller one's; `full` names what keeping everything would
+    need."""
     slack = 8 * 1024 * 1024
     return {
-        "name": "profile_peak_memory",
+        "name": name,
         "probe_sizes": sizes,
         "peak_growth_bytes": growth,
-        "full_activations_bytes": [size * per_example for size in sizes],
+        **full,
         "slack_bytes": slack,
         "ok": growth[1] <= growth[0] + slack,
         "summary": ", ".join(
-            f"{size} probes: +{grown / 2**20:.1f} MiB peak RSS"
+            f"{size} {unit}: +{grown / 2**20:.1f} MiB peak RSS"
             for size, grown in zip(sizes, growth, strict=True)
         ),
     }
@@ -523,19 +532,10 @@ def bench_transformer_profile_peak_memory(quick: bool = True) -> dict[str, Any]:
     growth = _measure_profile_memory(sizes, _TRANSFORMER_MEMORY_PROBE)
     spec, length = TRANSFORMER_BENCH_SPEC, TRANSFORMER_BENCH_TASK.length
     per_sequence = 4 * sum(block["n_heads"] for block in spec["blocks"]) * length**2
-    slack = 8 * 1024 * 1024
-    return {
-        "name": "transformer_profile_peak_memory",
-        "probe_sizes": sizes,
-        "peak_growth_bytes": growth,
-        "full_patterns_bytes": [size * per_sequence for size in sizes],
-        "slack_bytes": slack,
-        "ok": growth[1] <= growth[0] + slack,
-        "summary": ", ".join(
-            f"{size} sequences: +{grown / 2**20:.1f} MiB peak RSS"
-            for size, grown in zip(sizes, growth, strict=True)
-        ),
-    }
+    return _peak_memory_result(
+        "transformer_profile_peak_memory", sizes, growth, "sequences",
+        {"full_patterns_bytes": [size * per_sequence for size in sizes]},
+    )  # fmt: skip
 
 
 def run_transformer_timings(quick: bool = True) -> list[dict[str, Any]]:

@@ -1,13 +1,16 @@
 """Writes for guided-search studies: request, cancel, resume, and the orchestration that decides
-each round and plans the next (study_advance, called by the worker after every study job).
+each track's rounds and plans its next (study_advance, called by the worker after every study
+job).
 
 A study is an AnalysisRun of kind "study" (analysis.models.Study), so its jobs are claimed,
 leased, swept, cancelled and retried by analysis/services.py like every run's. What this module
-adds is the order of rounds: the jobs of round k ("r{k}:{track}:s{seed}") are created only once
-round k-1 is decided, and a round is decided once, under a lock on the study's row, by whichever
-worker finishes its last job. Deciding a round writes its StudyRound rows and its records
-(finding, insight, change, outcome), then either plans the next round or finishes the study with
-the engine's final report, all in one transaction.
+adds is the order of rounds, per track (analysis/study_rounds.py says what depends on what):
+the jobs of a track's round k ("r{k}:{track}:s{seed}") are created once its round k-1 is
+decided (and, for a control track, once the guided candidate of round k is planned), so a
+track may train round k+1 while another still trains round k. Rows are decided, rounds
+recorded (finding, insight, change, outcome, once all of a round's rows are decided), next
+rounds planned and the study finished with the engine's final report under a lock on the
+study's row, by whichever worker finishes the job that allows it.
 
 Torch-free at import: the web process requests, cancels and resumes studies. Only deciding a
 round (study_advance, in workers) loads the engine's torch code, for the mechanism summary.
@@ -18,7 +21,7 @@ import logging
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Avg, Count, Max, Q
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from analysis import services
@@ -29,7 +32,7 @@ from analysis.engine.plans import baseline_spec
 from analysis.engine.run_settings import SettingsError
 from analysis.engine.specs import SpecError
 from analysis.engine.stats import compare_arms, verdict
-from analysis.engine.study_plans import rejected_candidates, study_round_plan
+from analysis.engine.study_plans import rejected_candidates
 from analysis.engine.study_report import (
     study_final_report,
     study_round_decide,
@@ -39,7 +42,15 @@ from analysis.engine.study_settings import study_config_clean
 from analysis.engine.transformer_specs import is_transformer_spec
 from analysis.frozen import study_config_freeze
 from analysis.models import AnalysisJob, AnalysisRun, Study, StudyRound
-from analysis.study_selectors import round_sat_out
+from analysis.study_rounds import (
+    rounds_in_words,
+    study_job_key,
+    study_job_parse,
+    study_round_keys,
+    study_steps,
+    study_track_plans,
+)
+from analysis.study_selectors import round_sat_out, study_progress_of, study_row_states
 from kb import events
 from kb.models import ArchitectureChange, Finding, Insight, Outcome, SubjectModel
 from kb.services.changes import change_create
@@ -54,23 +65,7 @@ BASE, GUIDED, RANDOM, UNIFORM = Track.BASE, Track.GUIDED, Track.RANDOM, Track.UN
 CONTROL_TRACKS = (RANDOM, UNIFORM)
 
 
-# --- job keys -------------------------------------------------------------------------------
-
-
-def study_job_key(index: int, track: str, seed: int) -> str:
-    """The key of the job that trains round `index`'s candidate of `track` with `seed`."""
-    return f"r{index}:{track}:s{seed}"
-
-
-def study_job_parse(key: str) -> tuple[int, str, int]:
-    """Out: (round index, track, seed) of a study job key "r{index}:{track}:s{seed}"."""
-    index, track, seed = key.split(":")
-    return int(index[1:]), track, int(seed[1:])
-
-
-def study_round_keys(config: dict, index: int, track: str) -> list[str]:
-    """The job keys of one track's candidate in one round, in the study's seed order."""
-    return [study_job_key(index, track, seed) for seed in config["seeds"]]
+# --- job keys (study_rounds: "r{index}:{track}:s{seed}") -----------------------------------
 
 
 def _profiles(track: str) -> bool:
@@ -153,9 +148,10 @@ def study_cancel(*, actor, study: Study) -> Study:
 
 
 def study_resume(*, actor, study: Study) -> Study:
-    """Continue a cancelled or failed study from its first undecided round: that round's
-    unfinished jobs are sent again (finished jobs keep their results). A round whose jobs had
-    all finished is decided by the worker that receives the one job message sent for it.
+    """Continue a cancelled or failed study where each track stopped: its unfinished jobs are
+    sent again (finished jobs keep their results), and the worker that finishes one decides
+    whatever can be decided. When every job had finished, one message of a done job is sent
+    (services' nudge): its worker decides the rows.
     From here on the workers send each next round, even for a study its caller ran
     (dispatch=False): that caller is gone."""
     with transaction.atomic():
@@ -173,39 +169,45 @@ def _hand_to_workers(study_id: int) -> None:
         base.save(update_fields=["plan"])
 
 
-# --- deciding rounds (called from workers after every study job) ------------------------------
+# --- advancing a study (called from workers after every study job) ----------------------------
+
+# More passes than any study needs: each pass decides or plans a row, or records a round, and a
+# study has at most 1 + 10 rounds x 3 tracks rows and 10 rounds. A loop that makes no progress
+# is a bug, not a wait.
+MAX_PASSES = 100
 
 
 def study_advance(*, run_id: int) -> bool:
-    """Decide the study's first undecided round if all its jobs are done, then plan the next
-    round (its rows and jobs, sent after commit) or finish the study. Repeats while a planned
-    round has no jobs (every track sat it out). Safe to call any number of times, from any
-    number of workers at once: the study's row is locked while a round is decided, and a
-    decided round is never decided again. Returns True for the one call that finished the
-    study; a failure of the decision itself fails the study (resume decides it again)."""
-    while True:
-        try:
-            step = _advance_once(run_id)
-        except services.TRANSIENT_ERRORS:
-            raise  # the task retries; the transaction wrote nothing
-        except Exception as error:
-            logger.exception("internal error deciding a round of study %s", run_id)
-            services.run_finish(
-                run_id=run_id,
-                status=AnalysisRun.Status.FAILED,
-                error=f"deciding a round: internal error ({type(error).__name__}); the "
-                "traceback is in the worker log",
-                failure=AnalysisRun.Failure.INTERNAL,
-            )
-            return False
-        if step != "decided":
-            return step == "finished"
+    """Move the study on as far as its finished jobs allow (study_rounds.study_steps): decide
+    every row whose jobs are all done, write the records of each round whose rows are all
+    decided, plan each track's next round as soon as its own last round is decided (and, for
+    a control, the guided candidate of that round is planned), and finish the study once
+    every track's last round is decided. A track may thus run ahead of the others; the new
+    jobs are sent once the transaction commits, the guided track's first.
+
+    Safe to call any number of times, from any number of workers at once: all of it happens
+    under a lock on the study's row, and a decided row, a recorded round or a planned row is
+    never done again. Returns True for the one call that finished the study; a failure of a
+    decision fails the study (resume decides it again)."""
+    try:
+        return _advance(run_id) == "finished"
+    except services.TRANSIENT_ERRORS:
+        raise  # the task retries; the transaction wrote nothing
+    except Exception as error:
+        logger.exception("internal error deciding a round of study %s", run_id)
+        services.run_finish(
+            run_id=run_id,
+            status=AnalysisRun.Status.FAILED,
+            error=f"deciding a round: internal error ({type(error).__name__}); the "
+            "traceback is in the worker log",
+            failure=AnalysisRun.Failure.INTERNAL,
+        )
+        return False
 
 
-def _advance_once(run_id: int) -> str:
-    """One step under the study's row lock: 'waiting' (jobs of the round are not all done, or
-    the study is not live), 'decided' (a round was decided and the next planned) or
-    'finished'."""
+def _advance(run_id: int) -> str:
+    """Every step the study can take now, under its row lock, in one transaction: 'waiting'
+    (nothing to do, or the study is not live), 'advanced' or 'finished'."""
     with transaction.atomic():
         study = (
             Study.objects.select_for_update(of=("self",))
@@ -215,48 +217,40 @@ def _advance_once(run_id: int) -> str:
         )
         if study is None:
             return "waiting"
-        rows = _undecided_rows(study)
-        if not rows:  # cannot happen: the last decision finishes the study in its transaction
+        keys: list[str] = []
+        steps_taken = 0
+        while steps := study_steps(study.config, study_row_states(study)):
+            steps_taken += 1
+            if steps_taken > MAX_PASSES:
+                raise RuntimeError(f"study {run_id} still had steps after {MAX_PASSES} passes")
+            for index, track in steps.decide:
+                _row_decide(study, index, track)
+            for index in steps.record:
+                _round_records_write(study, index)
+            for index, track in steps.plan:
+                keys += _row_plan(study, index, track)
+            if steps.finished:
+                _study_finish(study)
+                return "finished"
+        if not steps_taken:
             return "waiting"
-        index = rows[0].index
-        results = _round_results(study, index)
-        if results is None:
-            return "waiting"
-        _round_decide(study, rows, results)
-        if index >= study.config["rounds"]:
-            _study_finish(study)
-            return "finished"
-        _round_plan(study, index + 1)
+        _jobs_send_on_commit(study, keys)
         _progress_write(study.pk)
-        return "decided"
+        return "advanced"
 
 
-def _undecided_rows(study: AnalysisRun) -> list[StudyRound]:
-    first = (
-        StudyRound.objects.filter(study=study, decided_at__isnull=True)
-        .order_by("index")
-        .values_list("index", flat=True)
-        .first()
+def _row_results(study: AnalysisRun, row: StudyRound) -> dict[str, dict]:
+    """{job key: result} of the row's jobs (all done: study_steps decides only such rows)."""
+    keys = study_round_keys(study.config, row.index, row.track)
+    return dict(
+        AnalysisJob.objects.filter(
+            run=study, key__in=keys, status=AnalysisJob.Status.DONE
+        ).values_list("key", "result")
     )
-    if first is None:
-        return []
-    return list(StudyRound.objects.filter(study=study, index=first).order_by("track"))
-
-
-def _round_results(study: AnalysisRun, index: int) -> dict[str, dict] | None:
-    """{job key: result} of the round's jobs when every one is done, else None."""
-    jobs = list(
-        AnalysisJob.objects.filter(run=study, key__startswith=f"r{index}:").values_list(
-            "key", "status", "result"
-        )
-    )
-    if any(status != AnalysisJob.Status.DONE for _, status, _ in jobs):
-        return None
-    return {key: result for key, _, result in jobs}
 
 
 def _values(study: AnalysisRun, row: StudyRound, results: dict[str, dict]) -> list[float | None]:
-    """The metric per seed, in the study's seed order, from the round's job results; None for
+    """The metric per seed, in the study's seed order, from the row's job results; None for
     a seed whose metric was no number (NaN or infinite, stored as None by the job): the
     statistics it enters are undefined and its candidate is not kept."""
     metric = study.config["metric"]
@@ -276,8 +270,12 @@ def _undefined_seeds(study: AnalysisRun, values: list[float | None]) -> list[int
 
 def _current_rows(study: AnalysisRun, *, before: int) -> dict[str, StudyRound]:
     """Each track's current model before round `before`: its last kept candidate, else the
-    base model (round 0)."""
-    rows = StudyRound.objects.filter(study=study, index__lt=before, decided_at__isnull=False)
+    base model (round 0, decided or not: round 1 is planned once it is profiled). Right for
+    a track whose rows before that round are all decided (a track with a row in round
+    `before` has them all; another track may still be behind)."""
+    rows = StudyRound.objects.filter(study=study, index__lt=before).filter(
+        Q(index=0) | Q(decided_at__isnull=False)
+    )
     base = next(row for row in rows if row.track == BASE)
     current = {track: base for track in study.config["tracks"]}
     for row in sorted(rows, key=lambda row: row.index):
@@ -286,27 +284,32 @@ def _current_rows(study: AnalysisRun, *, before: int) -> dict[str, StudyRound]:
     return current
 
 
-def _round_decide(study: Study, rows: list[StudyRound], results: dict[str, dict]) -> None:
-    """Write each row's values, summary and keep decision, and the round's records."""
-    now = timezone.now()
-    index = rows[0].index
-    current = _current_rows(study, before=index) if index else {}
-    for row in rows:
-        row.decided_at = now
-        if round_sat_out(row):
-            row.kept = False
-            continue
-        row.values = _values(study, row, results)
-        row.summary = study_values_summary(row.values)
-        if row.track == BASE:
-            continue  # nothing to decide: every track's current model at the start
-        row.decision = study_round_decide(study.config, current[row.track].values, row.values)
+def _row_decide(study: Study, index: int, track: str) -> None:
+    """Write one row's values, summary and keep decision (a row sitting out is decided as
+    not kept, with nothing to measure). Its round's records wait for the round's last row."""
+    row = StudyRound.objects.get(study=study, index=index, track=track)
+    row.decided_at = timezone.now()
+    if round_sat_out(row):
+        row.kept = False
+        _row_save(row)
+        return
+    results = _row_results(study, row)
+    row.values = _values(study, row, results)
+    row.summary = study_values_summary(row.values)
+    if track != BASE:  # the base model has nothing to decide: every track's starting point
+        current = _current_rows(study, before=index)[track]
+        row.decision = study_round_decide(study.config, current.values, row.values)
         row.kept = bool(row.decision["kept"])
-        if row.track == GUIDED:
-            row.mechanism = _mechanism_summary(study, row, results, current[GUIDED])
-    if index:
-        _round_records(study, {row.track: row for row in rows}, current)
-    for row in rows:
+        if track == GUIDED:
+            row.mechanism = _mechanism_summary(study, row, results, current)
+    _row_save(row)
+
+
+def _round_records_write(study: Study, index: int) -> None:
+    """The records of a round whose rows are all decided (_round_records)."""
+    rows = {row.track: row for row in StudyRound.objects.filter(study=study, index=index)}
+    _round_records(study, rows, _current_rows(study, before=index))
+    for row in rows.values():
         _row_save(row)
 
 
@@ -333,10 +336,11 @@ def _mechanism_summary(
     return study_head_mechanism(row.plan.get("mechanism_request"), before, candidate)
 
 
-def _round_plan(study: Study, index: int) -> None:
-    """Plan round `index` from each track's current model: its rows (a track that cannot form
-    a candidate sits the round out: its row keeps its current spec, no jobs) and its jobs,
-    sent once the transaction commits."""
+def _row_plan(study: Study, index: int, track: str) -> list[str]:
+    """Plan one track's round `index` from its current model (and, for a control, the guided
+    track's: study_rounds.study_track_plans): its row (a track that cannot form a candidate
+    sits the round out: its row keeps its current spec, no jobs) and its jobs. Returns the
+    new jobs' keys."""
     current = _current_rows(study, before=index)
     decided = [
         {"index": row.index, "track": row.track, "spec": row.spec, "plan": row.plan,
@@ -344,44 +348,65 @@ def _round_plan(study: Study, index: int) -> None:
         for row in StudyRound.objects.filter(study=study, index__lt=index, decided_at__isnull=False)
     ]  # fmt: skip
     state = {
-        track: {"spec": row.spec, "profile": _profile_of(study, row) if track == GUIDED else None,
-                "rejected": rejected_candidates(decided, track)}
-        for track, row in current.items()
+        name: {"spec": current[name].spec,
+               "profile": _profile_of(study, current[name]) if name == GUIDED else None,
+               "rejected": rejected_candidates(decided, name)}
+        for name in {GUIDED, track}
     }  # fmt: skip
-    planned = study_round_plan(study.config, index, state)
-    keys = []
-    for track in study.config["tracks"]:
-        candidate = planned[track]
-        if candidate["spec"] is None:
-            row = StudyRound(
-                study=study, index=index, track=track, spec=current[track].spec,
-                plan=candidate["plan"], parameters=current[track].parameters, params_added=0,
-                kept=False,
-            )  # fmt: skip
-        else:
-            plan = {**candidate["plan"],
-                    "change": {"operation": candidate["operation"],
-                               "parameters": candidate["change_parameters"]},
-                    "mechanism_request": candidate["mechanism"]}  # fmt: skip
-            row = StudyRound(
-                study=study, index=index, track=track, spec=candidate["spec"], plan=plan,
-                parameters=candidate["parameters"], params_added=candidate["params_added"],
-            )  # fmt: skip
-            keys += study_round_keys(study.config, index, track)
-        _row_save(row)
+    candidate = study_track_plans(study.config, index, [track], state)[track]
+    if candidate["spec"] is None:
+        _row_save(StudyRound(
+            study=study, index=index, track=track, spec=current[track].spec,
+            plan=candidate["plan"], parameters=current[track].parameters, params_added=0,
+            kept=False,
+        ))  # fmt: skip
+        return []
+    plan = {**candidate["plan"],
+            "change": {"operation": candidate["operation"],
+                       "parameters": candidate["change_parameters"]},
+            "mechanism_request": candidate["mechanism"]}  # fmt: skip
+    _row_save(StudyRound(
+        study=study, index=index, track=track, spec=candidate["spec"], plan=plan,
+        parameters=candidate["parameters"], params_added=candidate["params_added"],
+    ))  # fmt: skip
+    keys = study_round_keys(study.config, index, track)
     AnalysisJob.objects.bulk_create(AnalysisJob(run=study, key=key) for key in keys)
-    if keys and _sent_to_workers(study):
-        # Not dispatched until the broker takes the new jobs: the sweeper sends them if the
-        # commit's own dispatch finds the broker down (or this worker dies first).
-        AnalysisRun.objects.filter(pk=study.pk).update(dispatched_at=None)
-        services._dispatch_on_commit(study)
+    return keys
+
+
+def _jobs_send_on_commit(study: Study, keys: list[str]) -> None:
+    """Send the new jobs, in the order they were planned, once the transaction commits;
+    unless the study's caller runs its jobs (_sent_to_workers).
+
+    The study counts as not dispatched until the broker takes them, so the sweeper sends its
+    unfinished jobs should the broker be down or this worker die first. Only the jobs
+    planned here are sent: the study's other unfinished jobs are already on the queue."""
+    if not keys or not _sent_to_workers(study):
+        return
+    AnalysisRun.objects.filter(pk=study.pk).update(dispatched_at=None)
+    last = AnalysisJob.objects.filter(run=study).aggregate(last=Max("pk"))["last"]
+    transaction.on_commit(lambda: _jobs_send(study.pk, keys, last))
+
+
+def _jobs_send(study_id: int, keys: list[str], last: int) -> None:
+    try:
+        jobs_send([(study_id, key) for key in keys])
+    except BrokerUnavailable:
+        # Another worker's send may have marked the study dispatched meanwhile: unmark it.
+        AnalysisRun.objects.filter(pk=study_id).update(dispatched_at=None)
+        return
+    # Marked dispatched by the latest planning only: jobs planned after these ones (by another
+    # worker, committed meanwhile) may still wait for their own send.
+    AnalysisRun.objects.filter(pk=study_id, dispatched_at__isnull=True).exclude(
+        jobs__pk__gt=last
+    ).update(dispatched_at=timezone.now())
 
 
 def _sent_to_workers(study: AnalysisRun) -> bool:
-    """Whether the next round goes to the workers: yes, unless the study's caller runs its
+    """Whether new jobs go to the workers: yes, unless the study's caller runs its
     jobs (round 0's plan["dispatch"] is False) and no worker has run one of them. A worker
     that ran one took the study over (the sweeper sent it a job whose caller died, or the
-    study was retried): from then on the workers send its rounds, as round 0 records."""
+    study was retried): from then on the workers send its jobs, as round 0 records."""
     if not StudyRound.objects.filter(study=study, index=0, plan__dispatch=False).exists():
         return True
     if not _worker_ran_a_job(study.pk):
@@ -442,31 +467,25 @@ def _row_save(row: StudyRound) -> None:
 
 
 def study_progress_write(*, run_id: int, message: str = "") -> None:
-    """Store the study's progress: decided rounds plus the current round's share of its jobs'
-    progress, out of rounds + 1 (round 0 is the base model); the message says round k of K
-    and its jobs done. Called for every job progress report (services.job_progress)."""
+    """Store the study's progress (study_selectors.study_progress_of): the share of its rows
+    decided, an undecided row counting its jobs' progress, out of rounds + 1 (round 0 is the
+    base model); the message says which round each track is running ("round k of K" while
+    they are all in one) and the undecided rows' jobs done. Called for every job progress
+    report (services.job_progress)."""
     _progress_write(run_id, message)
 
 
 def _progress_write(run_id: int, message: str = "") -> None:
-    rounds = AnalysisRun.objects.values_list("config__rounds", flat=True).get(pk=run_id)
-    undecided = (
-        StudyRound.objects.filter(study_id=run_id, decided_at__isnull=True)
-        .order_by("index")
-        .values_list("index", flat=True)
-        .first()
-    )
-    if undecided is None:
+    config = AnalysisRun.objects.values_list("config", flat=True).get(pk=run_id)
+    progress = study_progress_of(run_id, config)
+    if not progress.in_flight:
         return
-    jobs = AnalysisJob.objects.filter(run_id=run_id, key__startswith=f"r{undecided}:").aggregate(
-        total=Count("pk"),
-        done=Count("pk", filter=Q(status=AnalysisJob.Status.DONE)),
-        share=Avg("progress"),
+    text = (
+        f"{rounds_in_words(config, progress.in_flight)}: {progress.jobs_done} of "
+        f"{progress.jobs_total} jobs done"
     )
-    percent = int(100 * (undecided + (jobs["share"] or 0.0)) / (rounds + 1))
-    text = f"round {undecided} of {rounds}: {jobs['done']} of {jobs['total']} jobs done"
     AnalysisRun.objects.filter(pk=run_id, status__in=services.LIVE_STATUSES).update(
-        progress_percent=min(99, percent),
+        progress_percent=min(99, int(100 * progress.fraction)),
         progress_message=(f"{text} ({message})" if message else text)[:200],
     )
 
@@ -785,10 +804,10 @@ def _outcome_notes(study: Study, row: StudyRound) -> str:
 
 
 def study_nudge(*, run_id: int) -> bool:
-    """Send one message for a done job of a live study whose jobs are all done but whose round
-    is undecided (resumed at a round's end, or its worker died between the last job and the
-    decision): the worker that receives it finds the job done and decides the round. Returns
-    False when the broker is down (the sweeper tries again)."""
+    """Send one message for a done job of a live study whose jobs are all done but some of whose
+    rows are undecided (resumed with every job done, or its worker died between the last job
+    and the decision): the worker that receives it finds the job done and advances the study
+    (study_advance). Returns False when the broker is down (the sweeper tries again)."""
     key = (
         AnalysisJob.objects.filter(run_id=run_id, status=AnalysisJob.Status.DONE)
         .order_by("-finished_at", "-pk")

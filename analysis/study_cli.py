@@ -11,11 +11,12 @@ A transformer's study takes a sequence task (--dataset induction, or the task's 
 (--head-role, --threshold) in place of --concept; a CNN's takes an image dataset and --epochs.
 
 The study is saved like one requested from a page, so its rounds, decisions and records land
-in the knowledge base either way. Without --queue its jobs run in this process, round after
-round, through the very path the workers take (analysis.execution.execute_job, which decides
-each round once its jobs are done), with a progress bar, and the final report is printed; a
-job a worker happens to hold is waited for. With --queue the study goes to the workers and
-the command prints its id and addresses and returns.
+in the knowledge base either way. Without --queue its jobs run in this process, one after the
+other in the order they were planned, through the very path the workers take
+(analysis.execution.execute_job, which advances the study once a job is done: a track's next
+round is planned as soon as its dependencies allow), with a progress bar, and the final report
+is printed; a job a worker happens to hold is waited for. With --queue the study goes to the
+workers and the command prints its id and addresses and returns.
 
 run_analysis.py registers the subcommand: it adds the flags here to its parser and hands a
 "study" request to handle_study.
@@ -212,10 +213,12 @@ def _model(pk: int | None) -> SubjectModel:
 
 
 def study_run_here(study: Study) -> None:
-    """Run the study's jobs in this process until it finishes. Each job goes through
-    execute_job, as on a worker: the last job of a round decides it and plans the next. A
-    study requested with dispatch=False sends no round to the task queue; should a worker
-    hold a job all the same (the study was resumed from a page, say), it is waited for."""
+    """Run the study's unfinished jobs in this process, in the order they were planned (the
+    guided track's first in each planning), until it finishes. Each job goes through
+    execute_job, as on a worker: the job that completes a row decides it and plans whatever
+    that allows, whose jobs the next pass picks up. A study requested with dispatch=False
+    sends no job to the task queue; should a worker hold a job all the same (the study was
+    resumed from a page, say), it is waited for."""
     from analysis.execution import execute_job  # loads torch: only when running here
 
     while True:
@@ -224,7 +227,7 @@ def study_run_here(study: Study) -> None:
             return
         keys = _unfinished_jobs(study)
         if not keys:
-            # The round's jobs all finished before it was decided (a resumed study, say).
+            # Its jobs all finished before their rows were decided (a resumed study, say).
             study_advance(run_id=study.pk)
             study.refresh_from_db(fields=["status"])
             if not study.is_finished and not _unfinished_jobs(study):
@@ -238,16 +241,17 @@ def study_run_here(study: Study) -> None:
 
 
 def _unfinished_jobs(study: Study) -> list[str]:
+    """The study's unfinished jobs in the order they were planned (keys sort r10 before r2)."""
     return list(
         study.jobs.exclude(status=AnalysisJob.Status.DONE)
-        .order_by("key")
+        .order_by("pk")
         .values_list("key", flat=True)
     )
 
 
 class ProgressBar:
-    """Draws the study's progress (round k of K, jobs done) from another thread while `work`
-    runs."""
+    """Draws the study's progress (each track's round, jobs done) from another thread while
+    `work` runs."""
 
     def __init__(self, command: BaseCommand, study_id: int) -> None:
         self.command, self.study_id = command, study_id

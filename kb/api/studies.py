@@ -123,7 +123,11 @@ class StudySerializer(KbModelSerializer):
 
 class StudyDetailSerializer(StudySerializer):
     progress = serializers.DictField(
-        read_only=True, help_text="Which round is running out of how many, and jobs done/total."
+        read_only=True,
+        help_text="`round`: the earliest round with an undecided row (0 is the base model) out "
+        "of `rounds`; `tracks`: each track's latest planned round (a track runs ahead once "
+        "its own round is decided); `rounds_decided`: rounds with every track decided; "
+        "`jobs_done` of `jobs_total`: the undecided rows' jobs.",
     )
     rounds = StudyRoundSerializer(many=True, read_only=True)
     trajectory = serializers.DictField(
@@ -255,7 +259,7 @@ class StudyViewSet(KbReadViewSet):
     @extend_schema(request=None, responses={202: StudyDetailSerializer})
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
-        """Queue a cancelled or failed study again: it continues from its last decided round.
-        Any other study answers 400."""
+        """Queue a cancelled or failed study again: each track continues from its last decided
+        round. Any other study answers 400."""
         study = study_resume(actor=request.user, study=self.get_object())
         return Response(self.detail_data(study.pk), status=status.HTTP_202_ACCEPTED)

@@ -1,6 +1,6 @@
-"""Guided-search studies: the list, the form that starts one, the live page (progress, rounds
-per track, the trajectory chart filling in round by round), cancel and resume. Same
-permissions as runs: a study is a run of kind "study"."""
+"""Guided-search studies: the list, the form that starts one, the live page (progress, each
+track's round, rounds per track, the trajectory chart filling in round by round), cancel and
+resume. Same permissions as runs: a study is a run of kind "study"."""
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -113,5 +113,8 @@ def study_cancel(request, pk: int):
 @require_perm("analysis.change_analysisrun")
 def study_resume(request, pk: int):
     return _study_action(
-        request, pk, study_services.study_resume, "Study resumed from its last decided round."
+        request,
+        pk,
+        study_services.study_resume,
+        "Study resumed: each track continues from its last decided round.",
     )

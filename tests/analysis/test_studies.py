@@ -1,7 +1,9 @@
-"""Study services: the request (validated, frozen, nothing written when refused), deciding rounds
-from their jobs' results (study_advance, idempotent), the records each round writes, cancel and
-resume. Round 0's jobs run in this process as a worker would; later rounds' results are given
-where a test needs to know the answer."""
+"""Study services: the request (validated, frozen, nothing written when refused), deciding each
+track's rows from their jobs' results and planning its next round as soon as its own
+dependencies allow (study_advance, idempotent: no barrier per round), the records each round
+writes once all its rows are decided, the order new jobs go to the queue, cancel and resume.
+Round 0's jobs run in this process as a worker would; later rounds' results are given where a
+test needs to know the answer."""
 
 import numpy as np
 import pytest
@@ -44,6 +46,7 @@ SEEDS = [0, 1, 2]
 # Round 1's given results: the guided candidate better on every seed by a varying margin,
 # the random one worse, the uniform one the same plus noise.
 GUIDED_GAIN = [0.10, 0.14, 0.12]
+GUIDED_LOSS = [-0.04, -0.06, -0.05]
 RANDOM_LOSS = [-0.05, -0.09, -0.02]
 UNIFORM_NOISE = [0.01, -0.01, 0.02]
 
@@ -204,8 +207,13 @@ def test_round_zero_is_decided_by_its_last_job_and_round_one_is_planned(research
             guided.params_added, "guided",
         )  # fmt: skip
         assert abs(rows[track].params_added - guided.params_added) <= 0.05 * guided.params_added
-    keys = sorted(study.jobs.filter(key__startswith="r1:").values_list("key", flat=True))
-    assert keys == sorted(f"r1:{track}:s{seed}" for track in rows for seed in SEEDS)
+    # Created, and so sent, the guided track's first: its chain is the critical path.
+    keys = list(
+        study.jobs.filter(key__startswith="r1:").order_by("pk").values_list("key", flat=True)
+    )
+    assert keys == [
+        f"r1:{track}:s{seed}" for track in ("guided", "random", "uniform") for seed in SEEDS
+    ]
     # What each job trains: the guided candidate checks its added units on every seed and is
     # profiled at the first; the controls are neither.
     request = guided.plan["mechanism_request"]
@@ -220,6 +228,42 @@ def test_round_zero_is_decided_by_its_last_job_and_round_one_is_planned(research
     study.refresh_from_db()
     assert study.progress_message == "round 1 of 2: 0 of 9 jobs done"
     assert study.progress_percent == 33
+
+
+def test_round_one_is_planned_once_the_base_model_is_profiled_and_decided_after_it(
+    researcher_user,
+):
+    """The base model's first seed profiles it: round 1 needs nothing more to be planned, so
+    its jobs fill the workers while the base model's other seeds train; its rows compare
+    with the base model's values over every seed, so they are decided after it."""
+    study = _study(researcher_user)
+    # Given the base model's first-seed job done, its others not,
+    assert execute_job(run_id=study.pk, key=study_job_key(0, "base", 0)) == "done"
+    # then round 1 is planned from its profile, its jobs created, the guided track's first.
+    assert StudyRound.objects.get(study=study, index=0).decided_at is None
+    keys = list(
+        study.jobs.filter(key__startswith="r1:").order_by("pk").values_list("key", flat=True)
+    )
+    assert keys == [
+        f"r1:{track}:s{seed}" for track in ("guided", "random", "uniform") for seed in SEEDS
+    ]
+    study.refresh_from_db()
+    assert study.progress_message == (
+        "base model, guided round 1, random round 1, uniform round 1 of 2: 1 of 12 jobs done"
+    )
+    # When round 1's jobs are done before the base model's,
+    given = {"guided": [0.6, 0.7, 0.8], "random": [0.5, 0.5, 0.6], "uniform": [0.5, 0.6, 0.6]}
+    _give_results(study, 1, given)
+    assert study_advance(run_id=study.pk) is False
+    # then none of its rows is decided: each compares with the base model, still training.
+    assert not StudyRound.objects.filter(study=study, index=1, decided_at__isnull=False).exists()
+    # Once the base model is, the round is decided and recorded as a whole.
+    for seed in SEEDS[1:]:
+        execute_job(run_id=study.pk, key=study_job_key(0, "base", seed))
+    rows = {row.track: row for row in StudyRound.objects.filter(study=study, index=1)}
+    assert all(row.decided_at is not None for row in rows.values())
+    assert rows["guided"].outcome.baseline_values == _base_values(study)
+    assert Outcome.objects.filter(source="study").count() == 3
 
 
 def test_a_decided_round_writes_every_record_and_the_controls_are_marked(researcher_user):
@@ -336,15 +380,77 @@ def test_advancing_again_decides_nothing_twice(researcher_user):
     assert _record_counts() == counts
 
 
-def test_a_round_waits_until_its_last_job_is_done(researcher_user):
+def test_a_row_waits_until_its_last_job_is_done(researcher_user):
     study = _study(researcher_user)
     _run_round_zero(study)
     given = _round_one_given(study)
     _give_results(study, 1, {"guided": given["guided"], "random": given["random"]})
+    AnalysisJob.objects.filter(run=study, key="r1:guided:s2").update(status="running", result={})
     assert study_advance(run_id=study.pk) is False
-    assert not StudyRound.objects.filter(study=study, index=1, decided_at__isnull=False).exists()
-    assert study_progress(study)["jobs_done"] == 6
-    assert study_progress(study)["jobs_total"] == 9
+    decided = StudyRound.objects.filter(study=study, index=1, decided_at__isnull=False)
+    assert list(decided.values_list("track", flat=True)) == ["random"]
+    # The random track's round 2 waits for the guided candidate of round 2, which waits for
+    # the guided track's round 1.
+    assert not StudyRound.objects.filter(study=study, index=2).exists()
+    progress = study_progress(study)
+    assert (progress["jobs_done"], progress["jobs_total"]) == (2, 6)  # guided's and uniform's
+    assert progress["tracks"] == {"guided": 1, "random": 1, "uniform": 1}
+    assert progress["round"] == 1 and progress["rounds_decided"] == 0
+
+
+def test_the_guided_track_trains_its_next_round_while_the_controls_still_train_theirs(
+    researcher_user,
+):
+    study = _study(researcher_user)
+    _run_round_zero(study)
+    base, given = _base_values(study), _round_one_given(study)
+    # Given the guided candidate of round 1 done, worse than the base model on every seed,
+    _give_results(study, 1, {"guided": [b + d for b, d in zip(base, GUIDED_LOSS, strict=True)]})
+    # when a worker advances the study,
+    assert study_advance(run_id=study.pk) is False
+    # then the guided track's round 1 is decided (not kept) and its round 2 planned from the
+    # base model again, its jobs created, while the controls' round-1 jobs still wait.
+    rows = {(row.index, row.track): row for row in StudyRound.objects.filter(study=study)}
+    assert set(rows) == {(0, "base"), (1, "guided"), (1, "random"), (1, "uniform"), (2, "guided")}
+    guided_one, guided_two = rows[(1, "guided")], rows[(2, "guided")]
+    assert (guided_one.decided_at is not None, guided_one.kept) == (True, False)
+    assert rows[(1, "random")].decided_at is None and rows[(1, "uniform")].decided_at is None
+    assert guided_two.plan["layer"] != guided_one.plan["layer"]  # the rejected layer is skipped
+    jobs = dict(study.jobs.values_list("key", "status"))
+    assert {jobs[f"r2:guided:s{seed}"] for seed in SEEDS} == {"pending"}
+    assert {jobs[f"r1:{track}:s{seed}"] for track in ("random", "uniform") for seed in SEEDS} == {
+        "pending"
+    }
+    # No record of round 1 yet: the guided outcome compares with the random candidate.
+    assert (guided_one.change, guided_one.insight, guided_one.outcome) == (None, None, None)
+    assert (Outcome.objects.count(), ArchitectureChange.objects.count()) == (0, 0)
+    study.refresh_from_db()
+    assert study.progress_message == (
+        "guided round 2, random round 1, uniform round 1 of 2: 0 of 9 jobs done"
+    )
+    assert study_progress(study)["tracks"] == {"guided": 2, "random": 1, "uniform": 1}
+
+    # When the random candidate's jobs are done, the random track's round 2 follows the guided
+    # candidate of round 2 (it spends what that adds); the uniform track is still in round 1.
+    _give_results(study, 1, {"random": given["random"]})
+    study_advance(run_id=study.pk)
+    random_two = StudyRound.objects.get(study=study, index=2, track="random")
+    assert (random_two.plan["budget"], random_two.plan["budget_source"]) == (
+        guided_two.params_added, "guided",
+    )  # fmt: skip
+    assert not StudyRound.objects.filter(study=study, index=2, track="uniform").exists()
+    assert Outcome.objects.count() == 0
+
+    # When the uniform candidate's are done too, round 1 is recorded, once, as a whole.
+    _give_results(study, 1, {"uniform": given["uniform"]})
+    study_advance(run_id=study.pk)
+    rows = {row.track: row for row in StudyRound.objects.filter(study=study, index=1)}
+    assert Outcome.objects.filter(source="study").count() == 3
+    assert rows["guided"].outcome.variant_values == rows["guided"].values
+    assert rows["guided"].outcome.control_values == given["random"]
+    assert rows["guided"].outcome.verdict == "worse"
+    assert StudyRound.objects.filter(study=study, index=2).count() == 3
+    assert study_progress(study)["rounds_decided"] == 1
 
 
 def test_the_last_round_finishes_the_study_with_the_final_report(researcher_user):
@@ -524,6 +630,40 @@ def test_two_workers_advancing_at_once_decide_the_round_once(researcher_user):
     assert Event.objects.filter(action="outcome_recorded").count() == 3
 
 
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_advancing_different_tracks_at_once_plan_each_row_once(researcher_user):
+    """The guided and the random candidates of round 1 finish at the same moment on two
+    workers: each row is decided once, round 2's guided and random rows planned once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    from tests.analysis.workers import require_postgresql
+
+    require_postgresql()
+    study = _study(researcher_user)
+    _run_round_zero(study)
+    base, given = _base_values(study), _round_one_given(study)
+    _give_results(study, 1, {"guided": [b + d for b, d in zip(base, GUIDED_LOSS, strict=True)],
+                             "random": given["random"]})  # fmt: skip
+
+    def advance(_: int) -> bool:
+        try:
+            return study_advance(run_id=study.pk)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert list(pool.map(advance, range(2))) == [False, False]
+    study.refresh_from_db()
+    assert study.status == "running", study.error
+    rows = sorted(StudyRound.objects.filter(study=study).values_list("index", "track"))
+    assert rows == [(0, "base"), (1, "guided"), (1, "random"), (1, "uniform"), (2, "guided"),
+                    (2, "random")]  # fmt: skip
+    assert study.jobs.filter(key__startswith="r2:").count() == 6
+    assert Outcome.objects.count() == 0
+
+
 # --- who sends the next rounds: the caller, or the workers once they have the study ---------
 
 
@@ -606,6 +746,48 @@ def test_the_sweeper_hands_a_caller_run_study_whose_caller_died_to_the_workers(
     assert broker.llen(settings.ANALYSIS_QUEUE) == 6  # the round's unfinished jobs
     broker.delete(settings.ANALYSIS_QUEUE)
     assert services.runs_sweep() == services.Swept()
+
+
+def _queued_keys(broker_url: str, queue: str) -> list[str]:
+    """The job keys of the messages waiting on the broker's queue, oldest first."""
+    import json
+
+    messages = redis.Redis.from_url(broker_url).lrange(queue, 0, -1)
+    # Pushed on the left, taken from the right; a message's headers show its task's arguments.
+    return [json.loads(message)["headers"]["argsrepr"].split("'")[1] for message in messages][::-1]
+
+
+def test_new_jobs_go_to_the_queue_once_in_the_order_planned_guided_first(
+    researcher_user, settings, django_capture_on_commit_callbacks
+):
+    from tests.analysis.workers import require_redis, unique_queue
+
+    require_redis()
+    settings.ANALYSIS_QUEUE = queue = unique_queue()
+    study = study_request(
+        actor=researcher_user, model=BuiltinModelFactory(), settings=TINY
+    )  # the workers run it: round 0's own dispatch is left out here
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            _run_round_zero(study)
+        assert _queued_keys(settings.CELERY_BROKER_URL, queue) == [
+            f"r1:{track}:s{seed}" for track in ("guided", "random", "uniform") for seed in SEEDS
+        ]
+        study.refresh_from_db()
+        assert study.dispatched_at is not None
+        # The guided candidate is done before the controls': only its round 2 is sent, not
+        # the controls' round-1 jobs again, which are on the queue already.
+        base = _base_values(study)
+        _give_results(study, 1, {"guided": [b + d for b, d in zip(base, GUIDED_LOSS, strict=True)]})
+        with django_capture_on_commit_callbacks(execute=True):
+            study_advance(run_id=study.pk)
+        assert _queued_keys(settings.CELERY_BROKER_URL, queue)[9:] == [
+            f"r2:guided:s{seed}" for seed in SEEDS
+        ]
+        study.refresh_from_db()
+        assert study.dispatched_at is not None
+    finally:
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(queue)
 
 
 # --- a metric that is no number --------------------------------------------------------------

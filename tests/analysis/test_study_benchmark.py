@@ -7,7 +7,13 @@ import json
 import pytest
 
 from analysis.models import AnalysisRun, Study
-from analysis.study_benchmark import NAME, TARGET, StudyBenchSize, measure_study_vs_jobs
+from analysis.study_benchmark import (
+    NAME,
+    TARGET,
+    StudyBenchSize,
+    measure_study_vs_jobs,
+    study_floor,
+)
 from tests.analysis.workers import require_redis
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -23,7 +29,8 @@ def test_the_measurement_runs_a_real_study_and_reports_a_positive_ratio(settings
 
     assert set(result) == {
         "name", "reference_s", "subject_s", "ratio", "target", "higher_is_better", "ok",
-        "jobs_back_to_back_s", "study_runs_s", "jobs_runs_s", "jobs", "worker_jobs_s",
+        "jobs_back_to_back_s", "study_runs_s", "jobs_runs_s", "jobs", "jobs_per_round", "floor",
+        "worker_jobs_s",
         "study_vs_own_jobs", "load_average", "workers", "samples",
         "epochs", "rounds", "seeds", "repeats", "tracks",
     }  # fmt: skip
@@ -43,7 +50,10 @@ def test_the_measurement_runs_a_real_study_and_reports_a_positive_ratio(settings
     warm_up, study = Study.objects.order_by("pk")  # an untimed one-round study goes first
     assert warm_up.status == AnalysisRun.Status.SUCCEEDED
     assert study.status == AnalysisRun.Status.SUCCEEDED
-    assert result["jobs"] == study.jobs.count()
+    assert result["jobs"] == study.jobs.count() == sum(result["jobs_per_round"].values())
+    assert list(result["jobs_per_round"]) == ["0", "1"]
+    assert result["jobs_per_round"]["0"] == 3  # the base model over the seeds
+    assert result["floor"] == round(study_floor(result["jobs"], workers=2), 4)
     assert result["worker_jobs_s"] > 0
     assert result["study_vs_own_jobs"] == pytest.approx(
         result["study_runs_s"][-1] / (result["worker_jobs_s"] / 2), rel=1e-2
@@ -51,3 +61,16 @@ def test_the_measurement_runs_a_real_study_and_reports_a_positive_ratio(settings
     assert len(result["load_average"]) == 3
     # The workers ran it: the jobs record the two worker processes' node names.
     assert study.jobs.exclude(claimed_by="").count() == study.jobs.count()
+
+
+@pytest.mark.parametrize(
+    ("jobs", "floor"),
+    [
+        (21, 11 / 10.5),  # the quick benchmark: 3 + 2 rounds x 3 tracks x 3 seeds
+        (12, 1.0),  # even counts pack with no idle worker
+        (9, 5 / 4.5),
+        (0, 0.0),
+    ],
+)
+def test_the_floor_is_every_job_packed_onto_the_workers(jobs, floor):
+    assert study_floor(jobs, workers=2) == pytest.approx(floor)

@@ -1,5 +1,6 @@
 """`run_analysis study`: a study run in this process through the workers' path, with a
-progress bar and its report; --queue; bad flags refused by field with nothing written."""
+progress bar and its report, its jobs in the order they were planned and its rows and report
+the engine's reference's; --queue; bad flags refused by field with nothing written."""
 
 from io import StringIO
 
@@ -7,8 +8,11 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from analysis.models import AnalysisJob, AnalysisRun, Study, StudyRound
+from analysis.studies import study_request
+from analysis.study_cli import study_run_here
 from kb.models import Outcome
 from tests.analysis import engine_helpers  # noqa: F401  (one torch thread)
+from tests.analysis.study_helpers import assert_rows_and_report_are_the_engines
 from tests.factories import BuiltinModelFactory
 from tests.helpers import nothing_written
 
@@ -70,6 +74,31 @@ def test_a_study_runs_here_round_by_round_and_stores_what_workers_would():
         assert f"): {comparison['verdict']}\n" in output
     win_rate = report["win_rate"]
     assert f"  guided beat random: {win_rate['wins']} of {win_rate['rounds']} rounds" in output
+
+
+@pytest.mark.django_db
+def test_a_study_run_here_runs_its_jobs_as_planned_and_gives_the_engines_rows_and_report():
+    settings = {"dataset": {"name": "shapes", "n": 80}, "train": {"epochs": 1}, "seeds": 3,
+                "rounds": 2, "concept": "curvature"}  # fmt: skip
+    study = study_request(
+        actor=None, model=BuiltinModelFactory(), settings=settings, dispatch=False
+    )
+
+    study_run_here(study)
+
+    study.refresh_from_db()
+    assert study.status == AnalysisRun.Status.SUCCEEDED, study.error
+    # Each job started after every job planned before it.
+    jobs = list(study.jobs.order_by("pk").values_list("key", "started_at"))
+    assert [started for _, started in jobs] == sorted(started for _, started in jobs)
+    assert len(jobs) == 3 * sum(
+        1 for row in StudyRound.objects.filter(study=study) if "error" not in row.plan
+    )
+    # No barrier: the guided track's round 2 was planned before the uniform track's round 1
+    # was decided.
+    rows = {(row.index, row.track): row for row in StudyRound.objects.filter(study=study)}
+    assert rows[(2, "guided")].created_at < rows[(1, "uniform")].decided_at
+    assert_rows_and_report_are_the_engines(study)
 
 
 @pytest.mark.django_db

@@ -15,6 +15,7 @@ from analysis.studies import study_job_inputs, study_job_key, study_request
 from analysis.study_cli import study_run_here
 from kb.models import ArchitectureChange, Finding, Outcome
 from tests.analysis import engine_helpers  # noqa: F401  (one torch thread)
+from tests.analysis.study_helpers import assert_rows_and_report_are_the_engines
 from tests.analysis.transformer_helpers import TINY_TRANSFORMER
 from tests.analysis.workers import celery_worker, require_redis, unique_queue, wait_for
 from tests.factories import SHAPES_SPEC, BuiltinModelFactory
@@ -157,6 +158,8 @@ def test_a_two_round_transformer_study_runs_and_writes_every_record(researcher_u
     page = client_r.get(study.get_absolute_url())
     assert page.status_code == 200
     assert escape(plan["reason"]) in page.content.decode()
+    # Planned track by track as dependencies allowed, the study is the engine's reference.
+    assert_rows_and_report_are_the_engines(study)
 
 
 # --- the command line ---------------------------------------------------------------------------

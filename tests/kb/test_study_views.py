@@ -400,6 +400,18 @@ def test_an_undecided_round_shows_dashes_and_pending(client_r, researcher_user):
     assert "Round 1 of 2" in body
 
 
+def test_a_track_running_ahead_of_the_others_is_named_with_its_round(client_r, researcher_user):
+    study = _study(researcher_user, rounds=0)
+    _decide(_round(study, 1, "guided"), [0.80, 0.80, 0.81], kept=False,
+            decision={"kept": False, "reason": "not kept"})  # fmt: skip
+    _round(study, 2, "guided")
+    _round(study, 1, "random")
+    _round(study, 1, "uniform")
+    body = client_r.get(reverse("study-live", args=[study.pk])).content.decode()
+    assert "Round 1 of 2 · guided ahead at round 2</span>" in body
+    assert '<span class="status status-failed">not kept</span>' in _rows(body, "guided")
+
+
 def test_before_the_base_model_is_measured_the_chart_waits(client_r, researcher_user):
     study = study_request(actor=researcher_user, model=BuiltinModelFactory(), settings=SETTINGS,
                           dispatch=False)  # fmt: skip
@@ -480,7 +492,10 @@ def test_cancel_keeps_the_decided_rounds_and_resume_queues_the_study_again(clien
     response = client_r.post(reverse("study-resume", args=[study.pk]), follow=True)
     study.refresh_from_db()
     assert study.status == AnalysisRun.Status.QUEUED
-    assert "Study resumed from its last decided round." in response.content.decode()
+    assert (
+        "Study resumed: each track continues from its last decided round."
+        in response.content.decode()
+    )
 
 
 def test_cancelling_a_finished_study_is_refused_with_a_message(client_r, study):

@@ -229,3 +229,25 @@ def test_no_attention_pattern_outlives_its_batch():
     # 3 batches x 2 layers: every pattern was freed once its batch was scored
     assert len(patterns) == 6
     assert all(reference() is None for reference in patterns)
+
+
+def test_statistics_taken_in_small_chunks_equal_those_taken_whole(monkeypatch):
+    """Chunks of a batch (CACHE_CHUNK_VALUES) only order the work: with chunks of a few
+    rows (an uneven last one) and of one sequence, every statistic is the same as with
+    whole batches, to float32 rounding."""
+    from analysis.engine import head_profiles
+
+    model, probe = _tiny_model_and_probe()
+    whole = profile_transformer(model, probe, batch_size=5)
+    monkeypatch.setattr(head_profiles, "CACHE_CHUNK_VALUES", 7 * 24)  # 7 rows; 1 sequence
+    chunked = profile_transformer(model, probe, batch_size=5)
+    for name, scores in whole.heads.items():
+        for score in ("previous_token", "induction", "duplicate_token", "entropy"):
+            np.testing.assert_allclose(
+                getattr(chunked.heads[name], score), getattr(scores, score), atol=1e-6
+            )
+    layer, other = whole.neurons.layers["blocks.1.mlp"], chunked.neurons.layers["blocks.1.mlp"]
+    for field in ("mean", "variance", "maximum", "fraction_inactive", "class_means"):
+        np.testing.assert_allclose(getattr(other, field), getattr(layer, field), atol=1e-6)
+    for attribute, values in layer.correlations.items():
+        np.testing.assert_allclose(other.correlations[attribute], values, atol=1e-6)

@@ -456,8 +456,8 @@ JOB_RUNNERS = {
 
 def finish_run_if_complete(run_id: int) -> bool:
     """When every job is done, aggregate and finish the run. Returns True for the one call
-    whose conditional finish won. A study instead decides its round once all the round's jobs
-    are done, and plans the next or finishes (analysis.studies.study_advance)."""
+    whose conditional finish won. A study instead decides each row whose jobs are all done,
+    plans what that allows, or finishes (analysis.studies.study_advance)."""
     if AnalysisRun.objects.filter(pk=run_id, kind=AnalysisRun.Kind.STUDY).exists():
         return study_advance(run_id=run_id)
     if not services.run_ready_to_finish(run_id=run_id):

@@ -92,8 +92,8 @@ def _dispatch_on_commit(run: AnalysisRun) -> None:
 
 def _job_keys(run: AnalysisRun) -> list[str]:
     if run.kind == AnalysisRun.Kind.STUDY:
-        # A study is created with round 0's jobs; each later round's when the one before it
-        # is decided (analysis/studies.py).
+        # A study is created with round 0's jobs; a track's later rounds get theirs when the
+        # track's round before is decided (analysis/studies.py, analysis/study_rounds.py).
         from analysis.studies import study_round_keys
 
         return study_round_keys(run.config, 0, "base")
@@ -444,7 +444,7 @@ def job_progress(*, job: AnalysisJob, fraction: float, message: str) -> None:
 
 def _roll_up_progress(run_id: int, message: str) -> None:
     if AnalysisRun.objects.filter(pk=run_id, kind=AnalysisRun.Kind.STUDY).exists():
-        # A study's jobs come round by round: its percent counts rounds, not jobs so far.
+        # A study's jobs come as its tracks advance: its percent counts rounds, not jobs so far.
         from analysis.studies import study_progress_write
 
         study_progress_write(run_id=run_id, message=message)
@@ -600,12 +600,13 @@ def run_retry(*, actor, run: AnalysisRun) -> AnalysisRun:
 
 
 def _study_nudge_on_commit(run: AnalysisRun) -> None:
-    """A study stopped when all its round's jobs were done but the round was undecided has
-    nothing to send: send one of its done jobs, whose worker then decides the round."""
+    """A resumed study may hold a row whose jobs are all done but that is undecided (it was
+    cancelled in between): its unfinished jobs go to the workers, but nothing would decide
+    that row before one of them finishes. So one done job goes too, whose worker advances
+    the study at once (a study without a done job has nothing to decide yet)."""
     from analysis.studies import study_nudge
 
-    if not run.jobs.exclude(status=AnalysisJob.Status.DONE).exists():
-        transaction.on_commit(lambda: study_nudge(run_id=run.pk))
+    transaction.on_commit(lambda: study_nudge(run_id=run.pk))
 
 
 # --- sending to the broker, and sending again what it lost or never got --------------------
@@ -644,8 +645,8 @@ def _run_send(*, run_id: int, skip_locked: bool) -> bool:
 @dataclasses.dataclass(frozen=True)
 class Swept:
     """What one sweep sent: runs the broker never took, jobs given back to the queue, studies
-    whose undecided round had no job left to bring its decision, and runs whose jobs were
-    all done but that nobody finished (`unfinished`)."""
+    with undecided rows but no job left to bring a decision, and runs whose jobs were all
+    done but that nobody finished (`unfinished`)."""
 
     runs: int = 0
     jobs: int = 0

@@ -162,7 +162,7 @@ def study_resume(*, actor, study: Study) -> Study:
 
 def _hand_to_workers(study_id: int) -> None:
     """Record on round 0 that the workers, not the caller that requested the study, send its
-    next rounds (StudyRound.plan["dispatch"], read by _sent_to_workers)."""
+    next rounds (StudyRound.plan["dispatch"], read by _workers_send)."""
     base = StudyRound.objects.select_for_update().get(study_id=study_id, index=0)
     if base.plan.get("dispatch", True) is False:
         base.plan = {**base.plan, "dispatch": True}
@@ -376,14 +376,27 @@ def _row_plan(study: Study, index: int, track: str) -> list[str]:
 
 def _jobs_send_on_commit(study: Study, keys: list[str]) -> None:
     """Send the new jobs, in the order they were planned, once the transaction commits;
-    unless the study's caller runs its jobs (_sent_to_workers).
+    unless the study's caller runs its jobs (_workers_send).
 
     The study counts as not dispatched until the broker takes them, so the sweeper sends its
     unfinished jobs should the broker be down or this worker die first. Only the jobs
-    planned here are sent: the study's other unfinished jobs are already on the queue."""
-    if not keys or not _sent_to_workers(study):
+    planned here are sent, the study's other unfinished jobs being on the queue already;
+    unless that is not sure: the study was not dispatched when these were planned (an
+    earlier send failed, or is still on its way), or its caller's jobs just passed to the
+    workers. Then every unfinished job goes (a worker ignores a copy of a job that is done
+    or held)."""
+    if not keys:
         return
+    route = _workers_send(study)
+    if route == "caller":
+        return
+    unsure = route == "handed over" or (
+        AnalysisRun.objects.filter(pk=study.pk, dispatched_at__isnull=True).exists()
+    )
     AnalysisRun.objects.filter(pk=study.pk).update(dispatched_at=None)
+    if unsure:
+        services._dispatch_on_commit(study)
+        return
     last = AnalysisJob.objects.filter(run=study).aggregate(last=Max("pk"))["last"]
     transaction.on_commit(lambda: _jobs_send(study.pk, keys, last))
 
@@ -402,17 +415,18 @@ def _jobs_send(study_id: int, keys: list[str], last: int) -> None:
     ).update(dispatched_at=timezone.now())
 
 
-def _sent_to_workers(study: AnalysisRun) -> bool:
-    """Whether new jobs go to the workers: yes, unless the study's caller runs its
-    jobs (round 0's plan["dispatch"] is False) and no worker has run one of them. A worker
-    that ran one took the study over (the sweeper sent it a job whose caller died, or the
-    study was retried): from then on the workers send its jobs, as round 0 records."""
+def _workers_send(study: AnalysisRun) -> str:
+    """Who sends the study's new jobs: "workers"; "caller" while the study's caller runs its
+    jobs (round 0's plan["dispatch"] is False) and no worker has run one of them; "handed
+    over" when a worker has (the sweeper sent it a job whose caller died, or the study was
+    retried): from now on the workers send its jobs, as round 0 records, and the caller's
+    planned jobs that nobody sent go with the new ones."""
     if not StudyRound.objects.filter(study=study, index=0, plan__dispatch=False).exists():
-        return True
+        return "workers"
     if not _worker_ran_a_job(study.pk):
-        return False
+        return "caller"
     _hand_to_workers(study.pk)
-    return True
+    return "handed over"
 
 
 def _worker_ran_a_job(study_id: int) -> bool:

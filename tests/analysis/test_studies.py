@@ -517,7 +517,7 @@ def test_cancel_keeps_the_decided_rounds_and_resume_sends_the_unfinished_jobs(
 
     with django_capture_on_commit_callbacks() as callbacks:
         resumed = study_resume(actor=researcher_user, study=study)
-    assert len(callbacks) == 1  # the unfinished jobs are sent; nothing to nudge
+    assert len(callbacks) == 2  # the unfinished jobs, and a done job to decide what is done
     assert resumed.status == "queued"
     jobs = dict(study.jobs.filter(key__startswith="r1:").values_list("key", "status"))
     assert {key for key, status in jobs.items() if status == "done"} == {
@@ -788,6 +788,82 @@ def test_new_jobs_go_to_the_queue_once_in_the_order_planned_guided_first(
         assert study.dispatched_at is not None
     finally:
         redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(queue)
+
+
+def test_a_caller_run_studys_unsent_jobs_go_with_the_first_jobs_its_new_workers_plan(
+    researcher_user, settings, django_capture_on_commit_callbacks
+):
+    """The caller died in round 1 and a worker ran its guided job: deciding the guided row
+    plans its round 2, and the controls' round-1 jobs, which the caller never sent nor
+    ran, go to the queue with it."""
+    from tests.analysis.workers import require_redis, unique_queue
+
+    require_redis()
+    settings.ANALYSIS_QUEUE = queue = unique_queue()
+    study = _study(researcher_user)
+    _run_round_zero(study)
+    base = _base_values(study)
+    _give_results(study, 1, {"guided": [b + d for b, d in zip(base, GUIDED_LOSS, strict=True)]})
+    study.jobs.filter(key="r1:guided:s2").update(claimed_by="celery@worker-1")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            study_advance(run_id=study.pk)
+        controls = [f"r1:{track}:s{seed}" for track in ("random", "uniform") for seed in SEEDS]
+        assert _queued_keys(settings.CELERY_BROKER_URL, queue) == [
+            *controls,
+            *(f"r2:guided:s{seed}" for seed in SEEDS),
+        ]
+        study.refresh_from_db()
+        assert study.dispatched_at is not None
+    finally:
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(queue)
+
+
+def test_jobs_planned_after_a_failed_send_go_with_every_unfinished_job(
+    researcher_user, settings, django_capture_on_commit_callbacks
+):
+    """An earlier send failed (the study is marked not dispatched) and the sweeper has not
+    come by yet: the next planning sends every unfinished job, not only its own."""
+    from tests.analysis.workers import require_redis, unique_queue
+
+    require_redis()
+    settings.ANALYSIS_QUEUE = queue = unique_queue()
+    study = study_request(actor=researcher_user, model=BuiltinModelFactory(), settings=TINY)
+    try:
+        _run_round_zero(study)  # round 1's send "fails": nothing reaches the queue
+        AnalysisRun.objects.filter(pk=study.pk).update(dispatched_at=None)
+        base = _base_values(study)
+        _give_results(study, 1, {"guided": [b + d for b, d in zip(base, GUIDED_LOSS, strict=True)]})
+        with django_capture_on_commit_callbacks(execute=True):
+            study_advance(run_id=study.pk)
+        controls = [f"r1:{track}:s{seed}" for track in ("random", "uniform") for seed in SEEDS]
+        assert _queued_keys(settings.CELERY_BROKER_URL, queue) == [
+            *controls,
+            *(f"r2:guided:s{seed}" for seed in SEEDS),
+        ]
+        study.refresh_from_db()
+        assert study.dispatched_at is not None
+    finally:
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(queue)
+
+
+def test_resuming_sends_a_done_job_so_a_row_done_before_the_cancel_is_decided(
+    researcher_user, django_capture_on_commit_callbacks, monkeypatch
+):
+    """Cancelled after the guided row's last job but before its decision: resume sends one
+    done job besides the unfinished ones, whose worker decides that row at once."""
+    from analysis import studies
+
+    nudged = []
+    monkeypatch.setattr(studies, "jobs_send", lambda jobs: nudged.extend(jobs))
+    study = _study(researcher_user)
+    _run_round_zero(study)
+    base = _base_values(study)
+    _give_results(study, 1, {"guided": [b + d for b, d in zip(base, GUIDED_LOSS, strict=True)]})
+    study_cancel(actor=researcher_user, study=study)
+    with django_capture_on_commit_callbacks(execute=True):
+        study_resume(actor=researcher_user, study=study)
+    assert [key for run_id, key in nudged if run_id == study.pk] == ["r1:guided:s2"]
 
 
 # --- a metric that is no number --------------------------------------------------------------

@@ -106,6 +106,32 @@ def test_mean_ablation_of_neurons_sets_them_to_their_probe_means():
     assert _no_hooks(model)
 
 
+@pytest.mark.parametrize("mode", ["zero", "mean"])
+@pytest.mark.parametrize(
+    "units",
+    [[4], [3, 4, 5], [9, 0, 1], [1, 3, 5, 7, 9, 11]],  # runs as slices; 6 runs: index_fill_
+)
+def test_ablated_neurons_are_replaced_and_only_they_whatever_their_runs(mode, units):
+    model, probe = _tiny()
+    means = mean_unit_outputs(model, probe, block=1, kind="neurons")
+    seen, handle = _record(model, "blocks.1.mlp.hook_post")
+    try:
+        model(probe.tokens)
+    finally:
+        handle.remove()
+    expected = seen.pop()
+    expected[:, :, units] = 0.0 if mode == "zero" else means[units].float()
+    with ablate_transformer_units(
+        model, block=1, kind="neurons", units=units, mode=mode, means=means
+    ):
+        seen, handle = _record(model, "blocks.1.mlp.hook_post")
+        try:
+            model(probe.tokens)
+        finally:
+            handle.remove()
+    assert torch.equal(seen[0], expected)
+
+
 def test_ablation_hooks_are_removed_when_the_forward_raises():
     model, probe = _tiny()
     too_long = torch.zeros(1, 20, dtype=torch.long)

@@ -589,24 +589,17 @@ def run_retry(*, actor, run: AnalysisRun) -> AnalysisRun:
                 actor=actor, change=run.change, status=ArchitectureChange.Status.RUNNING
             )
         _dispatch_on_commit(run)
-        if run.kind == AnalysisRun.Kind.STUDY:
-            _study_nudge_on_commit(run)
-        elif not run.jobs.exclude(status=AnalysisJob.Status.DONE).exists():
-            # every job was done (it failed or was cancelled while finishing): nothing to
-            # send, so one done job goes again, whose worker finishes the run
-            transaction.on_commit(lambda: _run_nudge(run.pk))
+        if (
+            run.kind == AnalysisRun.Kind.STUDY
+            or not run.jobs.exclude(status=AnalysisJob.Status.DONE).exists()
+        ):
+            # A run whose jobs were all done (it failed or was cancelled while finishing)
+            # has nothing to send; a study may hold a row whose jobs are all done but that
+            # is undecided, which nothing would decide before another job finishes. So one
+            # done job goes too, whose worker finishes the run or advances the study.
+            transaction.on_commit(lambda: run_nudge(run_id=run.pk))
     run.refresh_from_db()
     return run
-
-
-def _study_nudge_on_commit(run: AnalysisRun) -> None:
-    """A resumed study may hold a row whose jobs are all done but that is undecided (it was
-    cancelled in between): its unfinished jobs go to the workers, but nothing would decide
-    that row before one of them finishes. So one done job goes too, whose worker advances
-    the study at once (a study without a done job has nothing to decide yet)."""
-    from analysis.studies import study_nudge
-
-    transaction.on_commit(lambda: study_nudge(run_id=run.pk))
 
 
 # --- sending to the broker, and sending again what it lost or never got --------------------
@@ -720,16 +713,17 @@ def runs_nudge_unfinished() -> int:
             )
             if run is None:
                 continue  # another sweep holds it, or it finished meanwhile
-            _run_nudge(run_id, raise_when_down=True)
+            if not run_nudge(run_id=run_id):
+                raise BrokerUnavailable(f"run {run_id} could not be nudged")
             AnalysisRun.objects.filter(pk=run_id).update(dispatched_at=timezone.now())
         nudged += 1
     return nudged
 
 
-def _run_nudge(run_id: int, *, raise_when_down: bool = False) -> None:
+def run_nudge(*, run_id: int) -> bool:
     """Send the run's latest done job again: the worker that receives it finds the job done
-    and finishes the run. With the broker down this logs (the sweeper tries again after a
-    lease), or raises BrokerUnavailable when asked to."""
+    and finishes the run, or advances the study (a study with undecided rows whose jobs are
+    all done). Returns False when the broker is down (the sweeper tries again)."""
     key = (
         AnalysisJob.objects.filter(run_id=run_id, status=AnalysisJob.Status.DONE)
         .order_by("-finished_at", "-pk")
@@ -737,15 +731,13 @@ def _run_nudge(run_id: int, *, raise_when_down: bool = False) -> None:
         .first()
     )
     if key is None:
-        return
+        return True
     try:
         jobs_send([(run_id, key)])
     except BrokerUnavailable:
-        if raise_when_down:
-            raise
-        logger.warning("run %s: could not send job %s again; the sweeper will", run_id, key)
-        return
-    logger.info("run %s: every job done but the run unfinished; sent job %s again", run_id, key)
+        return False
+    logger.info("run %s: sent its done job %s again", run_id, key)
+    return True
 
 
 def jobs_release_worker(*, worker: str) -> int:

@@ -817,28 +817,8 @@ def _outcome_notes(study: Study, row: StudyRound) -> str:
 # --- sending a study's jobs again -----------------------------------------------------------
 
 
-def study_nudge(*, run_id: int) -> bool:
-    """Send one message for a done job of a live study whose jobs are all done but some of whose
-    rows are undecided (resumed with every job done, or its worker died between the last job
-    and the decision): the worker that receives it finds the job done and advances the study
-    (study_advance). Returns False when the broker is down (the sweeper tries again)."""
-    key = (
-        AnalysisJob.objects.filter(run_id=run_id, status=AnalysisJob.Status.DONE)
-        .order_by("-finished_at", "-pk")
-        .values_list("key", flat=True)
-        .first()
-    )
-    if key is None:
-        return True
-    try:
-        jobs_send([(run_id, key)])
-    except BrokerUnavailable:
-        return False
-    return True
-
-
 def studies_nudge_stalled() -> int:
-    """Nudge (study_nudge) the live studies that wait for a decision nobody will make: every
+    """Nudge (services.run_nudge) the live studies that wait for a decision nobody will make: every
     job done, the last one more than a lease ago (its worker died before deciding), and not
     nudged within a lease; studies whose caller runs the jobs (dispatch=False) are left to it.
     Called by every worker's sweeper. Returns how many were nudged; raises BrokerUnavailable
@@ -866,7 +846,7 @@ def studies_nudge_stalled() -> int:
     )  # fmt: skip
     nudged = 0
     for run_id in stalled[: services.SWEEP_BATCH]:
-        if not study_nudge(run_id=run_id):
+        if not services.run_nudge(run_id=run_id):
             raise BrokerUnavailable(f"study {run_id} could not be nudged")
         # Nudged again only once another lease has passed without a decision.
         AnalysisRun.objects.filter(pk=run_id).update(dispatched_at=timezone.now())

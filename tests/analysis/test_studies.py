@@ -790,6 +790,18 @@ def test_new_jobs_go_to_the_queue_once_in_the_order_planned_guided_first(
         redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(queue)
 
 
+def _assert_controls_round_one_then_guided_round_two_queued(settings, queue, study):
+    """Every unfinished job is on the queue, in the order planned, and the study counts as
+    dispatched."""
+    controls = [f"r1:{track}:s{seed}" for track in ("random", "uniform") for seed in SEEDS]
+    assert _queued_keys(settings.CELERY_BROKER_URL, queue) == [
+        *controls,
+        *(f"r2:guided:s{seed}" for seed in SEEDS),
+    ]
+    study.refresh_from_db()
+    assert study.dispatched_at is not None
+
+
 def test_a_caller_run_studys_unsent_jobs_go_with_the_first_jobs_its_new_workers_plan(
     researcher_user, settings, django_capture_on_commit_callbacks
 ):
@@ -808,13 +820,7 @@ def test_a_caller_run_studys_unsent_jobs_go_with_the_first_jobs_its_new_workers_
     try:
         with django_capture_on_commit_callbacks(execute=True):
             study_advance(run_id=study.pk)
-        controls = [f"r1:{track}:s{seed}" for track in ("random", "uniform") for seed in SEEDS]
-        assert _queued_keys(settings.CELERY_BROKER_URL, queue) == [
-            *controls,
-            *(f"r2:guided:s{seed}" for seed in SEEDS),
-        ]
-        study.refresh_from_db()
-        assert study.dispatched_at is not None
+        _assert_controls_round_one_then_guided_round_two_queued(settings, queue, study)
     finally:
         redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(queue)
 
@@ -836,13 +842,7 @@ def test_jobs_planned_after_a_failed_send_go_with_every_unfinished_job(
         _give_results(study, 1, {"guided": [b + d for b, d in zip(base, GUIDED_LOSS, strict=True)]})
         with django_capture_on_commit_callbacks(execute=True):
             study_advance(run_id=study.pk)
-        controls = [f"r1:{track}:s{seed}" for track in ("random", "uniform") for seed in SEEDS]
-        assert _queued_keys(settings.CELERY_BROKER_URL, queue) == [
-            *controls,
-            *(f"r2:guided:s{seed}" for seed in SEEDS),
-        ]
-        study.refresh_from_db()
-        assert study.dispatched_at is not None
+        _assert_controls_round_one_then_guided_round_two_queued(settings, queue, study)
     finally:
         redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(queue)
 
@@ -852,10 +852,8 @@ def test_resuming_sends_a_done_job_so_a_row_done_before_the_cancel_is_decided(
 ):
     """Cancelled after the guided row's last job but before its decision: resume sends one
     done job besides the unfinished ones, whose worker decides that row at once."""
-    from analysis import studies
-
     nudged = []
-    monkeypatch.setattr(studies, "jobs_send", lambda jobs: nudged.extend(jobs))
+    monkeypatch.setattr(services, "jobs_send", lambda jobs: nudged.extend(jobs))
     study = _study(researcher_user)
     _run_round_zero(study)
     base = _base_values(study)
@@ -863,7 +861,9 @@ def test_resuming_sends_a_done_job_so_a_row_done_before_the_cancel_is_decided(
     study_cancel(actor=researcher_user, study=study)
     with django_capture_on_commit_callbacks(execute=True):
         study_resume(actor=researcher_user, study=study)
-    assert [key for run_id, key in nudged if run_id == study.pk] == ["r1:guided:s2"]
+    controls = [f"r1:{track}:s{seed}" for track in ("random", "uniform") for seed in SEEDS]
+    # the unfinished jobs, then the latest done one
+    assert [key for run_id, key in nudged if run_id == study.pk] == [*controls, "r1:guided:s2"]
 
 
 # --- a metric that is no number --------------------------------------------------------------

@@ -408,12 +408,9 @@ def bench_transformer_profile_vs_forward(quick: bool = True) -> dict[str, Any]:
 
     The same model without its MLPs is measured too and reported as
     `attention_only_ratio`: there the per-head scores weigh most against a forward pass that
-    is mostly attention. What profiling costs: per batch, finding the keys that the token
-    scores count (one [B, P, P] comparison); per attention layer, reads of the pattern at
-    those keys and its subdiagonal, and a few in-cache passes over the pattern and scores for
-    the entropy; per MLP, about six in-cache float32 passes over its output (positive count,
-    shift, attribute and token sums, squares, maximum). One read of each pattern and MLP
-    output alone measured 1.00-1.06 here: the rest is the number of passes.
+    is mostly attention. On the CPU each pattern and MLP output is folded by one compiled
+    pass (analysis.engine.profile_kernels); one read of each alone measured 1.00-1.06 here,
+    the rest is the kernels' arithmetic and the hooks.
     Out: compare_timings dict plus "probe_size", "attention_only_ratio",
     "attention_only_reference_s", "attention_only_subject_s".
     """

@@ -7,10 +7,12 @@ Per head, over the probe sequences (means over the queries where a score is defi
   query's token (k - 1 holds the token, k < q, so a previous-token head does not count);
 - attention entropy (nats) of the query's pattern.
 Each batch's patterns [B, H, P, P] are folded into per-head float64 sums inside the hook and
-dropped: no L x L pattern outlives its batch. The entropy needs no logarithm per pattern entry:
-with log p = s - lse over a query's unmasked keys (s the scores, lse their log-sum-exp), the
-entropy is lse - sum_k p_k s_k, and lse = s_qq - log p_qq from the query's own key, which is
-never masked (rows whose p_qq underflowed get lse from their scores). MLP neurons
+dropped: no L x L pattern outlives its batch. On the CPU (float32) the folding is done by the
+compiled kernels of analysis.engine.profile_kernels, one pass per pattern or MLP output;
+elsewhere by the torch operations below, which the tests hold the kernels to. The torch
+path's entropy needs no logarithm per pattern entry: with log p = s - lse over a query's
+unmasked keys (s the scores, lse their log-sum-exp), the entropy is lse - sum_k p_k s_k,
+taken around each query's largest score (see _HeadScoreSums._entropy_sums). MLP neurons
 (`blocks.{i}.mlp.hook_post`) get the CNN profile's statistics, one row per (sequence,
 position), with the current token as the class and the task's per-position attributes,
 summed in float32 within a batch (the activations' own precision) and in float64 across
@@ -162,13 +164,18 @@ def head_score_keys(tokens: torch.Tensor):
 class _HeadScoreSums:
     """Running float64 sums of each score per head, and the number of queries scored.
 
-    The token-matching keys are few, so their attention is gathered at the (b, q, k) indices
-    head_score_keys lists rather than multiplied by whole masks; the previous-token score
-    reads the pattern's first subdiagonal; the entropy takes one product pass over the
-    pattern and its scores (see the module docstring), measured ~3x cheaper than p * log p.
+    compiled: each batch is folded by profile_kernels.fold_head_rows (float32 on the CPU),
+    else by torch operations: the token-matching keys are few, so their attention is gathered
+    at the (b, q, k) indices head_score_keys lists rather than multiplied by whole masks; the
+    previous-token score reads the pattern's first subdiagonal; the entropy takes one product
+    pass over the pattern and its scores (see the module docstring), measured ~3x cheaper
+    than p * log p.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, compiled: bool = False, n_vocab: int = 0) -> None:
+        self.compiled, self.n_vocab = compiled, n_vocab
+        self.tokens: np.ndarray | None = None  # the batch's tokens, for the compiled path
+        self.tables: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # views of sums, counts
         self.sums: dict[str, dict[str, torch.Tensor]] = {}
         self.counts: dict[str, dict[str, torch.Tensor]] = {}
         self.keys: dict[str, tuple[torch.Tensor, ...]] = {}
@@ -178,6 +185,9 @@ class _HeadScoreSums:
 
     def set_tokens(self, tokens: torch.Tensor) -> None:
         """Find the keys and count the scored queries of the batch about to run."""
+        if self.compiled:  # the kernel finds the keys and counts the queries itself
+            self.tokens = tokens.contiguous().numpy()
+            return
         batch, positions = tokens.shape
         self.keys, self.queries = head_score_keys(tokens)
         for name, count in (("previous_token", batch * max(positions - 1, 0)),
@@ -192,12 +202,15 @@ class _HeadScoreSums:
 
     def record(self, layer: str, pattern: torch.Tensor) -> None:
         """In: pattern [B, H, Pq, Pk]. Adds the batch's per-head sums; keeps no pattern."""
+        scores = self.scores_seen.pop(layer.removesuffix("hook_pattern") + "hook_attn_scores")
+        if self.compiled:
+            self._record_compiled(layer, pattern, scores)
+            return
         by_key = pattern.permute(0, 2, 3, 1)  # [B, Pq, Pk, H], a view
         batch_sums = {
             "previous_token": pattern.diagonal(-1, -2, -1).sum(dim=(0, 2)).double(),  # [H]
             **{name: by_key[index].sum(dim=0).double() for name, index in self.keys.items()},
         }
-        scores = self.scores_seen.pop(layer.removesuffix("hook_pattern") + "hook_attn_scores")
         batch_sums["entropy"] = self._entropy_sums(pattern, scores)
         if layer not in self.sums:
             self.sums[layer] = batch_sums
@@ -206,6 +219,21 @@ class _HeadScoreSums:
         for name in HEAD_SCORES:
             self.sums[layer][name] += batch_sums[name]
             self.counts[layer][name] += self.queries[name]
+
+    def _record_compiled(self, layer: str, pattern: torch.Tensor, scores: torch.Tensor) -> None:
+        from analysis.engine.profile_kernels import fold_head_rows  # compiles on first use
+
+        if layer not in self.tables:
+            table = torch.zeros(len(HEAD_SCORES), pattern.shape[1], dtype=torch.float64)
+            counts = torch.zeros(len(HEAD_SCORES), dtype=torch.float64)
+            self.sums[layer] = dict(zip(HEAD_SCORES, table, strict=True))  # row views
+            self.counts[layer] = dict(zip(HEAD_SCORES, counts, strict=True))
+            self.tables[layer] = (table.numpy(), counts.numpy())
+        table, counts = self.tables[layer]
+        pattern, scores = pattern.contiguous(), scores.contiguous()
+        fold_head_rows(
+            pattern.numpy(), scores.numpy(), self.tokens, self.n_vocab, table, counts,
+        )  # fmt: skip
 
     def _entropy_sums(self, pattern: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """Out: float64 [H], each head's attention entropy (nats) summed over the batch's
@@ -257,11 +285,13 @@ class _TokenRowStats(_StreamingUnitStats):
     to float64 running sums. Sums are taken around a per-neuron shift (the first batch's
     means), so that sums of squares do not cancel in the variance; the attributes come
     centred on the probe's means for the same reason. layer_profiles() adds the shift back.
+    compiled: each batch is folded by profile_kernels.fold_neuron_rows (float32 on the CPU)
+    in one pass, instead of the torch operations.
     """
 
-    def __init__(self, n_classes: int, *, nonnegative: bool) -> None:
+    def __init__(self, n_classes: int, *, nonnegative: bool, compiled: bool = False) -> None:
         super().__init__()
-        self.n_classes = n_classes
+        self.n_classes, self.compiled = n_classes, compiled
         self.nonnegative = nonnegative  # ReLU outputs: a sign is already 0 or 1
         self.layers: dict[str, dict[str, torch.Tensor]] = {}  # per layer, as self.sums
         self.shifts: dict[str, torch.Tensor] = {}  # float32 [M] per layer
@@ -293,6 +323,24 @@ class _TokenRowStats(_StreamingUnitStats):
                 "positive": output.new_zeros(width, dtype=torch.float64),
                 "maximum": output.new_full((width,), float("-inf"), dtype=torch.float64),
             }
+        if self.compiled:
+            self._update_compiled(sums, output, self.shifts[name], tokens, design)
+        else:
+            self._update_with_torch(name, sums, output, tokens, design)
+        self.rows_seen[name] = self.rows_seen.get(name, 0) + rows
+
+    @staticmethod
+    def _update_compiled(sums, output, shift, tokens, design) -> None:
+        from analysis.engine.profile_kernels import fold_neuron_rows  # compiles on first use
+
+        classes = np.empty(0, np.int64) if tokens is None else tokens.contiguous().numpy()
+        fold_neuron_rows(
+            output.contiguous().numpy(), shift.numpy(), design.contiguous().numpy(), classes,
+            *(sums[key].numpy() for key in ("design", "tokens", "squares", "positive", "maximum")),
+        )  # fmt: skip
+
+    def _update_with_torch(self, name, sums, output, tokens, design) -> None:
+        rows, width = output.shape
         shift = self.shifts[name]
         chunk = max(1, CACHE_CHUNK_VALUES // width)
         starts = range(0, rows, chunk)
@@ -324,7 +372,6 @@ class _TokenRowStats(_StreamingUnitStats):
             if key in partial:
                 sums[key] += partial[key].sum(dim=0, dtype=torch.float64)
         torch.maximum(sums["maximum"], partial["maximum"].amax(dim=0), out=sums["maximum"])
-        self.rows_seen[name] = self.rows_seen.get(name, 0) + rows
 
     def layer_profiles(self, widths, class_counts, attribute_sums):
         """As _StreamingUnitStats.layer_profiles (attribute_sums: of the centred attributes),
@@ -333,6 +380,11 @@ class _TokenRowStats(_StreamingUnitStats):
         self.count = self.rows_seen[names[0]]
         layers = [self.layers[name] for name in names]
         columns = {key: torch.cat([sums[key] for sums in layers], dim=-1) for key in layers[0]}
+        # a neuron with a NaN output has NaN squares; its count and maximum are no number
+        # either (the compiled path leaves NaN out of them)
+        undefined = columns["squares"].isnan()
+        columns["positive"][undefined] = float("nan")
+        columns["maximum"][undefined] = float("nan")
         self.sums = {
             # [1 + K + A, U], as the CNN path's design-matrix product
             "linear": torch.cat([columns["design"][:1], columns["tokens"], columns["design"][1:]]),
@@ -358,15 +410,18 @@ class _NeuronRows:
     means, as the CNN profile's attributes; folded into the statistics by the MLP's hook."""
 
     def __init__(
-        self, n_classes: int, attribute_means: dict[str, float], *, nonnegative: bool
+        self,
+        n_classes: int,
+        attribute_means: dict[str, float],
+        *,
+        nonnegative: bool,
+        compiled: bool = False,
     ) -> None:
         self.n_classes, self.attribute_means = n_classes, attribute_means
         self.widths: dict[str, int] = {}
-        self.stats = _TokenRowStats(n_classes, nonnegative=nonnegative)
+        self.stats = _TokenRowStats(n_classes, nonnegative=nonnegative, compiled=compiled)
         self.tokens: torch.Tensor | None = None
         self.design: torch.Tensor | None = None
-        # sums and sums of squares of the centred attributes as folded (float64)
-        self.attribute_sums = {name: [0.0, 0.0] for name in attribute_means}
 
     def set_batch(self, batch: SequenceBatch, device: torch.device, dtype: torch.dtype) -> None:
         """The tokens and the design (ones, centred attributes; the model's dtype) of the
@@ -375,10 +430,8 @@ class _NeuronRows:
         self.tokens = batch.tokens.reshape(-1).to(device) if self.n_classes else None
         self.design = torch.ones(1 + len(self.attribute_means), rows, device=device, dtype=dtype)
         for row, (name, mean) in enumerate(self.attribute_means.items(), start=1):
-            self.design[row] = batch.attributes[name].reshape(-1).double() - mean
-            folded = self.design[row].double()
-            self.attribute_sums[name][0] += float(folded.sum())
-            self.attribute_sums[name][1] += float(folded.square().sum())
+            values = batch.attributes[name].reshape(-1).to(device=device, dtype=dtype)
+            torch.sub(values, mean, out=self.design[row])
 
     def record(self, name: str, output: torch.Tensor) -> None:
         self.widths[name] = output.shape[-1]
@@ -395,18 +448,36 @@ def _attribute_means(probe: SequenceBatch) -> dict[str, float]:
     return {name: float(value.double().mean()) for name, value in probe.attributes.items()}
 
 
+def _centred_attribute_sums(
+    probe: SequenceBatch, means: dict[str, float], dtype: torch.dtype
+) -> dict[str, tuple[float, float]]:
+    """Out: {attribute: (sum, sum of squares)} of the attributes centred on their means as
+    _NeuronRows.set_batch folds them (rounded to the model's dtype), taken once (float64)."""
+    sums = {}
+    for name, mean in means.items():
+        folded = torch.sub(probe.attributes[name].to(dtype), mean).double()
+        sums[name] = (float(folded.sum()), float(folded.square().sum()))
+    return sums
+
+
 def _mlp_layers(model: Transformer) -> list[str]:
     return [f"blocks.{index}.mlp" for index, block in enumerate(model.blocks) if block.has_mlp]
 
 
 def profile_transformer(
-    model: Transformer, probe: SequenceBatch, *, batch_size: int = 64
+    model: Transformer,
+    probe: SequenceBatch,
+    *,
+    batch_size: int = 64,
+    compiled: bool | None = None,
 ) -> TransformerProfile:
     """Stream head scores of every attention layer and statistics of every MLP's neurons.
 
-    In: model, probe sequences (tokens [N, P] and per-position attributes [N, P]). Out:
-    TransformerProfile. Runs in eval mode under inference_mode (mode restored); hooks are
-    removed on exit, also when the forward pass raises.
+    In: model, probe sequences (tokens [N, P] and per-position attributes [N, P]); compiled:
+    fold batches with profile_kernels (None: when the model is float32 on the CPU, the only
+    case those kernels take). Out: TransformerProfile. Runs in eval mode under
+    inference_mode (mode restored); hooks are removed on exit, also when the forward pass
+    raises.
     """
     if len(probe) == 0:
         raise ValueError("cannot profile an empty probe set")
@@ -417,12 +488,20 @@ def profile_transformer(
     ]
     mlps = _mlp_layers(model)
     n_classes = model.config.d_vocab if model.config.d_vocab <= MAX_TOKEN_CLASSES else 0
-    heads = _HeadScoreSums()
-    neurons = _NeuronRows(
-        n_classes, _attribute_means(probe), nonnegative=model.config.act_fn == "relu"
-    )
     parameter = next(model.parameters())
     device, dtype = parameter.device, parameter.dtype
+    kernels_apply = device.type == "cpu" and dtype == torch.float32
+    if compiled is None:
+        compiled = kernels_apply
+    elif compiled and not kernels_apply:
+        raise ValueError(f"the compiled kernels take float32 on the CPU, not {dtype} on {device}")
+    heads = _HeadScoreSums(compiled=compiled, n_vocab=model.config.d_vocab)
+    neurons = _NeuronRows(
+        n_classes,
+        _attribute_means(probe),
+        nonnegative=model.config.act_fn == "relu",
+        compiled=compiled,
+    )
 
     def record(name: str, output: torch.Tensor) -> None:
         if name.endswith(".hook_attn_scores"):
@@ -442,14 +521,14 @@ def profile_transformer(
                 neurons.set_batch(batch, device, dtype)
             model(tokens)
     return TransformerProfile(
-        heads.scores(), _neuron_profile(neurons, probe, n_classes), len(probe)
+        heads.scores(), _neuron_profile(neurons, probe, n_classes, dtype), len(probe)
     )
 
 
-def _neuron_profile(neurons: _NeuronRows, probe: SequenceBatch, n_classes: int):
+def _neuron_profile(neurons: _NeuronRows, probe: SequenceBatch, n_classes: int, dtype: torch.dtype):
     if not neurons.widths:
         return None
-    attribute_sums = {name: tuple(sums) for name, sums in neurons.attribute_sums.items()}
+    attribute_sums = _centred_attribute_sums(probe, neurons.attribute_means, dtype)
     layers = neurons.stats.layer_profiles(
         neurons.widths, _class_counts(probe, n_classes), attribute_sums
     )

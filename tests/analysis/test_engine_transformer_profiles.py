@@ -55,10 +55,15 @@ def _captured(model, names, tokens):
     return captured
 
 
-def test_streamed_head_scores_equal_full_pattern_scores():
+# compiled: profile_kernels folds the batches (the CPU default); else the torch operations
+BOTH_PATHS = pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "torch"])
+
+
+@BOTH_PATHS
+def test_streamed_head_scores_equal_full_pattern_scores(compiled):
     model, probe = _tiny_model_and_probe()
     # uneven batches: 23 sequences in batches of 5
-    profile = profile_transformer(model, probe, batch_size=5)
+    profile = profile_transformer(model, probe, batch_size=5, compiled=compiled)
     names = [f"blocks.{block}.attn.hook_pattern" for block in (0, 1)]
     patterns = _captured(model, names, probe.tokens)
     for block in (0, 1):
@@ -81,8 +86,9 @@ def test_head_score_keys_are_the_masks_true_entries_and_their_query_counts():
         assert queries[name].item() == mask.any(dim=-1).sum().item()
 
 
+@BOTH_PATHS
 @pytest.mark.parametrize("act_fn", ["relu", "gelu"])  # GELU outputs are also negative
-def test_streamed_neuron_statistics_equal_full_tensor_statistics(act_fn):
+def test_streamed_neuron_statistics_equal_full_tensor_statistics(act_fn, compiled):
     """Sums are float32 within a batch (the activations' precision) and float64 across
     batches, around a per-neuron shift: they agree with float64 statistics of the whole
     tensor to 1e-6 relative, also for a neuron whose mean dwarfs its spread (where sums of
@@ -90,7 +96,7 @@ def test_streamed_neuron_statistics_equal_full_tensor_statistics(act_fn):
     model, probe = _tiny_model_and_probe(act_fn=act_fn)
     with torch.no_grad():
         model.blocks[1].mlp.b_in[0] += 50.0  # neuron 0: always on, mean ~50, small spread
-    profile = profile_transformer(model, probe, batch_size=4)
+    profile = profile_transformer(model, probe, batch_size=4, compiled=compiled)
     post = _captured(model, ["blocks.1.mlp.hook_post"], probe.tokens)["blocks.1.mlp.hook_post"]
     rows = post[0].reshape(-1, 24).double().numpy()  # [N * P, M]
     layer = profile.neurons.layers["blocks.1.mlp"]
@@ -131,8 +137,9 @@ def test_a_token_absent_from_the_probe_has_no_class_mean_beyond_zero():
     assert not layer.class_means[absent].any()
 
 
+@BOTH_PATHS
 @pytest.mark.parametrize("offset", [0.0, 100.0])
-def test_head_entropy_holds_for_sharp_heads_and_far_apart_scores(offset):
+def test_head_entropy_holds_for_sharp_heads_and_far_apart_scores(offset, compiled):
     """The entropy comes from scores centred on each query's largest: attention so sharp
     that most keys' p underflows, and scores in the thousands (a shared offset through the
     query and key biases), give the float64 entropy of the same patterns to 1e-6."""
@@ -145,7 +152,7 @@ def test_head_entropy_holds_for_sharp_heads_and_far_apart_scores(offset):
     probe = InductionTask(d_vocab=PLANTED_VOCAB, length=PLANTED_CTX, segment=5).sample(
         6, torch.Generator().manual_seed(3)
     )
-    profile = profile_transformer(model, probe, batch_size=4)
+    profile = profile_transformer(model, probe, batch_size=4, compiled=compiled)
     names = [f"blocks.{block}.attn.hook_pattern" for block in (0, 1)]
     patterns = _captured(model, names, probe.tokens)
     assert any((pattern == 0).any() for pattern in patterns[names[0]])
@@ -232,15 +239,15 @@ def test_no_attention_pattern_outlives_its_batch():
 
 
 def test_statistics_taken_in_small_chunks_equal_those_taken_whole(monkeypatch):
-    """Chunks of a batch (CACHE_CHUNK_VALUES) only order the work: with chunks of a few
-    rows (an uneven last one) and of one sequence, every statistic is the same as with
-    whole batches, to float32 rounding."""
+    """Chunks of a batch (CACHE_CHUNK_VALUES, the torch path's) only order the work: with
+    chunks of a few rows (an uneven last one) and of one sequence, every statistic is the
+    same as with whole batches, to float32 rounding."""
     from analysis.engine import head_profiles
 
     model, probe = _tiny_model_and_probe()
-    whole = profile_transformer(model, probe, batch_size=5)
+    whole = profile_transformer(model, probe, batch_size=5, compiled=False)
     monkeypatch.setattr(head_profiles, "CACHE_CHUNK_VALUES", 7 * 24)  # 7 rows; 1 sequence
-    chunked = profile_transformer(model, probe, batch_size=5)
+    chunked = profile_transformer(model, probe, batch_size=5, compiled=False)
     for name, scores in whole.heads.items():
         for score in ("previous_token", "induction", "duplicate_token", "entropy"):
             np.testing.assert_allclose(

@@ -28,8 +28,9 @@ def test_urlconf_views_and_admin_do_not_import_torch():
         "import kb.api.urls, kb.study_forms, analysis.studies\n"
         "from django.urls import get_resolver\n"
         "for pattern in get_resolver().url_patterns: pass\n"
-        # scikit-learn too: studies plan rounds in the web process and never cluster there.
-        "print('torch' in sys.modules, 'sklearn' in sys.modules)\n"
+        # scikit-learn too: studies plan rounds in the web process and never cluster there;
+        # nor numba, which compiles the workers' profiling kernels.
+        "print('torch' in sys.modules, 'sklearn' in sys.modules, 'numba' in sys.modules)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -38,4 +39,4 @@ def test_urlconf_views_and_admin_do_not_import_torch():
         check=True,
         cwd=settings.BASE_DIR,
     )
-    assert result.stdout.strip() == "False False"
+    assert result.stdout.strip() == "False False False"

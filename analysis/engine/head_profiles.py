@@ -277,16 +277,16 @@ class _TokenRowStats(_StreamingUnitStats):
     """The CNN profile's running sums (same keys, same layer_profiles()), fed rows whose class
     is a token, one MLP at a time from inside its hook (no MLP output outlives its layer).
 
-    Measured on 64-sequence batches of 64 positions and two MLPs of 256 neurons, where
-    folding a batch by the CNN path took longer than the forward pass itself: each batch's
-    sums are taken in float32 on the layer's own output (per-token sums by one index_add
-    instead of a one-hot design matrix [V, R] times the rows; the count of positive outputs
-    by a sign pass, boolean reductions measured ~5x slower) into one reused block, and added
-    to float64 running sums. Sums are taken around a per-neuron shift (the first batch's
-    means), so that sums of squares do not cancel in the variance; the attributes come
-    centred on the probe's means for the same reason. layer_profiles() adds the shift back.
-    compiled: each batch is folded by profile_kernels.fold_neuron_rows (float32 on the CPU)
-    in one pass, instead of the torch operations.
+    Sums are taken around a per-neuron shift (the first batch's means), so that sums of
+    squares do not cancel in the variance; the attributes come centred on the probe's means
+    for the same reason; layer_profiles() adds the shift back. compiled: each batch is
+    folded by profile_kernels.fold_neuron_rows (float32 on the CPU) in one pass. Otherwise
+    by torch operations (measured on 64-sequence batches of 64 positions and two MLPs of 256
+    neurons, where folding a batch by the CNN path took longer than the forward pass): sums
+    in float32 on the layer's own output, a chunk of rows at a time (per-token sums by one
+    index_add instead of a one-hot design matrix [V, R] times the rows; the count of
+    positive outputs by a sign pass, boolean reductions measured ~5x slower), added to
+    float64 running sums.
     """
 
     def __init__(self, n_classes: int, *, nonnegative: bool, compiled: bool = False) -> None:
@@ -308,8 +308,7 @@ class _TokenRowStats(_StreamingUnitStats):
         self, name: str, output: torch.Tensor, tokens: torch.Tensor | None, design: torch.Tensor
     ) -> None:
         """In: the layer's outputs float32 [R, M]; tokens int64 [R] (None: no token classes);
-        design float32 [1 + A, R]: ones, then the attributes centred. Adds the rows, a chunk
-        of rows at a time (each chunk's passes then find it in cache)."""
+        design float32 [1 + A, R]: ones, then the attributes centred. Adds the rows."""
         rows, width = output.shape
         sums = self.layers.get(name)
         if sums is None:

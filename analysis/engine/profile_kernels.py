@@ -1,6 +1,5 @@
 """Compiled CPU kernels that fold one batch of a transformer's attention patterns or MLP
-outputs into the profile's running sums in one pass (numba, compiled on first use and cached
-beside this file).
+outputs into the profile's running sums in one pass (numba, compiled on first use).
 
 Taken as a chain of torch operations, each statistic is its own pass over the batch, and those
 passes, not the arithmetic, made profiling cost 1.4x a bare forward pass on the benchmark's
@@ -12,14 +11,23 @@ and to float64 sums.
 
 Precision: values are summed in float32 over at most CHUNK_ROWS rows (an attention pattern's
 row sums over its keys) and then added to float64 sums, so no float32 sum runs long.
+
+Compiling both kernels took ~15 s on this 2-core machine under load; numba caches the machine
+code in NUMBA_CACHE_DIR, else in the __pycache__ beside this file, else in the user's cache
+directory, and a process then loads it in about a second. Where none is writable (a read-only
+install whose user has no home) each process compiles its own, with a warning: the worker
+unit in deploy/systemd gives numba a cache directory.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
 from numba import njit
+
+logger = logging.getLogger(__name__)
 
 # Rows summed in float32 before they are added to the float64 sums. Measured on the
 # benchmark's MLP outputs against float64 sums: 64 rows keep the relative error of sums of
@@ -34,7 +42,21 @@ FUSED_TERMS = 4
 _FAST = {"reassoc", "contract"}
 
 
-@njit(cache=True, nogil=True, fastmath=_FAST)
+def compiled(**options):
+    """numba's njit (nogil) with the machine code cached on disk when a cache directory is
+    writable, else compiled in each process (numba refuses cache=True without one)."""
+
+    def decorate(function):
+        try:
+            return njit(cache=True, nogil=True, **options)(function)
+        except RuntimeError as error:  # "cannot cache function ...: no locator available"
+            logger.warning("%s: compiling it in each process (set NUMBA_CACHE_DIR)", error)
+            return njit(nogil=True, **options)(function)
+
+    return decorate
+
+
+@compiled(fastmath=_FAST)
 def fold_neuron_rows(output, shift, design, tokens, design_sums, token_sums, squares, positive,
                      maximum):  # fmt: skip
     """Add a batch of neuron outputs to the running sums.
@@ -54,6 +76,8 @@ def fold_neuron_rows(output, shift, design, tokens, design_sums, token_sums, squ
     rows, width = output.shape
     n_design = design.shape[0]
     n_tokens = token_sums.shape[0] if tokens.shape[0] > 0 else 0
+    if n_tokens and (tokens.min() < 0 or tokens.max() >= n_tokens):
+        raise ValueError("a token is outside token_sums' rows")
     one, zero = np.float32(1.0), np.float32(0.0)
     weights = np.zeros((FUSED_TERMS, rows), np.float32)  # missing design rows weigh 0
     weights[: min(n_design, FUSED_TERMS)] = design[:FUSED_TERMS]
@@ -128,7 +152,7 @@ def fold_neuron_rows(output, shift, design, tokens, design_sums, token_sums, squ
                 token_sums[token, unit] += token_partial[token, unit]
 
 
-@njit(cache=True, nogil=True, fastmath=_FAST, inline="always")
+@compiled(fastmath=_FAST, inline="always")
 def _add_token_row(token, centred, partial, pending, token_sums):
     """Add one centred row to its token's float32 partial sums; a partial that has taken
     CHUNK_ROWS rows moves into the float64 sums."""
@@ -144,7 +168,7 @@ def _add_token_row(token, centred, partial, pending, token_sums):
         pending[token] = 0
 
 
-@njit(cache=True, nogil=True, inline="always")
+@compiled(inline="always")
 def _total(values):
     """Out: the float64 sum of float32 values."""
     total = 0.0
@@ -153,7 +177,7 @@ def _total(values):
     return total
 
 
-@njit(cache=True, nogil=True, fastmath=_FAST)
+@compiled(fastmath=_FAST)
 def fold_head_rows(pattern, scores, tokens, n_vocab, sums, counts):
     """Add a batch of one attention layer's patterns to the per-head score sums.
 
@@ -171,14 +195,15 @@ def fold_head_rows(pattern, scores, tokens, n_vocab, sums, counts):
     per query); masked keys (p = 0) add 0. A NaN row makes its head's entropy NaN.
     """
     batch, heads, positions, _ = pattern.shape
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= n_vocab):
+        raise ValueError("a token is outside the vocabulary")
     least = np.float32(0.5 / positions)
-    floor = np.float32(-1e4)  # p > 0 only for s - s_j > log(1e-45) - log(1 / (2P))
-    latest = np.empty(n_vocab, np.int64)
+    floor = np.float32(-1e4)  # below any key with p > 0: s_k - s_j >= log(1e-45) > -104
+    latest = np.full(n_vocab, -1, np.int64)  # reset after each sequence: O(P), not O(V)
     earlier = np.empty(positions, np.int64)  # the previous position with the same token, or -1
     dots = np.empty(positions, np.float32)
     for b in range(batch):
         sequence = tokens[b]
-        latest[:] = -1
         for query in range(positions):
             earlier[query] = latest[sequence[query]]
             latest[sequence[query]] = query
@@ -187,6 +212,8 @@ def fold_head_rows(pattern, scores, tokens, n_vocab, sums, counts):
                 counts[2] += 1.0
                 if key + 1 < query or earlier[key] >= 0:  # an induction key lies before it
                     counts[1] += 1.0
+        for query in range(positions):
+            latest[sequence[query]] = -1
         counts[0] += max(positions - 1, 0)
         counts[3] += positions
         for head in range(heads):

@@ -2,6 +2,7 @@
 counts, partial sums flushed many times, bidirectional attention, NaN outputs, and the
 cases the kernels do not take."""
 
+import numba
 import numpy as np
 import pytest
 import torch
@@ -11,6 +12,7 @@ from analysis.engine.head_profiles import HEAD_SCORES, profile_transformer
 from analysis.engine.profile_kernels import (
     CHUNK_ROWS,
     FUSED_TERMS,
+    compiled,
     fold_head_rows,
     fold_neuron_rows,
 )
@@ -141,3 +143,29 @@ def test_compiled_kernels_refuse_a_model_they_do_not_take():
     # left to choose, a float64 model is profiled by the torch path
     profile = profile_transformer(model, probe)
     assert np.isfinite(profile.heads["blocks.0.attn"].entropy).all()
+
+
+def test_kernels_refuse_tokens_outside_their_tables():
+    pattern = torch.full((1, 1, 3, 3), 1 / 3)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        fold_head_rows(pattern.numpy(), pattern.numpy(), np.array([[0, 1, 4]]), 4,
+                       np.zeros((4, 1)), np.zeros(4))  # fmt: skip
+    output = np.ones((3, 2), np.float32)
+    with pytest.raises(ValueError, match="outside token_sums"):
+        fold_neuron_rows(output, np.zeros(2, np.float32), np.ones((1, 3), np.float32),
+                         np.array([0, -1, 1]), np.zeros((1, 2)), np.zeros((2, 2)),
+                         np.zeros(2), np.zeros(2), np.zeros(2))  # fmt: skip
+
+
+def test_a_kernel_without_a_writable_cache_is_compiled_in_each_process(monkeypatch, caplog):
+    """numba refuses cache=True where no cache directory is writable (here: only the
+    NUMBA_CACHE_DIR locator, pointed below a file); the kernel is then compiled uncached."""
+    monkeypatch.setattr(numba.config, "CACHE_LOCATOR_CLASSES", "UserProvidedCacheLocator")
+    monkeypatch.setattr(numba.config, "CACHE_DIR", "/dev/null/numba")
+
+    @compiled()
+    def double(values):
+        return values * 2
+
+    np.testing.assert_array_equal(double(np.arange(3)), [0, 2, 4])
+    assert "compiling it in each process" in caplog.text

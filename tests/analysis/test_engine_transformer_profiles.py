@@ -140,9 +140,10 @@ def test_a_token_absent_from_the_probe_has_no_class_mean_beyond_zero():
 @BOTH_PATHS
 @pytest.mark.parametrize("offset", [0.0, 100.0])
 def test_head_entropy_holds_for_sharp_heads_and_far_apart_scores(offset, compiled):
-    """The entropy comes from scores centred on each query's largest: attention so sharp
-    that most keys' p underflows, and scores in the thousands (a shared offset through the
-    query and key biases), give the float64 entropy of the same patterns to 1e-6."""
+    """The entropy comes from scores centred on a key with large attention (the torch path:
+    the largest; the kernel: the first with p >= 1 / (2P)): attention so sharp that most
+    keys' p underflows, and scores in the thousands (a shared offset through the query and
+    key biases), give the float64 entropy of the same patterns to 1e-6."""
     model = planted_induction_model()
     with torch.no_grad():
         model.blocks[0].attn.W_Q.mul_(20.0)  # scores far apart: most keys' p is 0

@@ -29,10 +29,23 @@ def _tiny():
     return model, probe
 
 
-def _record(model, name):
-    seen = []
-    module = dict(model.named_modules())[name]
-    return seen, module.register_forward_hook(lambda _m, _i, output: seen.append(output.clone()))
+def _outputs(model, names, tokens):
+    """Out: {name: a copy of its output} from one forward pass, through hooks registered
+    here and removed after it (registered inside an ablation, they see the ablated output)."""
+    seen = {}
+    modules = dict(model.named_modules())
+    handles = [
+        modules[name].register_forward_hook(
+            lambda _m, _i, output, name=name: seen.__setitem__(name, output.clone())
+        )
+        for name in names
+    ]
+    try:
+        model(tokens)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen
 
 
 def _no_hooks(model):
@@ -47,24 +60,18 @@ def test_zeroing_a_head_changes_logits_inside_the_block_and_restores_bitwise():
     before = model(probe.tokens)
     with ablate_transformer_units(model, block=0, kind="heads", units=[1]):
         ablated = model(probe.tokens)
-        z_seen, z_handle = _record(model, "blocks.0.attn.hook_z")
-        seen, handle = _record(model, "blocks.0.hook_attn_out")
-        try:
-            model(probe.tokens)
-        finally:
-            z_handle.remove()
-            handle.remove()
+        seen = _outputs(model, ["blocks.0.attn.hook_z", "blocks.0.hook_attn_out"], probe.tokens)
     after = model(probe.tokens)
     assert not torch.equal(before, ablated)
     assert torch.equal(before, after)
     assert all(torch.equal(state[key], value) for key, value in model.state_dict().items())
     assert _no_hooks(model)
     # the head's output is gone: attn_out is W_O of head 0 alone plus b_O
-    z = z_seen[0]
+    z = seen["blocks.0.attn.hook_z"]
     assert torch.all(z[:, :, 1] == 0) and torch.any(z[:, :, 0] != 0)
     attn = model.blocks[0].attn
     expected = torch.einsum("bpe,ed->bpd", z[:, :, 0], attn.W_O[0]) + attn.b_O
-    assert torch.allclose(seen[0], expected, atol=1e-6)
+    assert torch.allclose(seen["blocks.0.hook_attn_out"], expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["heads", "neurons"])
@@ -82,23 +89,14 @@ def test_mean_ablation_of_neurons_sets_them_to_their_probe_means():
     model, probe = _tiny()
     means = mean_unit_outputs(model, probe, block=1, kind="neurons")
     assert means.shape == (24,) and means.dtype == torch.float64
-    seen, handle = _record(model, "blocks.1.mlp.hook_post")
-    try:
-        model(probe.tokens)
-    finally:
-        handle.remove()
-    full = seen.pop()
+    post = "blocks.1.mlp.hook_post"
+    full = _outputs(model, [post], probe.tokens)[post]
     with ablate_transformer_units(
         model, block=1, kind="neurons", units=[2, 5], mode="mean", means=means
     ):
         # registered after the ablation's hook, so it sees the replaced output
-        seen, handle = _record(model, "blocks.1.mlp.hook_post")
-        try:
-            model(probe.tokens)
-        finally:
-            handle.remove()
+        ablated = _outputs(model, [post], probe.tokens)[post]
     assert torch.allclose(means, full.double().mean(dim=(0, 1)), atol=1e-9)
-    ablated = seen[0]
     assert torch.equal(ablated[:, :, [2, 5]], means[[2, 5]].float().expand(10, 16, 2))
     assert torch.equal(ablated[:, :, 3], full[:, :, 3])
     head_means = mean_unit_outputs(model, probe, block=0, kind="heads")
@@ -114,22 +112,14 @@ def test_mean_ablation_of_neurons_sets_them_to_their_probe_means():
 def test_ablated_neurons_are_replaced_and_only_they_whatever_their_runs(mode, units):
     model, probe = _tiny()
     means = mean_unit_outputs(model, probe, block=1, kind="neurons")
-    seen, handle = _record(model, "blocks.1.mlp.hook_post")
-    try:
-        model(probe.tokens)
-    finally:
-        handle.remove()
-    expected = seen.pop()
+    post = "blocks.1.mlp.hook_post"
+    expected = _outputs(model, [post], probe.tokens)[post]
     expected[:, :, units] = 0.0 if mode == "zero" else means[units].float()
     with ablate_transformer_units(
         model, block=1, kind="neurons", units=units, mode=mode, means=means
     ):
-        seen, handle = _record(model, "blocks.1.mlp.hook_post")
-        try:
-            model(probe.tokens)
-        finally:
-            handle.remove()
-    assert torch.equal(seen[0], expected)
+        ablated = _outputs(model, [post], probe.tokens)[post]
+    assert torch.equal(ablated, expected)
 
 
 def test_ablation_hooks_are_removed_when_the_forward_raises():

@@ -757,37 +757,42 @@ def _queued_keys(broker_url: str, queue: str) -> list[str]:
     return [json.loads(message)["headers"]["argsrepr"].split("'")[1] for message in messages][::-1]
 
 
-def test_new_jobs_go_to_the_queue_once_in_the_order_planned_guided_first(
-    researcher_user, settings, django_capture_on_commit_callbacks
-):
+@pytest.fixture
+def study_queue(settings):
+    """A queue of this test's own on the real Redis, as the analysis queue; emptied after."""
     from tests.analysis.workers import require_redis, unique_queue
 
     require_redis()
     settings.ANALYSIS_QUEUE = queue = unique_queue()
+    yield queue
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(queue)
+
+
+def test_new_jobs_go_to_the_queue_once_in_the_order_planned_guided_first(
+    researcher_user, settings, django_capture_on_commit_callbacks, study_queue
+):
+    queue = study_queue
     study = study_request(
         actor=researcher_user, model=BuiltinModelFactory(), settings=TINY
     )  # the workers run it: round 0's own dispatch is left out here
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            _run_round_zero(study)
-        assert _queued_keys(settings.CELERY_BROKER_URL, queue) == [
-            f"r1:{track}:s{seed}" for track in ("guided", "random", "uniform") for seed in SEEDS
-        ]
-        study.refresh_from_db()
-        assert study.dispatched_at is not None
-        # The guided candidate is done before the controls': only its round 2 is sent, not
-        # the controls' round-1 jobs again, which are on the queue already.
-        base = _base_values(study)
-        _give_results(study, 1, {"guided": [b + d for b, d in zip(base, GUIDED_LOSS, strict=True)]})
-        with django_capture_on_commit_callbacks(execute=True):
-            study_advance(run_id=study.pk)
-        assert _queued_keys(settings.CELERY_BROKER_URL, queue)[9:] == [
-            f"r2:guided:s{seed}" for seed in SEEDS
-        ]
-        study.refresh_from_db()
-        assert study.dispatched_at is not None
-    finally:
-        redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(queue)
+    with django_capture_on_commit_callbacks(execute=True):
+        _run_round_zero(study)
+    assert _queued_keys(settings.CELERY_BROKER_URL, queue) == [
+        f"r1:{track}:s{seed}" for track in ("guided", "random", "uniform") for seed in SEEDS
+    ]
+    study.refresh_from_db()
+    assert study.dispatched_at is not None
+    # The guided candidate is done before the controls': only its round 2 is sent, not
+    # the controls' round-1 jobs again, which are on the queue already.
+    base = _base_values(study)
+    _give_results(study, 1, {"guided": [b + d for b, d in zip(base, GUIDED_LOSS, strict=True)]})
+    with django_capture_on_commit_callbacks(execute=True):
+        study_advance(run_id=study.pk)
+    assert _queued_keys(settings.CELERY_BROKER_URL, queue)[9:] == [
+        f"r2:guided:s{seed}" for seed in SEEDS
+    ]
+    study.refresh_from_db()
+    assert study.dispatched_at is not None
 
 
 def _assert_controls_round_one_then_guided_round_two_queued(settings, queue, study):
@@ -803,48 +808,36 @@ def _assert_controls_round_one_then_guided_round_two_queued(settings, queue, stu
 
 
 def test_a_caller_run_studys_unsent_jobs_go_with_the_first_jobs_its_new_workers_plan(
-    researcher_user, settings, django_capture_on_commit_callbacks
+    researcher_user, settings, django_capture_on_commit_callbacks, study_queue
 ):
     """The caller died in round 1 and a worker ran its guided job: deciding the guided row
     plans its round 2, and the controls' round-1 jobs, which the caller never sent nor
     ran, go to the queue with it."""
-    from tests.analysis.workers import require_redis, unique_queue
-
-    require_redis()
-    settings.ANALYSIS_QUEUE = queue = unique_queue()
+    queue = study_queue
     study = _study(researcher_user)
     _run_round_zero(study)
     base = _base_values(study)
     _give_results(study, 1, {"guided": [b + d for b, d in zip(base, GUIDED_LOSS, strict=True)]})
     study.jobs.filter(key="r1:guided:s2").update(claimed_by="celery@worker-1")
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            study_advance(run_id=study.pk)
-        _assert_controls_round_one_then_guided_round_two_queued(settings, queue, study)
-    finally:
-        redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(queue)
+    with django_capture_on_commit_callbacks(execute=True):
+        study_advance(run_id=study.pk)
+    _assert_controls_round_one_then_guided_round_two_queued(settings, queue, study)
 
 
 def test_jobs_planned_after_a_failed_send_go_with_every_unfinished_job(
-    researcher_user, settings, django_capture_on_commit_callbacks
+    researcher_user, settings, django_capture_on_commit_callbacks, study_queue
 ):
     """An earlier send failed (the study is marked not dispatched) and the sweeper has not
     come by yet: the next planning sends every unfinished job, not only its own."""
-    from tests.analysis.workers import require_redis, unique_queue
-
-    require_redis()
-    settings.ANALYSIS_QUEUE = queue = unique_queue()
+    queue = study_queue
     study = study_request(actor=researcher_user, model=BuiltinModelFactory(), settings=TINY)
-    try:
-        _run_round_zero(study)  # round 1's send "fails": nothing reaches the queue
-        AnalysisRun.objects.filter(pk=study.pk).update(dispatched_at=None)
-        base = _base_values(study)
-        _give_results(study, 1, {"guided": [b + d for b, d in zip(base, GUIDED_LOSS, strict=True)]})
-        with django_capture_on_commit_callbacks(execute=True):
-            study_advance(run_id=study.pk)
-        _assert_controls_round_one_then_guided_round_two_queued(settings, queue, study)
-    finally:
-        redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(queue)
+    _run_round_zero(study)  # round 1's send "fails": nothing reaches the queue
+    AnalysisRun.objects.filter(pk=study.pk).update(dispatched_at=None)
+    base = _base_values(study)
+    _give_results(study, 1, {"guided": [b + d for b, d in zip(base, GUIDED_LOSS, strict=True)]})
+    with django_capture_on_commit_callbacks(execute=True):
+        study_advance(run_id=study.pk)
+    _assert_controls_round_one_then_guided_round_two_queued(settings, queue, study)
 
 
 def test_resuming_sends_a_done_job_so_a_row_done_before_the_cancel_is_decided(

@@ -85,8 +85,10 @@ def fold_neuron_rows(output, shift, design, tokens, design_sums, token_sums, squ
     linear = np.empty((max(n_design, FUSED_TERMS), width), np.float32)
     linear0, linear1, linear2, linear3 = linear[0], linear[1], linear[2], linear[3]
     first, second = np.empty(width, np.float32), np.empty(width, np.float32)
-    token_partial = np.zeros((max(n_tokens, 1), width), np.float32)
-    pending = np.zeros(max(n_tokens, 1), np.int64)  # rows in each token's partial sums
+    # float32 sums per token of up to CHUNK_ROWS rows; rows without a class (no tokens) add
+    # to the extra last row, which is never read
+    token_partial = np.zeros((n_tokens + 1, width), np.float32)
+    pending = np.zeros(n_tokens + 1, np.int64)  # rows in each token's partial sums
     largest = np.full(width, -np.inf, np.float32)
     for start in range(0, rows, CHUNK_ROWS):
         stop = min(rows, start + CHUNK_ROWS)
@@ -98,6 +100,10 @@ def fold_neuron_rows(output, shift, design, tokens, design_sums, token_sums, squ
             w0, w1, w2, w3 = weights[0, row], weights[1, row], weights[2, row], weights[3, row]
             v0, v1 = weights[0, row + 1], weights[1, row + 1]
             v2, v3 = weights[2, row + 1], weights[3, row + 1]
+            here = tokens[row] if n_tokens else n_tokens
+            there = tokens[row + 1] if n_tokens else n_tokens
+            # the two rows' tokens' partial sums (one row twice when the tokens are equal)
+            to_here, to_there = token_partial[here], token_partial[there]
             for unit in range(width):
                 x, y = values[unit], more[unit]
                 a, b = x - shift[unit], y - shift[unit]
@@ -111,14 +117,18 @@ def fold_neuron_rows(output, shift, design, tokens, design_sums, token_sums, squ
                 linear1[unit] += w1 * a + v1 * b
                 linear2[unit] += w2 * a + v2 * b
                 linear3[unit] += w3 * a + v3 * b
+                to_here[unit] += a
+                to_there[unit] += b
             for term in range(FUSED_TERMS, n_design):
                 w, v = design[term, row], design[term, row + 1]
                 sums = linear[term]
                 for unit in range(width):
                     sums[unit] += w * first[unit] + v * second[unit]
-            if n_tokens:
-                _add_token_row(tokens[row], first, token_partial, pending, token_sums)
-                _add_token_row(tokens[row + 1], second, token_partial, pending, token_sums)
+            # written out here: a call (even inlined) made the loop above ~1.5x slower
+            for token in (here, there):
+                pending[token] += 1
+                if pending[token] == CHUNK_ROWS and token < n_tokens:
+                    _flush_token(token, token_partial, pending, token_sums)
         if (stop - start) % 2:  # the chunk's last row, alone
             row = stop - 1
             values = output[row]
@@ -136,7 +146,12 @@ def fold_neuron_rows(output, shift, design, tokens, design_sums, token_sums, squ
                 for unit in range(width):
                     sums[unit] += w * first[unit]
             if n_tokens:
-                _add_token_row(tokens[row], first, token_partial, pending, token_sums)
+                lone = token_partial[tokens[row]]
+                for unit in range(width):
+                    lone[unit] += first[unit]
+                pending[tokens[row]] += 1
+                if pending[tokens[row]] == CHUNK_ROWS:
+                    _flush_token(tokens[row], token_partial, pending, token_sums)
         for unit in range(width):
             positive[unit] += count[unit]
             squares[unit] += square[unit]
@@ -152,20 +167,14 @@ def fold_neuron_rows(output, shift, design, tokens, design_sums, token_sums, squ
                 token_sums[token, unit] += token_partial[token, unit]
 
 
-@compiled(fastmath=_FAST, inline="always")
-def _add_token_row(token, centred, partial, pending, token_sums):
-    """Add one centred row to its token's float32 partial sums; a partial that has taken
-    CHUNK_ROWS rows moves into the float64 sums."""
-    row = partial[token]
-    for unit in range(centred.shape[0]):
-        row[unit] += centred[unit]
-    pending[token] += 1
-    if pending[token] == CHUNK_ROWS:
-        total = token_sums[token]
-        for unit in range(centred.shape[0]):
-            total[unit] += row[unit]
-            row[unit] = 0.0
-        pending[token] = 0
+@compiled(fastmath=_FAST)
+def _flush_token(token, partial, pending, token_sums):
+    """Move a token's float32 partial sums (CHUNK_ROWS rows) into its float64 sums."""
+    total, row = token_sums[token], partial[token]
+    for unit in range(row.shape[0]):
+        total[unit] += row[unit]
+        row[unit] = 0.0
+    pending[token] = 0
 
 
 @compiled(inline="always")
@@ -218,6 +227,7 @@ def fold_head_rows(pattern, scores, tokens, n_vocab, sums, counts):
         counts[3] += positions
         for head in range(heads):
             previous, induction, duplicate, entropy = 0.0, 0.0, 0.0, 0.0
+            undefined = False  # a row without a reference key: a NaN row
             dots[:] = 0.0
             for query in range(positions):
                 if query % CHUNK_ROWS == 0 and query:
@@ -230,15 +240,16 @@ def fold_head_rows(pattern, scores, tokens, n_vocab, sums, counts):
                     if attention[key] >= least:
                         reference = key
                         break
-                if reference < 0:  # a NaN row (p > 0 below would leave NaN out)
-                    entropy = np.nan
-                else:
-                    top = logits[reference]
-                    log_top = np.float32(math.log(attention[reference]))
-                    # a fixed length and no branch vectorise; a masked key's -inf becomes a
-                    # finite floor (below any key whose p > 0), so that p = 0 adds 0, not NaN
-                    for key in range(positions):
-                        dots[key] += attention[key] * (max(logits[key] - top, floor) + log_top)
+                # No branch around the sum: one made this kernel ~3x slower (not vectorised).
+                # A NaN row has no reference (and p > 0 below would leave its NaN out).
+                undefined |= reference < 0
+                reference = max(reference, 0)
+                top = logits[reference]
+                log_top = np.float32(math.log(attention[reference]))
+                # a fixed length and no branch vectorise; a masked key's -inf becomes a finite
+                # floor (below any key whose p > 0), so that p = 0 adds 0, not NaN
+                for key in range(positions):
+                    dots[key] += attention[key] * (max(logits[key] - top, floor) + log_top)
                 if query > 0:
                     previous += attention[query - 1]
                 key = earlier[query]
@@ -250,4 +261,4 @@ def fold_head_rows(pattern, scores, tokens, n_vocab, sums, counts):
             sums[0, head] += previous
             sums[1, head] += induction
             sums[2, head] += duplicate
-            sums[3, head] += entropy - _total(dots)
+            sums[3, head] += np.nan if undefined else entropy - _total(dots)

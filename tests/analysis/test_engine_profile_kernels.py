@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from analysis.engine.builder import set_seed
-from analysis.engine.head_profiles import HEAD_SCORES, profile_transformer
+from analysis.engine.head_profiles import HEAD_SCORES, MAX_TOKEN_CLASSES, profile_transformer
 from analysis.engine.profile_kernels import (
     CHUNK_ROWS,
     FUSED_TERMS,
@@ -90,6 +90,20 @@ def test_neuron_sums_flushed_many_times_equal_float64_sums(attributes):
     fold_neuron_rows(output, shift, design, tokens, np.zeros((1 + attributes, width)),
                      np.zeros((2, width)), squares, np.zeros(width), maximum)  # fmt: skip
     assert squares[1] == np.inf and maximum[1] == np.inf and np.isfinite(squares[2:]).all()
+
+
+def test_a_vocabulary_beyond_the_token_classes_is_profiled_without_them_on_both_paths():
+    """More tokens than MAX_TOKEN_CLASSES: the kernel gets no token per row (its sums of
+    rows without a class go to a row it never reads), and both paths agree on the rest."""
+    set_seed(5)
+    model = build_transformer({**TINY_TRANSFORMER, "d_vocab": MAX_TOKEN_CLASSES + 1})
+    probe = InductionTask(d_vocab=MAX_TOKEN_CLASSES + 1, length=8, segment=4).sample(
+        2 * CHUNK_ROWS // 8 + 3, torch.Generator().manual_seed(6)
+    )
+    compiled, torch_path = _profiles(model, probe, batch_size=len(probe))
+    assert compiled.neurons.class_names == []
+    assert compiled.neurons.layers["blocks.1.mlp"].class_means.shape[0] == 0
+    _assert_same(compiled, torch_path)
 
 
 def test_head_kernel_scores_equal_full_pattern_scores_for_uniform_and_masked_rows():

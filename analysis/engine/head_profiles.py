@@ -44,6 +44,8 @@ FINDING_THRESHOLD = 0.5
 # 64 KiB and 256 KiB chunks, which fit this machine's 512 KiB L2 but cost more in per-op
 # overhead (profile / forward 1.37 vs 1.49 and 1.43, medians of 40), and 2 MiB (1.40).
 CACHE_CHUNK_VALUES = 262144
+# Rows whose mean shifts a neuron's sums (see _TokenRowStats.update_layer).
+SHIFT_ROWS = 256
 ROLE_NAMES = {
     "previous_token": "a previous-token head",
     "induction": "an induction head",
@@ -277,9 +279,9 @@ class _TokenRowStats(_StreamingUnitStats):
     """The CNN profile's running sums (same keys, same layer_profiles()), fed rows whose class
     is a token, one MLP at a time from inside its hook (no MLP output outlives its layer).
 
-    Sums are taken around a per-neuron shift (the first batch's means), so that sums of
-    squares do not cancel in the variance; the attributes come centred on the probe's means
-    for the same reason; layer_profiles() adds the shift back. compiled: each batch is
+    Sums are taken around a per-neuron shift (a mean of the first batch's first rows), so
+    that sums of squares do not cancel in the variance; the attributes come centred on the
+    probe's means for the same reason; layer_profiles() adds the shift back. compiled: each batch is
     folded by profile_kernels.fold_neuron_rows (float32 on the CPU) in one pass. Otherwise
     by torch operations (measured on 64-sequence batches of 64 positions and two MLPs of 256
     neurons, where folding a batch by the CNN path took longer than the forward pass): sums
@@ -312,9 +314,12 @@ class _TokenRowStats(_StreamingUnitStats):
         rows, width = output.shape
         sums = self.layers.get(name)
         if sums is None:
-            # a neuron whose first batch held a NaN or an infinity gets no shift: its sums are
-            # no number either way, but its other classes' means keep theirs
-            self.shifts[name] = output.mean(dim=0).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+            # The mean of the first batch's first SHIFT_ROWS rows: near enough to each mean
+            # that no sum of squares cancels, without a pass over the whole batch. A neuron
+            # whose first rows held a NaN or an infinity gets no shift: its sums are no number
+            # either way, but its other classes' means keep theirs.
+            first = output[:SHIFT_ROWS].mean(dim=0)
+            self.shifts[name] = first.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
             sums = self.layers[name] = {
                 "design": output.new_zeros(design.shape[0], width, dtype=torch.float64),
                 "tokens": output.new_zeros(self.n_classes, width, dtype=torch.float64),

@@ -297,6 +297,7 @@ class _TokenRowStats(_StreamingUnitStats):
         self.nonnegative = nonnegative  # ReLU outputs: a sign is already 0 or 1
         self.layers: dict[str, dict[str, torch.Tensor]] = {}  # per layer, as self.sums
         self.shifts: dict[str, torch.Tensor] = {}  # float32 [M] per layer
+        self.arrays: dict[str, tuple[np.ndarray, ...]] = {}  # the compiled path's views
         self.scratch: dict[str, torch.Tensor] = {}  # a reused [R, M] float32 block per layer
         self.rows_seen: dict[str, int] = {}
 
@@ -327,21 +328,25 @@ class _TokenRowStats(_StreamingUnitStats):
                 "positive": output.new_zeros(width, dtype=torch.float64),
                 "maximum": output.new_full((width,), float("-inf"), dtype=torch.float64),
             }
+            if self.compiled:  # numpy views of the shift and the sums, made once
+                keys = ("design", "tokens", "squares", "positive", "maximum")
+                views = (sums[key].numpy() for key in keys)
+                self.arrays[name] = (self.shifts[name].numpy(), *views)
         if self.compiled:
-            self._update_compiled(sums, output, self.shifts[name], tokens, design)
+            self._update_compiled(self.arrays[name], output, tokens, design)
         else:
             self._update_with_torch(name, sums, output, tokens, design)
         self.rows_seen[name] = self.rows_seen.get(name, 0) + rows
 
     @staticmethod
-    def _update_compiled(sums, output, shift, tokens, design) -> None:
+    def _update_compiled(arrays, output, tokens, design) -> None:
         from analysis.engine.profile_kernels import fold_neuron_rows  # compiles on first use
 
+        shift, *sums = arrays
         classes = np.empty(0, np.int64) if tokens is None else tokens.contiguous().numpy()
         fold_neuron_rows(
-            output.contiguous().numpy(), shift.numpy(), design.contiguous().numpy(), classes,
-            *(sums[key].numpy() for key in ("design", "tokens", "squares", "positive", "maximum")),
-        )  # fmt: skip
+            output.contiguous().numpy(), shift, design.contiguous().numpy(), classes, *sums
+        )
 
     def _update_with_torch(self, name, sums, output, tokens, design) -> None:
         rows, width = output.shape
@@ -432,10 +437,12 @@ class _NeuronRows:
         batch about to run."""
         rows = batch.tokens.numel()
         self.tokens = batch.tokens.reshape(-1).to(device) if self.n_classes else None
-        self.design = torch.ones(1 + len(self.attribute_means), rows, device=device, dtype=dtype)
+        shape = (1 + len(self.attribute_means), rows)
+        if self.design is None or self.design.shape != shape:  # kept across equal batches
+            self.design = torch.ones(shape, device=device, dtype=dtype)
         for row, (name, mean) in enumerate(self.attribute_means.items(), start=1):
-            values = batch.attributes[name].reshape(-1).to(device=device, dtype=dtype)
-            torch.sub(values, mean, out=self.design[row])
+            # copy_ converts as .to(dtype) does; then the mean is taken off in place
+            self.design[row].copy_(batch.attributes[name].reshape(-1)).sub_(mean)
 
     def record(self, name: str, output: torch.Tensor) -> None:
         self.widths[name] = output.shape[-1]

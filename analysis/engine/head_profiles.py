@@ -281,13 +281,13 @@ class _TokenRowStats(_StreamingUnitStats):
 
     Sums are taken around a per-neuron shift (a mean of the first batch's first rows), so
     that sums of squares do not cancel in the variance; the attributes come centred on the
-    probe's means for the same reason; layer_profiles() adds the shift back. compiled: each batch is
-    folded by profile_kernels.fold_neuron_rows (float32 on the CPU) in one pass. Otherwise
-    by torch operations (measured on 64-sequence batches of 64 positions and two MLPs of 256
-    neurons, where folding a batch by the CNN path took longer than the forward pass): sums
-    in float32 on the layer's own output, a chunk of rows at a time (per-token sums by one
-    index_add instead of a one-hot design matrix [V, R] times the rows; the count of
-    positive outputs by a sign pass, boolean reductions measured ~5x slower), added to
+    probe's means for the same reason; layer_profiles() adds the shift back. compiled: each
+    batch is folded by profile_kernels.fold_neuron_rows (float32 on the CPU) in one pass.
+    Otherwise by torch operations (measured on 64-sequence batches of 64 positions and two
+    MLPs of 256 neurons, where folding a batch by the CNN path took longer than the forward
+    pass): sums in float32 on the layer's own output, a chunk of rows at a time (per-token
+    sums by one index_add instead of a one-hot design matrix [V, R] times the rows; the count
+    of positive outputs by a sign pass, boolean reductions measured ~5x slower), added to
     float64 running sums.
     """
 

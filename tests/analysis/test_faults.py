@@ -29,8 +29,10 @@ from tests.factories import BuiltinModelFactory, ChangeFactory
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 QUICK = {"dataset": {"name": "shapes", "n": 80}, "train": {"epochs": 1}}
-# Two seeds (six jobs), each long enough to be cut in the middle of.
-INTERRUPTIBLE = {"dataset": {"name": "shapes", "n": 400}, "train": {"epochs": 4}, "seeds": 2}
+# Two seeds (six jobs), each long enough to be cut in the middle of: progress comes per epoch,
+# and with 4 epochs a fast CPU (2026-12-01) finished the last job in 0.2 s, before a poll
+# every 50 ms saw it mid-training.
+INTERRUPTIBLE = {"dataset": {"name": "shapes", "n": 400}, "train": {"epochs": 12}, "seeds": 2}
 RUNS_DURING_OUTAGE = 20
 QUEUE_DOWN = "will start when the queue is back"
 

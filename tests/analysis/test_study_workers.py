@@ -27,8 +27,9 @@ TINY = {
     "rounds": 2,
     "concept": "curvature",
 }
-# Jobs long enough (about a second each here) to kill a worker in the middle of one.
-INTERRUPTIBLE = {**TINY, "dataset": {"name": "shapes", "n": 800}, "train": {"epochs": 4}}
+# Jobs long enough to kill a worker in the middle of one: progress comes per epoch, and with 4
+# epochs a fast CPU (2026-12-01) ran a job in ~0.1-0.4 s.
+INTERRUPTIBLE = {**TINY, "dataset": {"name": "shapes", "n": 800}, "train": {"epochs": 8}}
 STUDY_TIMEOUT = 120
 
 
@@ -118,10 +119,15 @@ def test_a_study_whose_worker_is_killed_mid_round_completes_after_a_restart(
     )
     started = time.monotonic()
     with worker() as first:
-        # Given a round-1 job in the middle of its training ...
+        # Given a round-1 job in the middle of its training, with epochs left (a study's
+        # training reports progress up to 0.9) ...
         job = wait_for(
             lambda: AnalysisJob.objects.filter(
-                run=study, key__startswith="r1:", status="running", progress__gt=0
+                run=study,
+                key__startswith="r1:",
+                status="running",
+                progress__gt=0,
+                progress__lt=0.6,
             ).first(),
             timeout=STUDY_TIMEOUT,
             interval=0.05,

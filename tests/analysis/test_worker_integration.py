@@ -102,13 +102,18 @@ def test_killed_worker_child_leads_to_redelivery_and_one_outcome(
             change=change,
             config={
                 "dataset": {"name": "shapes", "n": 600},
-                "train": {"epochs": 4},
+                # progress comes per epoch: 12 keep a job mid-training for a few tenths of a
+                # second even on a fast CPU (4 took ~0.1 s there)
+                "train": {"epochs": 12},
                 "seeds": 3,
             },
         )
-        # Given a job that has reported progress at least once (it is mid-training) ...
+        # Given a job that has reported progress at least once (per epoch) and has half its
+        # training left, so that it is still running when it is killed ...
         job = wait_for(
-            lambda: AnalysisJob.objects.filter(run=run, status="running", progress__gt=0).first(),
+            lambda: AnalysisJob.objects.filter(
+                run=run, status="running", progress__gt=0, progress__lt=0.5
+            ).first(),
             timeout=120,
             interval=0.05,
             describe=lambda: log.read_text()[-3000:],

@@ -181,13 +181,12 @@ def fold_neuron_rows(output, shift, design, tokens, design_sums, token_sums, squ
             maximum[unit] = largest[unit]
     for token in range(n_tokens):
         if pending[token]:
-            for unit in range(width):
-                token_sums[token, unit] += token_partial[token, unit]
+            _flush_token(token, token_partial, pending, token_sums)
 
 
 @compiled(fastmath=_FAST)
 def _flush_token(token, partial, pending, token_sums):
-    """Move a token's float32 partial sums (CHUNK_ROWS rows) into its float64 sums."""
+    """Move a token's float32 partial sums (up to CHUNK_ROWS rows) into its float64 sums."""
     total, row = token_sums[token], partial[token]
     for unit in range(row.shape[0]):
         total[unit] += row[unit]
